@@ -1,0 +1,110 @@
+"""The one table every reader produces, the reader registry and layout detection.
+
+A reader turns a dataset folder into a :class:`DataIndex`: one row per sample with columns
+
+    path   absolute path of the image file (str)
+    label  integer class index into ``classes`` (int)
+    split  'train' | 'valid' | 'test' | '' (unsplit: medaug splits it, patient-disjoint)
+    group  patient (or accession) id used for patient-disjoint splits (str)
+    study  study id for study-level metrics, '' when the dataset has none (str)
+    roi    path of a ground-truth region mask (non-zero = finding), '' when none (str)
+
+Readers may add columns that :func:`medaug.data.io.load_sample` understands (``bbox`` for crops,
+``slice`` for NIfTI/DICOM volumes). Everything downstream (cache, splits, training, checks)
+reads only this table, so a new format is one new file with one registered function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from ..errors import MedaugError
+from ..registry import Registry
+
+COLUMNS = ["path", "label", "split", "group", "study", "roi"]
+ROI_SUFFIX = "_roi"  # ground-truth mask of image1.png is image1_roi.png beside it
+
+
+@dataclass
+class DataIndex:
+    frame: pd.DataFrame
+    classes: list[str]
+    root: Path
+    format: str
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in COLUMNS if c not in self.frame.columns]
+        if missing:
+            raise ValueError(f"reader {self.format} produced no column(s) {missing}")
+        if len(self.frame) == 0:
+            raise MedaugError(f"{self.root}: no images found for format {self.format!r}; check the folder and --format")
+        counts = self.frame["label"].value_counts()
+        empty = [c for i, c in enumerate(self.classes) if counts.get(i, 0) == 0]
+        if empty:
+            raise MedaugError(f"{self.root}: class(es) {', '.join(empty)} have no images; add images or remove the class")
+
+
+@dataclass
+class Reader:
+    name: str
+    read: Callable[..., DataIndex]  # read(root: Path, **options) -> DataIndex
+    detect: Callable[[Path], bool]  # cheap check of the on-disk layout
+
+
+READERS: Registry[Reader] = Registry("data format")
+
+
+def register_reader(name: str, detect: Callable[[Path], bool]):
+    """Decorator: ``@register_reader("mura", detect=looks_like_mura)`` on ``read(root, **opts)``."""
+
+    def deco(read: Callable[..., DataIndex]):
+        READERS.register(name)(lambda: Reader(name, read, detect))
+        return read
+
+    return deco
+
+
+def _import_readers() -> None:
+    # Import for the registration side effect; each module registers its reader.
+    from . import mura  # noqa: F401
+
+    try:  # readers added by later work register themselves in readers/__init__
+        from . import readers  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - only while readers is absent
+        if "readers" not in str(exc):
+            raise
+
+
+def detect_format(root: Path) -> str:
+    _import_readers()
+    for name in READERS.names():
+        if READERS.create(name).detect(root):
+            return name
+    raise MedaugError(
+        f"{root}: layout not recognised; expected one of {', '.join(READERS.names())} (see README 'Datasets'), "
+        "or pass --format"
+    )
+
+
+def read_index(root: str | Path, fmt: str = "auto", **options) -> DataIndex:
+    """Read a dataset folder (or file) into a :class:`DataIndex`; ``fmt='auto'`` detects the layout."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise MedaugError(f"{root}: no such file or folder; check the --data path")
+    if root.is_dir() and not any(root.iterdir()):
+        raise MedaugError(f"{root}: the folder is empty; point --data at a dataset (or run `medaug data synth --out {root}`)")
+    _import_readers()
+    name = detect_format(root) if fmt == "auto" else fmt
+    reader = READERS.create(name)
+    return reader.read(root, **options)
+
+
+def roi_path_for(image: Path) -> str:
+    """Path of the ground-truth mask beside ``image`` if it exists, else ''."""
+    cand = image.with_name(image.stem + ROI_SUFFIX + image.suffix)
+    return str(cand) if cand.exists() else ""

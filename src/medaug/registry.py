@@ -1,0 +1,42 @@
+"""Name -> factory registries (timm style), so the CLI and TOML can address things by name."""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, TypeVar
+
+from .errors import MedaugError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A dict from name to factory with a decorator and a helpful unknown-name error."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def deco(fn: Callable[..., T]) -> Callable[..., T]:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._items[name] = fn
+            return fn
+
+        return deco
+
+    def get(self, name: str) -> Callable[..., T]:
+        if name not in self._items:
+            raise MedaugError(
+                f"unknown {self.kind} {name!r}: choose one of {', '.join(sorted(self._items))}"
+            )
+        return self._items[name]
+
+    def create(self, name: str, *args, **kwargs) -> T:
+        return self.get(name)(*args, **kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
