@@ -1,0 +1,203 @@
+"""The ``medaug`` command line: one Typer app; commands only parse options and call the library.
+
+Every user-fixable problem is a :class:`medaug.errors.MedaugError`, printed as one line on
+stderr with exit code 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .data.commands import data_app
+from .errors import MedaugError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Learned data augmentation for medical image classification (APGA, PGNM, generative) and fair baselines.")
+app.add_typer(data_app, name="data")
+out = Console()
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """['lam=0.1', 'variant=devries', 'tta=true'] -> typed dict (TOML value syntax, bare words as strings)."""
+    import tomllib
+
+    options = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise MedaugError(f"--option {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        try:
+            options[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+@app.command()
+def train(
+    data: Optional[Path] = typer.Option(None, help="Dataset folder (or a prepared cache)."),
+    method: Optional[str] = typer.Option(None, help="Augmentation method (`medaug methods` lists them) [default: none]."),
+    seed: Optional[int] = typer.Option(None, help="[default: 0]"),
+    model: Optional[str] = typer.Option(None, help="Classifier: tiny, densenet121, densenet169, resnet18, resnet50 [default: tiny]."),
+    n_shot: Optional[int] = typer.Option(None, help="Training images per class [default: 0 = all]."),
+    epochs: Optional[int] = typer.Option(None, help="[default: 15]"),
+    out_dir: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (resumed if it holds a checkpoint)."),
+    size: Optional[int] = typer.Option(None, help="Image side in pixels [default: 64]."),
+    batch_size: Optional[int] = typer.Option(None, help="[default: 32]"),
+    lr: Optional[float] = typer.Option(None, help="[default: 1e-3]"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Dataset format [default: auto]."),
+    body_part: Optional[str] = typer.Option(None, help="MURA body part, e.g. XR_ELBOW [default: all]."),
+    baseline: Optional[str] = typer.Option(None, help="Run folder of a trained `none` model (two-stage methods start from it)."),
+    pretrained: Optional[str] = typer.Option(None, help="Local classifier weights file (nothing is downloaded)."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N [default: auto]"),
+    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 [default: fp32]"),
+    option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable)."),
+    config: Optional[Path] = typer.Option(None, help="TOML with a [train] table; flags given here override it."),
+):
+    """Train and evaluate one run; writes metrics.json, checkpoints and figures to --out."""
+    from .config import TrainConfig, from_dict, load_toml
+    from .train import fit
+
+    values = from_dict(TrainConfig, load_toml(config).get("train", {}), str(config)).to_dict() if config else {}
+    flags = dict(data=data, method=method, seed=seed, model=model, n_shot=n_shot, epochs=epochs, size=size,
+                 batch_size=batch_size, lr=lr, format=fmt, body_part=body_part, baseline=baseline,
+                 pretrained=pretrained, device=device, precision=precision)
+    values.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
+    if option:
+        values["method_options"] = {**values.get("method_options", {}), **parse_options(option)}
+    if not values.get("data"):
+        raise MedaugError("train: give --data DIR (or a --config whose [train] table sets data)")
+    result = fit(TrainConfig(**values), out_dir)
+    show_run(result)
+    out.print(f"results in {out_dir}")
+
+
+def show_run(result: dict) -> None:
+    table = Table(title=f"{result['method']} seed {result['seed']}: test split (n={result['test'].get('n')})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in {**result["test"], **result.get("mask", {})}.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+    out.print(table)
+
+
+@app.command()
+def run(config: Path = typer.Argument(..., help="Experiment TOML (see docs/experiments.md).")):
+    """Run methods x seeds x shots x datasets from a TOML config; finished runs are skipped."""
+    from .experiments import load_plan, run_plan
+    from .report import write_report
+
+    plan = load_plan(config)
+    run_plan(plan)
+    folder = write_report(plan.root)
+    print_summary(plan.root)
+    out.print(f"report: {folder / 'report.md'}")
+
+
+@app.command()
+def report(
+    runs_dir: Path = typer.Argument(..., help="Folder holding run folders (e.g. runs/demo)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Report folder (default RUNS_DIR/report)."),
+):
+    """Rebuild tables, paired tests and figures from the run folders' files alone."""
+    from .report import write_report
+
+    folder = write_report(runs_dir, out_dir)
+    print_summary(runs_dir)
+    out.print(f"report: {folder / 'report.md'}")
+
+
+def print_summary(runs_dir: Path) -> None:
+    """Rich table: one row per (dataset, shot, method), mean ± std over seeds per metric."""
+    from .report import MAIN_METRICS, MASK_METRICS, collect, method_order, summarise
+
+    df = collect(runs_dir)
+    metrics = [m for m in MAIN_METRICS + MASK_METRICS if m in df]
+    summary = summarise(df, metrics)
+    table = Table(title=f"test metrics, mean ± std over seeds ({runs_dir})")
+    for col in ("dataset", "shot", "method", "seeds"):
+        table.add_column(col)
+    for m in metrics:
+        table.add_column(m, justify="right")
+    for (dataset, shot), group in summary.groupby(["dataset", "shot"]):
+        for method in method_order(group["method"]):
+            rows = group[group["method"] == method].set_index("metric")
+            cells = []
+            for m in metrics:
+                if m in rows.index:
+                    r = rows.loc[m]
+                    star = "*" if "t_p_holm" in r and r.get("t_p_holm", 1) < 0.05 and r.get("diff", 0) > 0 else ""
+                    cells.append(f"{r['mean']:.3f} ± {r['std']:.3f}{star}")
+                else:
+                    cells.append("")
+            n = int(rows["n"].max()) if len(rows) else 0
+            table.add_row(str(dataset), str(shot), method, str(n), *cells)
+    out.print(table)
+    out.print("* better than none, paired t-test across seeds, Holm-adjusted p < 0.05")
+
+
+@app.command()
+def demo(
+    data: Path = typer.Option(Path("demo-data"), help="Synthetic dataset folder (created if missing)."),
+    out_dir: Path = typer.Option(Path("demo-runs"), "--out", help="Where runs and the report go."),
+    epochs: int = typer.Option(12),
+    seeds: int = typer.Option(2, help="Seeds per method."),
+    methods: str = typer.Option("none,classical,cutout", help="Comma-separated methods."),
+):
+    """Synthesise data, train every method with several seeds, print the table and write a report."""
+    from .config import TrainConfig
+    from .data.synth import generate
+    from .experiments import ExperimentConfig, make_plan, run_plan
+    from .report import write_report
+
+    start = time.time()
+    if not data.exists():
+        generate(data, n_train=400, n_test=300, size=64, seed=0, shortcut=0.0)
+    exp = ExperimentConfig(name="demo", out=str(out_dir), data=[str(data)], methods=methods.split(","), seeds=list(range(seeds)))
+    plan = make_plan(exp, TrainConfig(epochs=epochs, size=64, model="tiny"))
+    run_plan(plan)
+    folder = write_report(plan.root)
+    print_summary(plan.root)
+    out.print(f"report: {folder / 'report.md'} (figures: {folder})")
+    out.print(f"demo wall time: {time.time() - start:.1f} s")
+
+
+@app.command("methods")
+def list_methods():
+    """List augmentation methods and their options (defaults)."""
+    import dataclasses
+
+    from .methods import METHODS
+
+    table = Table(title="methods")
+    table.add_column("name")
+    table.add_column("options (default)")
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Options))
+        table.add_row(name + (" (starts from `none`)" if cls.needs_baseline else ""), opts or "-")
+    out.print(table)
+
+
+def main() -> None:
+    """Console entry point: user errors are one line on stderr and exit code 2."""
+    try:
+        app()
+    except MedaugError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted; re-run the same command to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Run and experiment configs: dataclasses, loaded from TOML with unknown keys and bad values rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import MedaugError
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. Defaults suit the tiny CPU demo."""
+
+    data: str = ""
+    format: str = "auto"
+    body_part: str = "all"
+    size: int = 64  #: image side in pixels after resizing
+    method: str = "none"
+    method_options: dict = field(default_factory=dict)
+    model: str = "tiny"
+    pretrained: str = ""  #: local weights file for the classifier ('' = random init)
+    in_channels: int = 1  #: 1, or 3 to repeat the gray channel for RGB-pretrained networks
+    epochs: int = 15
+    batch_size: int = 32
+    optimizer: str = "adam"  #: adam | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  #: cosine | none
+    patience: int = 0  #: early stopping after this many epochs without improvement (0 = off)
+    monitor: str = "auroc"  #: validation metric for best-checkpoint selection
+    seed: int = 0
+    split_seed: int = 0  #: seed of the patient-disjoint validation split (fixed across seeds by default)
+    n_shot: int = 0  #: training images per class (0 = all)
+    val_fraction: float = 0.2
+    device: str = "auto"
+    precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast on the device)
+    baseline: str = ""  #: run folder of a trained `none` model; two-stage methods start from its best checkpoint
+    finetune_lr: float = 0.0  #: lr when starting from a baseline (0 = use lr)
+    eval_batch_size: int = 256
+    cache: str = ""  #: cache folder ('' = $MEDAUG_CACHE or ~/.cache/medaug)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.size >= 16, "size must be >= 16"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
+            (self.optimizer in ("adam", "sgd"), "optimizer must be adam or sgd"),
+            (self.schedule in ("cosine", "none"), "schedule must be cosine or none"),
+            (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
+            (self.n_shot >= 0, "n_shot must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise MedaugError(f"config: {msg}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def from_dict(cls, values: dict[str, Any], where: str):
+    """Build dataclass ``cls`` from ``values``, naming unknown keys and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise MedaugError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
+    for key, value in values.items():
+        default = getattr(cls(), key) if key != "data" else ""
+        if isinstance(default, bool) != isinstance(value, bool) or (
+            not isinstance(default, bool) and isinstance(default, (int, float, str, dict, list))
+            and not isinstance(value, (float, int) if isinstance(default, float) else type(default))
+        ):
+            raise MedaugError(f"{where}: {key} should be {type(default).__name__}, got {value!r}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise MedaugError(f"{where}: {exc}") from None
+
+
+def load_toml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise MedaugError(f"{path}: config file not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise MedaugError(f"{path}: malformed TOML ({exc})") from None
+
+
+def dump_toml(values: dict) -> str:
+    return tomli_w.dumps(values)

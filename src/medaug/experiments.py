@@ -1,0 +1,127 @@
+"""Methods x seeds x shots x datasets: one folder per run, finished runs skipped, interrupted ones resumed.
+
+Layout: ``<out>/<experiment>/<dataset>/<method>/shot-<k>/seed-<s>/`` (shot-all when k = 0).
+Two-stage methods (``needs_baseline``) start from the best checkpoint of the ``none`` run with
+the same dataset, shot and seed, which is trained first and reused by every such method.
+
+A TOML config::
+
+    [experiment]
+    name = "demo"
+    out = "runs"
+    data = ["demo-data"]          # dataset folders
+    methods = ["none", "classical", "cutout"]
+    seeds = [0, 1]
+    shots = [0]                   # 0 = all training images
+
+    [train]                       # any TrainConfig field, for every run
+    epochs = 15
+
+    [methods.cutout]              # options of one method
+    variant = "devries"
+
+    [overrides.apga]              # TrainConfig fields for one method's runs
+    finetune_lr = 1e-4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .config import TrainConfig, from_dict, load_toml
+from .errors import MedaugError
+from .methods import METHODS
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "study"
+    out: str = "runs"
+    data: list = field(default_factory=list)
+    methods: list = field(default_factory=lambda: ["none", "classical", "cutout"])
+    seeds: list = field(default_factory=lambda: [0, 1])
+    shots: list = field(default_factory=lambda: [0])
+    executor: str = "local"
+
+
+@dataclass
+class Plan:
+    experiment: ExperimentConfig
+    train: TrainConfig
+    method_options: dict
+    overrides: dict
+
+    @property
+    def root(self) -> Path:
+        return Path(self.experiment.out) / self.experiment.name
+
+
+def load_plan(path: str | Path) -> Plan:
+    raw = load_toml(path)
+    unknown = sorted(set(raw) - {"experiment", "train", "methods", "overrides"})
+    if unknown:
+        raise MedaugError(f"{path}: unknown section(s) {', '.join(unknown)}; use [experiment], [train], [methods.NAME], [overrides.NAME]")
+    exp = from_dict(ExperimentConfig, raw.get("experiment", {}), f"{path} [experiment]")
+    train = from_dict(TrainConfig, raw.get("train", {}), f"{path} [train]")
+    return make_plan(exp, train, raw.get("methods", {}), raw.get("overrides", {}), where=str(path))
+
+
+def make_plan(exp: ExperimentConfig, train: TrainConfig, method_options: dict | None = None,
+              overrides: dict | None = None, where: str = "experiment") -> Plan:
+    method_options, overrides = method_options or {}, overrides or {}
+    if not exp.data:
+        raise MedaugError(f"{where}: [experiment] data is empty; list at least one dataset folder")
+    for name in list(exp.methods) + list(method_options) + list(overrides):
+        METHODS.get(name)  # unknown names fail here, before any training
+    for name, values in overrides.items():
+        from_dict(TrainConfig, values, f"{where} [overrides.{name}]")
+    for name, opts in method_options.items():
+        METHODS.create(name, **opts)  # validates the options
+    if any(METHODS.get(m).needs_baseline for m in exp.methods) and "none" not in exp.methods:
+        exp = dataclasses.replace(exp, methods=["none", *exp.methods])
+    # the baseline runs first so two-stage methods can start from it
+    exp = dataclasses.replace(exp, methods=sorted(exp.methods, key=lambda m: m != "none"))
+    return Plan(exp, train, method_options, overrides)
+
+
+def dataset_name(data: str, body_part: str = "all") -> str:
+    name = Path(data).resolve().name
+    return name if body_part == "all" else f"{name}-{body_part}"
+
+
+def run_dir(plan: Plan, data: str, method: str, shot: int, seed: int) -> Path:
+    return plan.root / dataset_name(data, plan.train.body_part) / method / (f"shot-{shot}" if shot else "shot-all") / f"seed-{seed}"
+
+
+def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> TrainConfig:
+    values = {**plan.train.to_dict(), **plan.overrides.get(method, {})}
+    values.update(data=str(data), method=method, n_shot=shot, seed=seed,
+                  method_options=plan.method_options.get(method, {}))
+    if METHODS.get(method).needs_baseline:
+        values["baseline"] = str(run_dir(plan, data, "none", shot, seed))
+    return TrainConfig(**values)
+
+
+def run_plan(plan: Plan, on_result: Callable[[Path, dict], None] | None = None) -> list[tuple[Path, dict]]:
+    """Run every (dataset, shot, seed, method) of ``plan`` in order; returns (run dir, metrics) pairs."""
+    from .train import fit, load_data
+
+    results = []
+    exp = plan.experiment
+    for data in exp.data:
+        for shot in exp.shots:
+            for seed in exp.seeds:
+                dataset = None  # loaded once per (data, shot, seed), shared by the methods
+                for method in exp.methods:
+                    cfg = run_config(plan, data, method, shot, seed)
+                    out = run_dir(plan, data, method, shot, seed)
+                    if not (out / "metrics.json").is_file() and dataset is None:
+                        dataset = load_data(cfg)
+                    metrics = fit(cfg, out, dataset)
+                    results.append((out, metrics))
+                    if on_result:
+                        on_result(out, metrics)
+    return results

@@ -1,0 +1,7 @@
+"""Augmentation methods, one file each, behind the interface in ``base.py``.
+
+Importing this package registers every method in ``METHODS``.
+"""
+
+from .base import METHODS, Method, create_method  # noqa: F401
+from . import none, classical, cutout  # noqa: F401,E401  (registration)

@@ -1,0 +1,96 @@
+"""The method interface: what differs between augmentation methods, and nothing else.
+
+The training loop (``medaug.train``) never branches on a method's name. A method owns how a
+batch becomes training inputs, any extra network (policy, segmenter) with its optimizer, and its
+own losses. Images reach a method as float [B, C, H, W] in [0, 1] on the training device; labels
+as int64 [B]. ``ctx`` (``medaug.train.Context``) gives the classifier, its optimizer step, the
+device and the config.
+
+Options are a dataclass per method (``Options``), filled from TOML/CLI with unknown keys rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from ..errors import MedaugError
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..train import Context
+
+
+class Method:
+    """Base class: plain supervised training, no augmentation."""
+
+    name: ClassVar[str] = "base"
+    #: Two-stage methods start from the best checkpoint of a trained ``none`` baseline.
+    needs_baseline: ClassVar[bool] = False
+
+    @dataclasses.dataclass
+    class Options:
+        pass
+
+    def __init__(self, **options: Any):
+        fields = {f.name for f in dataclasses.fields(self.Options)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise MedaugError(
+                f"method {self.name!r}: unknown option(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(fields)) or '(none)'}"
+            )
+        try:
+            self.opts = self.Options(**options)
+        except (TypeError, ValueError) as exc:
+            raise MedaugError(f"method {self.name!r}: bad option: {exc}") from None
+
+    def setup(self, ctx: "Context") -> None:
+        """Build extra networks and optimizers (called once, before resuming)."""
+
+    def train_step(self, ctx: "Context", x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All updates for one batch. x float [B, C, H, W] in [0, 1]; y int64 [B]. Returns detached logs."""
+        loss = ctx.loss(ctx.logits(x), y)
+        ctx.step(loss)
+        return {"loss": loss.detach()}
+
+    def predict(self, ctx: "Context", x: torch.Tensor) -> torch.Tensor:
+        """Logits [B, K] at evaluation time (test-time augmentation lives here)."""
+        return ctx.logits(x)
+
+    def masks(self, ctx: "Context", x: torch.Tensor) -> torch.Tensor | None:
+        """Keep-masks float {0, 1} [B, 1, H, W] (1 = pixel kept / judged useful), or None."""
+        return None
+
+    def state_dict(self) -> dict:
+        """Extra state to checkpoint (policy weights, optimizers, baselines)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: register a Method subclass under ``cls.name``."""
+    METHODS.register(cls.name)(cls)
+    return cls
+
+
+def create_method(name: str, options: dict | None = None) -> Method:
+    return METHODS.create(name, **(options or {}))
+
+
+def concat_step(ctx: "Context", x: torch.Tensor, y: torch.Tensor, x_aug: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One classifier update on originals and augmented copies together (the 1:1 mix).
+
+    x, x_aug float [B, C, H, W]; y int64 [B]. The mean loss over the 2B images equals the average
+    of the two halves' losses, so this is the paper's 1:1 ratio in one forward/backward.
+    """
+    loss = ctx.loss(ctx.logits(torch.cat([x, x_aug])), torch.cat([y, y]))
+    ctx.step(loss)
+    return {"loss": loss.detach()}

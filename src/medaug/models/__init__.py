@@ -1,0 +1,1 @@
+"""Networks by name: classifiers (``classifiers.py``) and segmentation policies (``policies.py``)."""

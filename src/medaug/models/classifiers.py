@@ -1,0 +1,82 @@
+"""Classifier registry over MONAI networks, plus a tiny CNN for fast tests and CPU demos.
+
+``create_classifier(name, in_channels, num_classes, pretrained=path)``: every network maps
+float [B, C, H, W] to logits [B, num_classes]. ``CAM_LAYERS`` names the layer GradCAM uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+CLASSIFIERS: Registry[nn.Module] = Registry("model")
+
+# Default GradCAM target layer per model (the last feature map before pooling).
+CAM_LAYERS = {
+    "tiny": "features.3",
+    "densenet121": "features.norm5",
+    "densenet169": "features.norm5",
+    "resnet18": "layer4",
+    "resnet50": "layer4",
+}
+
+
+class TinyCNN(nn.Module):
+    """Four conv blocks (16-32-64-64 channels) and a linear head; ~70k parameters."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, width: int = 16):
+        super().__init__()
+
+        def block(cin: int, cout: int, pool: bool) -> nn.Sequential:
+            layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            return nn.Sequential(*layers, nn.MaxPool2d(2)) if pool else nn.Sequential(*layers)
+
+        w = width
+        self.features = nn.Sequential(block(in_channels, w, True), block(w, 2 * w, True), block(2 * w, 4 * w, True), block(4 * w, 4 * w, False))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(4 * w, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@CLASSIFIERS.register("tiny")
+def tiny(in_channels: int, num_classes: int) -> nn.Module:
+    return TinyCNN(in_channels, num_classes)
+
+
+def _monai_densenet(cls_name: str):
+    def make(in_channels: int, num_classes: int) -> nn.Module:
+        from monai.networks import nets
+
+        return getattr(nets, cls_name)(spatial_dims=2, in_channels=in_channels, out_channels=num_classes)
+
+    return make
+
+
+def _monai_resnet(fn_name: str):
+    def make(in_channels: int, num_classes: int) -> nn.Module:
+        from monai.networks import nets
+
+        return getattr(nets, fn_name)(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes)
+
+    return make
+
+
+CLASSIFIERS.register("densenet121")(_monai_densenet("DenseNet121"))
+CLASSIFIERS.register("densenet169")(_monai_densenet("DenseNet169"))
+CLASSIFIERS.register("resnet18")(_monai_resnet("resnet18"))
+CLASSIFIERS.register("resnet50")(_monai_resnet("resnet50"))
+
+
+def create_classifier(name: str, in_channels: int = 1, num_classes: int = 2, pretrained: str | Path | None = None) -> nn.Module:
+    """Build classifier ``name``; load local weights from ``pretrained`` when given (never downloads)."""
+    model = CLASSIFIERS.create(name, in_channels, num_classes)
+    if pretrained:
+        from .weights import load_pretrained
+
+        load_pretrained(model, pretrained, arch=name)
+    return model

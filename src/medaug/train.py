@@ -1,0 +1,313 @@
+"""The one training loop: epochs, AMP, early stopping, best checkpoint, exact resume.
+
+It never branches on a method's name: :class:`medaug.methods.Method` owns what differs.
+A run folder holds::
+
+    config.toml      the exact TrainConfig
+    checkpoint.pt    everything needed to resume (written atomically after every epoch)
+    best.pt          classifier + method state at the best validation epoch
+    log.jsonl        one line per epoch: train losses, validation metrics, time
+    metrics.json     written last and atomically: its presence means the run is finished
+    predictions.npz  test-set probabilities, labels and study ids (for ROC, calibration, reports)
+    masks.png        test images with the masks the method keeps, when it has masks
+    mask_history.npz masks of fixed validation images after every epoch (watch a policy learn)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__
+from .config import TrainConfig, dump_toml
+from .data.cache import ArraySplit, Dataset, load_dataset
+from .device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
+from .errors import MedaugError
+from .io_utils import save_torch, write_json, write_text
+from .methods import Method, create_method
+from .metrics import classification_metrics, mask_metrics
+from .models.classifiers import create_classifier
+from .progress import make_progress
+
+N_MASK_SNAPSHOTS = 8  # fixed validation images whose masks are saved every epoch
+
+
+@dataclass
+class Context:
+    """What a method may use: the classifier, its update step, the device and the config."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    cfg: TrainConfig
+    num_classes: int
+    scaler: torch.amp.GradScaler
+    extras: dict = field(default_factory=dict)  # baseline dir etc., for methods that need them
+
+    def inputs(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 [B, H, W] -> float [B, 1, H, W] in [0, 1] on the device."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
+        return x.unsqueeze(1).float().div_(255.0)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images -> network input: zero-centred, gray repeated to ``in_channels``."""
+        x = (x - 0.5) / 0.25
+        return x.expand(-1, self.cfg.in_channels, -1, -1) if self.cfg.in_channels != x.shape[1] else x
+
+    def logits(self, x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+        """Classifier logits float32 [B, K] for images float [B, 1, H, W] in [0, 1]."""
+        with autocast(self.device, self.cfg.precision):
+            out = (model or self.model)(self.normalize(x))
+        return out.float()
+
+    @staticmethod
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """zero_grad, backward (loss-scaled for fp16), optimizer step."""
+        opt = optimizer or self.optimizer
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+
+
+def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
+    """Shuffled index batches; a trailing batch of one is dropped (BatchNorm needs two)."""
+    perm = torch.randperm(n, generator=generator).numpy()
+    out = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+    return [b for b in out if len(b) > 1]
+
+
+@torch.no_grad()
+def predict_probs(method: Method, ctx: Context, split: ArraySplit) -> np.ndarray:
+    """Softmax probabilities float64 [N, K] of ``method.predict`` over a split."""
+    ctx.model.eval()
+    out = []
+    for i in range(0, len(split), ctx.cfg.eval_batch_size):
+        x = ctx.inputs(split.images[i : i + ctx.cfg.eval_batch_size])
+        out.append(torch.softmax(method.predict(ctx, x), dim=1).double().cpu())
+    return torch.cat(out).numpy()
+
+
+def predict_masks(method: Method, ctx: Context, images: np.ndarray) -> np.ndarray | None:
+    """Keep-masks uint8 {0, 1} [N, H, W] of ``method.masks``, or None for methods without masks."""
+    ctx.model.eval()
+    out = []
+    for i in range(0, len(images), ctx.cfg.eval_batch_size):
+        m = method.masks(ctx, ctx.inputs(images[i : i + ctx.cfg.eval_batch_size]))
+        if m is None:
+            return None
+        out.append((m[:, 0] > 0.5).to(torch.uint8).cpu())
+    return torch.cat(out).numpy()
+
+
+def evaluate(method: Method, ctx: Context, split: ArraySplit, studies: bool = True) -> tuple[dict, np.ndarray]:
+    probs = predict_probs(method, ctx, split)
+    return classification_metrics(split.labels, probs, split.studies if studies else None), probs
+
+
+def snapshot_indices(split: ArraySplit) -> np.ndarray:
+    """Fixed validation images for mask snapshots: those with a finding first."""
+    has_roi = split.rois.reshape(len(split), -1).any(1) if split.rois is not None else np.zeros(len(split), bool)
+    order = np.concatenate([np.flatnonzero(has_roi), np.flatnonzero(~has_roi)])
+    return order[:N_MASK_SNAPSHOTS]
+
+
+def _score(metrics: dict, monitor: str) -> float:
+    """Higher is better; 'loss' is negated; an undefined metric falls back to -loss."""
+    if monitor == "loss":
+        return -metrics["loss"]
+    if monitor not in metrics:
+        raise MedaugError(f"config: monitor {monitor!r} is not a metric; use one of {', '.join(k for k in metrics if k != 'warnings')}")
+    value = metrics[monitor]
+    return -metrics["loss"] if value is None or math.isnan(value) else value
+
+
+def load_data(cfg: TrainConfig) -> Dataset:
+    """The dataset a config asks for: read, cached, split, k-shot sampled with the run's seed."""
+    return load_dataset(
+        cfg.data, size=cfg.size, fmt=cfg.format, cache=cfg.cache or None, val_fraction=cfg.val_fraction,
+        split_seed=cfg.split_seed, n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress,
+        body_part=cfg.body_part,
+    )
+
+
+def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None) -> dict:
+    """Train, select, test. Returns the metrics dict (also written to ``out_dir/metrics.json``).
+
+    A finished run (metrics.json present) is returned as is; an interrupted one resumes from
+    ``checkpoint.pt`` and ends with the same metrics as an uninterrupted run on the same device.
+    """
+    out = Path(out_dir)
+    done = out / "metrics.json"
+    if done.is_file():
+        import json
+
+        return json.loads(done.read_text())
+    start = time.time()
+    method = create_method(cfg.method, cfg.method_options)  # validate names before any work
+    if method.needs_baseline and not cfg.baseline:
+        raise MedaugError(
+            f"method {cfg.method!r} starts from a trained `none` model: pass --baseline RUN_DIR "
+            "(`medaug run` and `medaug demo` train and pass it for you)"
+        )
+    seed_everything(cfg.seed)
+    if dataset is None:
+        dataset = load_data(cfg)
+    device = resolve_device(cfg.device)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.toml", dump_toml({"train": cfg.to_dict()}))
+
+    torch.manual_seed(cfg.seed)
+    model = create_classifier(cfg.model, cfg.in_channels, len(dataset.classes), cfg.pretrained or None).to(device)
+    lr = cfg.lr
+    if cfg.baseline:
+        base = Path(cfg.baseline) / "best.pt"
+        if not base.is_file():
+            raise MedaugError(f"--baseline {cfg.baseline}: no best.pt; train the `none` baseline there first")
+        model.load_state_dict(torch.load(base, map_location=device, weights_only=True)["model"])
+        lr = cfg.finetune_lr or cfg.lr
+    optimizer = make_optimizer(model.parameters(), cfg.optimizer, lr, cfg.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        if cfg.schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
+    ctx = Context(model, optimizer, device, cfg, len(dataset.classes), scaler,
+                  extras={"baseline": cfg.baseline, "classes": dataset.classes})
+    method.setup(ctx)
+
+    snap_idx = snapshot_indices(dataset.valid)
+    state = dict(epoch=0, history=[], best_score=-math.inf, best_epoch=-1, bad_epochs=0, snapshots=[])
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        method.load_state_dict(ckpt["method"])
+        set_rng_state(ckpt["rng"])
+        state = ckpt["state"]
+
+    train = dataset.train
+    with make_progress() if cfg.progress else _NullProgress() as bar:
+        task = bar.add_task(f"{cfg.method} seed {cfg.seed}", total=cfg.epochs, completed=state["epoch"], status="")
+        while state["epoch"] < cfg.epochs and not (cfg.patience and state["bad_epochs"] >= cfg.patience):
+            epoch = state["epoch"]
+            t0 = time.time()
+            model.train()
+            sums: dict[str, torch.Tensor] = {}
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            order = batches(len(train), cfg.batch_size, gen)
+            for idx in order:
+                x, y = ctx.inputs(train.images[idx]), torch.from_numpy(train.labels[idx]).to(device)
+                for k, v in method.train_step(ctx, x, y).items():
+                    sums[k] = sums.get(k, 0.0) + v.float()
+            scheduler.step()
+            logs = {k: float(v) / max(len(order), 1) for k, v in sums.items()}  # one host sync per epoch
+            bad = [k for k, v in logs.items() if not math.isfinite(v)]
+            if bad:
+                raise MedaugError(
+                    f"{out}: {', '.join(bad)} became NaN/inf in epoch {epoch + 1}; lower --lr, use --precision fp32, "
+                    "or check the data for constant images"
+                )
+            val, _ = evaluate(method, ctx, dataset.valid, studies=False)
+            score = _score(val, cfg.monitor)
+            if score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+                save_torch(out / "best.pt", {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch})
+            else:
+                state["bad_epochs"] += 1
+            snap = predict_masks(method, ctx, dataset.valid.images[snap_idx])
+            if snap is not None:
+                state["snapshots"].append(torch.from_numpy(snap))
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "time_s": round(time.time() - t0, 3),
+                   **{f"train_{k}": v for k, v in logs.items()},
+                   **{f"val_{k}": v for k, v in val.items() if k != "warnings"}}
+            state["history"].append(row)
+            state["epoch"] = epoch + 1
+            save_torch(ckpt_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "method": method.state_dict(), "rng": rng_state(), "state": state,
+            })
+            write_text(out / "log.jsonl", "".join(_json_line(r) for r in state["history"]))
+            bar.update(task, advance=1, status=f"loss {logs.get('loss', float('nan')):.3f} val {cfg.monitor} {val.get(cfg.monitor, float('nan')):.3f}")
+
+    best = torch.load(out / "best.pt", map_location=device, weights_only=True)
+    model.load_state_dict(best["model"])
+    method.load_state_dict(best["method"])
+    valid_metrics, _ = evaluate(method, ctx, dataset.valid)
+    test_metrics, test_probs = evaluate(method, ctx, dataset.test)
+    result = {
+        "method": cfg.method, "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
+        "classes": dataset.classes, "n_train": len(dataset.train), "n_valid": len(dataset.valid), "n_test": len(dataset.test),
+        "best_epoch": state["best_epoch"] + 1, "epochs_run": state["epoch"],
+        "valid": valid_metrics, "test": test_metrics,
+        "data_fingerprint": dataset.fingerprint, "device": str(device), "medaug_version": __version__,
+        "wall_s": round(time.time() - start, 2),
+    }
+    test_masks = predict_masks(method, ctx, dataset.test.images)
+    if test_masks is not None and dataset.test.rois is not None:
+        result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool))
+    _write_artifacts(out, dataset, test_probs, test_masks, state, snap_idx)
+    write_json(done, result)  # last: its presence marks the run finished
+    return result
+
+
+def _write_artifacts(out: Path, dataset: Dataset, probs: np.ndarray, masks: np.ndarray | None, state: dict, snap_idx) -> None:
+    from .figures import mask_grid
+
+    test = dataset.test
+    path = out / "predictions.npz"
+    tmp = out / "predictions.tmp.npz"
+    np.savez_compressed(tmp, probs=probs, labels=test.labels, studies=test.studies)
+    tmp.replace(path)
+    if masks is not None:
+        pick = snapshot_indices(test)
+        rois = None if test.rois is None else test.rois[pick]
+        mask_grid(test.images[pick], masks[pick], rois, out / "masks.png")
+        tmp = out / "masks.tmp.npz"
+        extra = {} if rois is None else {"rois": rois}
+        np.savez_compressed(tmp, images=test.images[pick], masks=masks[pick], **extra)
+        tmp.replace(out / "masks.npz")
+    if state["snapshots"]:
+        hist = torch.stack(state["snapshots"]).numpy()
+        tmp = out / "mask_history.tmp.npz"
+        np.savez_compressed(tmp, masks=hist, images=dataset.valid.images[snap_idx])
+        tmp.replace(out / "mask_history.npz")
+
+
+def _json_line(row: dict) -> str:
+    import json
+
+    return json.dumps(row) + "\n"
+
+
+class _NullProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
