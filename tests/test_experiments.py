@@ -1,0 +1,57 @@
+"""Experiments (methods x seeds, two-stage baselines reused) and the report rebuilt from files."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from medaug.config import TrainConfig
+from medaug.experiments import ExperimentConfig, make_plan, run_dir, run_plan
+from medaug.report import collect, summarise, write_report
+
+
+def test_plan_runs_baseline_first_and_reuses_it(tiny_data, tmp_path):
+    exp = ExperimentConfig(name="t", out=str(tmp_path), data=[str(tiny_data)], methods=["apga", "cutout"], seeds=[0, 1])
+    plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False), {"apga": {"policy_width": 4}})
+    assert plan.experiment.methods[0] == "none"  # added and ordered first for the two-stage method
+    results = run_plan(plan)
+    assert len(results) == 6
+    apga_cfg = (run_dir(plan, str(tiny_data), "apga", 0, 1) / "config.toml").read_text()
+    assert str(run_dir(plan, str(tiny_data), "none", 0, 1)) in apga_cfg
+    # re-running skips finished runs (metrics files untouched)
+    stamps = {p: p.stat().st_mtime_ns for p in plan.root.rglob("metrics.json")}
+    run_plan(plan)
+    assert stamps == {p: p.stat().st_mtime_ns for p in plan.root.rglob("metrics.json")}
+
+    df = collect(plan.root)
+    assert set(df["method"]) == {"none", "apga", "cutout"} and len(df) == 6
+    assert "mask_iou" in df  # apga and cutout have masks and the synthetic data has true regions
+    out = write_report(plan.root)
+    for name in ("report.md", "results.csv", "summary.csv", "learning_curves.png", "masks.png"):
+        assert (out / name).is_file(), name
+    summary = pd.read_csv(out / "summary.csv")
+    row = summary[(summary.method == "cutout") & (summary.metric == "accuracy")].iloc[0]
+    accs = df[df.method == "cutout"]["accuracy"]
+    assert row["mean"] == accs.mean() and row["n"] == 2
+    text = (out / "report.md").read_text()
+    assert "cutout" in text and "apga" in text and "± " in text
+
+
+def test_summary_paired_difference_is_per_seed():
+    df = pd.DataFrame({
+        "dataset": ["d"] * 6, "shot": ["all"] * 6, "method": ["none"] * 3 + ["x"] * 3,
+        "seed": [0, 1, 2] * 2, "accuracy": [0.5, 0.6, 0.7, 0.6, 0.7, 0.8],
+    })
+    s = summarise(df, ["accuracy"])
+    x = s[s.method == "x"].iloc[0]
+    assert abs(x["diff"] - 0.1) < 1e-12 and x["n_paired"] == 3
+
+
+def test_metrics_json_is_complete_json(tiny_cfg, tmp_path):
+    from medaug.train import fit
+
+    fit(tiny_cfg(epochs=1), tmp_path / "r")
+    data = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa"):
+        assert key in data["test"]

@@ -1,0 +1,161 @@
+"""Each method's own mechanics, on tiny tensors (no dataset needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medaug.config import TrainConfig
+from medaug.errors import MedaugError
+from medaug.methods import METHODS, create_method
+from medaug.methods.apga import APGA, policy_loss
+from medaug.methods.cutout import Cutout
+from medaug.methods.gradcam import grad_cam
+from medaug.models.classifiers import create_classifier
+from medaug.train import Context
+
+
+def make_ctx(model: str = "tiny", size: int = 32, **cfg) -> Context:
+    torch.manual_seed(0)
+    net = create_classifier(model, 1, 2)
+    c = TrainConfig(data="x", size=size, model=model, **cfg)
+    return Context(net, torch.optim.Adam(net.parameters(), 1e-3), torch.device("cpu"), c, 2,
+                   torch.amp.GradScaler("cpu", enabled=False))
+
+
+def test_registry_lists_the_methods():
+    assert {"none", "classical", "cutout", "apga", "gradcam", "end2end"} <= set(METHODS.names())
+    with pytest.raises(MedaugError, match="unknown method 'nope'"):
+        create_method("nope")
+    with pytest.raises(MedaugError, match="unknown option"):
+        create_method("cutout", {"sise": 3})
+    with pytest.raises(MedaugError, match="variant"):
+        create_method("cutout", {"variant": "square"})
+
+
+@pytest.mark.parametrize("variant", ["apga", "devries"])
+def test_cutout_masks_are_binary_boxes(variant):
+    torch.manual_seed(0)
+    m = Cutout(variant=variant).keep_masks(torch.rand(64, 1, 40, 40))
+    assert m.shape == (64, 1, 40, 40)
+    assert set(m.unique().tolist()) <= {0.0, 1.0}
+    erased = 1 - m[:, 0]
+    # each erased region is one axis-aligned box: rows x cols of its bounding box are all erased
+    for e in erased:
+        if e.sum() == 0:
+            continue
+        rows, cols = e.any(1).nonzero(), e.any(0).nonzero()
+        box = e[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert bool(box.all())
+    if variant == "devries":  # fixed 20x20 square, clipped at borders: never larger
+        assert erased.flatten(1).sum(1).max() <= 400
+    else:  # random area: spread from tiny to most of the image
+        frac = erased.flatten(1).mean(1)
+        assert frac.min() < 0.2 and frac.max() > 0.5
+
+
+def test_classical_augments_on_device_in_range():
+    ctx = make_ctx()
+    method = create_method("classical")
+    method.setup(ctx)
+    x = torch.rand(8, 1, 32, 32)
+    out = method.apply(x)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert not torch.allclose(out, x)
+
+
+@pytest.mark.parametrize("action", ["threshold", "bernoulli"])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_policy_loss_moves_probability_of_taken_action_with_advantage(action, sign):
+    torch.manual_seed(0)
+    logits = torch.randn(4, 1, 8, 8, requires_grad=True)
+    p = torch.sigmoid(logits)
+    a = (p.detach() > 0.5).float() if action == "threshold" else torch.bernoulli(p.detach())
+    loss = policy_loss(p, a, torch.tensor(sign), lambda_zeros=0.0)
+    loss.backward()
+    with torch.no_grad():
+        p_new = torch.sigmoid(logits - 1.0 * logits.grad)
+        logp_old = (a * p.log() + (1 - a) * (1 - p).log()).sum()
+        logp_new = (a * p_new.log() + (1 - a) * (1 - p_new).log()).sum()
+    assert (logp_new > logp_old) if sign > 0 else (logp_new < logp_old)
+
+
+def test_zeros_regulariser_lowers_probabilities():
+    logits = torch.zeros(2, 1, 4, 4, requires_grad=True)
+    p = torch.sigmoid(logits)
+    policy_loss(p, (p.detach() > 0.5).float(), torch.tensor(0.0), lambda_zeros=0.1).backward()
+    assert bool((logits.grad > 0).all())  # gradient descent lowers every logit
+
+
+def _apga(**opts):
+    ctx = make_ctx()
+    m = APGA(policy_width=4, **opts)
+    m.setup(ctx)
+    return ctx, m
+
+
+@pytest.mark.parametrize("update", ["after", "before"])
+def test_apga_ema_baseline_matches_definition(update):
+    ctx, m = _apga(baseline_update=update)
+    torch.manual_seed(1)
+    b = 0.0
+    for _ in range(3):
+        x, y = torch.rand(6, 1, 32, 32), torch.randint(0, 2, (6,))
+        logs = m.train_step(ctx, x, y)
+        b = 0.5 * b + 0.5 * float(logs["reward"])
+        assert float(m.baseline) == pytest.approx(b, abs=1e-6)
+
+
+def test_apga_masks_binary_shape_device_and_policy_changes():
+    ctx, m = _apga(action="bernoulli", reward="sample", policy_size=16)
+    before = [p.clone() for p in m.policy.parameters()]
+    x, y = torch.rand(5, 1, 32, 32), torch.randint(0, 2, (5,))
+    logs = m.train_step(ctx, x, y)
+    assert all(torch.isfinite(v) for v in logs.values())
+    mask = m.masks(ctx, x)
+    assert mask.shape == (5, 1, 32, 32) and mask.device == x.device
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.policy.parameters()))
+
+
+def test_apga_presets_and_tta():
+    assert APGA(preset="code").opts.loss_weights == "code"
+    assert APGA(preset="code").opts.baseline_update == "before"
+    assert APGA().opts.baseline_update == "after"
+    assert APGA(preset="code", action="bernoulli").opts.action == "bernoulli"
+    ctx, m = _apga(tta=True)
+    probs = m.predict(ctx, torch.rand(3, 1, 32, 32)).exp()
+    assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)
+
+
+def test_gradcam_batches_and_leaves_model_gradients_alone():
+    ctx = make_ctx()
+    model = ctx.model.eval()
+    layer = dict(model.named_modules())["features.3"]
+    x = torch.rand(4, 1, 32, 32)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    cam = grad_cam(model, layer, x)
+    assert cam.shape == (4, 1, 32, 32)
+    assert torch.allclose(cam.flatten(1).amax(1), torch.ones(4)) or bool((cam.flatten(1).amax(1) == 0).any())
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in model.parameters())
+    # each image's map matches the single-image computation (batching is exact)
+    single = torch.cat([grad_cam(model, layer, x[i : i + 1]) for i in range(4)])
+    assert torch.allclose(cam, single, atol=1e-5)
+
+
+def test_gradcam_method_unknown_layer():
+    ctx = make_ctx()
+    with pytest.raises(MedaugError, match="layer"):
+        create_method("gradcam", {"layer": "nope"}).setup(ctx)
+
+
+def test_end2end_backpropagates_into_the_segmenter():
+    ctx = make_ctx()
+    m = create_method("end2end", {"policy_width": 4})
+    m.setup(ctx)
+    x, y = torch.rand(4, 1, 32, 32), torch.randint(0, 2, (4,))
+    p, keep = m.soft_hard_mask(ctx, x)
+    loss = ctx.loss(ctx.logits(keep * x), y)  # classification loss only, no regulariser
+    grads = torch.autograd.grad(loss, list(m.policy.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)

@@ -1,0 +1,84 @@
+"""The training loop: end to end, exact resume after a kill, finished runs skipped, NaN loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from medaug.errors import MedaugError
+from medaug.train import fit
+
+
+def test_fit_writes_every_result_file(tiny_cfg, tmp_path):
+    result = fit(tiny_cfg(method="none"), tmp_path / "run")
+    for name in ("config.toml", "checkpoint.pt", "best.pt", "log.jsonl", "metrics.json", "predictions.npz"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert 0.0 <= result["test"]["accuracy"] <= 1.0
+    assert result["epochs_run"] == 2
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
+    # checkpoints load without unpickling arbitrary objects
+    torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+
+
+def test_finished_run_is_skipped(tiny_cfg, tmp_path):
+    first = fit(tiny_cfg(), tmp_path / "run")
+    stamp = (tmp_path / "run" / "metrics.json").stat().st_mtime_ns
+    again = fit(tiny_cfg(), tmp_path / "run")
+    assert again == first
+    assert (tmp_path / "run" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_same_seed_same_metrics(tiny_cfg, tmp_path):
+    a = fit(tiny_cfg(method="cutout"), tmp_path / "a")
+    b = fit(tiny_cfg(method="cutout"), tmp_path / "b")
+    assert a["test"] == b["test"]
+
+
+def test_resume_from_checkpoint_matches_uninterrupted(tiny_cfg, tmp_path):
+    """Interrupt after epoch 2 of 4 (by truncating the run), resume, compare with a straight run."""
+    straight = fit(tiny_cfg(method="classical", epochs=4), tmp_path / "straight")
+    fit(tiny_cfg(method="classical", epochs=2), tmp_path / "resumed")
+    (tmp_path / "resumed" / "metrics.json").unlink()  # as if killed after epoch 2's checkpoint
+    resumed = fit(tiny_cfg(method="classical", epochs=4), tmp_path / "resumed")
+    assert resumed["test"] == straight["test"]
+    assert resumed["best_epoch"] == straight["best_epoch"]
+
+
+def test_kill_9_then_rerun_gives_same_metrics(tiny_data, tmp_path):
+    """The real thing: SIGKILL a `medaug train` process mid-run, run the same command again."""
+    env = {**os.environ, "MEDAUG_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "medaug", "train", "--data", str(tiny_data), "--size", "32", "--epochs", "6",
+            "--method", "cutout", "--batch-size", "16"]
+    straight = subprocess.run(args + ["--out", str(tmp_path / "straight")], env=env, capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr
+    proc = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed" / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "metrics.json").exists(), "killed before finishing"
+    again = subprocess.run(args + ["--out", str(tmp_path / "killed")], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert a["test"] == b["test"]
+
+
+def test_nan_loss_is_a_clear_error(tiny_cfg, tmp_path):
+    with pytest.raises(MedaugError, match="NaN"):
+        fit(tiny_cfg(lr=1e12, optimizer="sgd", epochs=3), tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_two_stage_method_needs_a_baseline(tiny_cfg, tmp_path):
+    with pytest.raises(MedaugError, match="--baseline"):
+        fit(tiny_cfg(method="apga"), tmp_path / "run")
