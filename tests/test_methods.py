@@ -107,13 +107,15 @@ def test_apga_ema_baseline_matches_definition(update):
 
 
 def test_apga_masks_binary_shape_device_and_policy_changes():
-    ctx, m = _apga(action="bernoulli", reward="sample", policy_size=16)
+    ctx = make_ctx(size=64)
+    m = APGA(policy_width=4, action="bernoulli", reward="sample", policy_size=32)  # mask upsampled 32 -> 64
+    m.setup(ctx)
     before = [p.clone() for p in m.policy.parameters()]
-    x, y = torch.rand(5, 1, 32, 32), torch.randint(0, 2, (5,))
+    x, y = torch.rand(5, 1, 64, 64), torch.randint(0, 2, (5,))
     logs = m.train_step(ctx, x, y)
     assert all(torch.isfinite(v) for v in logs.values())
     mask = m.masks(ctx, x)
-    assert mask.shape == (5, 1, 32, 32) and mask.device == x.device
+    assert mask.shape == (5, 1, 64, 64) and mask.device == x.device
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert any(not torch.equal(a, b) for a, b in zip(before, m.policy.parameters()))
 
@@ -142,6 +144,12 @@ def test_gradcam_batches_and_leaves_model_gradients_alone():
     # each image's map matches the single-image computation (batching is exact)
     single = torch.cat([grad_cam(model, layer, x[i : i + 1]) for i in range(4)])
     assert torch.allclose(cam, single, atol=1e-5)
+
+
+def test_policy_size_must_fit_the_network():
+    ctx = make_ctx(size=48)
+    with pytest.raises(MedaugError, match="policy_size"):
+        APGA(policy_width=4).setup(ctx)
 
 
 def test_gradcam_method_unknown_layer():

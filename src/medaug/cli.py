@@ -170,6 +170,50 @@ def demo(
     out.print(f"demo wall time: {time.time() - start:.1f} s")
 
 
+@app.command("apga-mura")
+def apga_mura(
+    data: Path = typer.Option(..., help="MURA-v1.1 folder (or its parent)."),
+    seed: int = typer.Option(88, help="First seed (the original default)."),
+    body_part: str = typer.Option("elbow", help="elbow, finger, forearm, hand, humerus, shoulder, wrist."),
+    n_runs: int = typer.Option(1, help="Seeds seed .. seed+n_runs-1."),
+    gpu_id: int = typer.Option(0, help="CUDA device index; -1 for CPU."),
+    train_cutout: int = typer.Option(0, help="1 = train the cutout baseline."),
+    train_apga: int = typer.Option(0, help="1 = train APGA."),
+    train_gradcam: int = typer.Option(0, help="1 = train the GradCAM-mask baseline."),
+    train_end2end: int = typer.Option(0, help="1 = train end-to-end masking."),
+    n_shot: int = typer.Option(-1, help="Images per class (-1 = all)."),
+    protocol: str = typer.Option("paper", help="paper (Adam 1e-4 throughout) | code (the authors' code: fine-tune at 1e-5, code APGA preset)."),
+    out_dir: Path = typer.Option(Path("runs"), "--out"),
+    pretrained: str = typer.Option("", help="Local ImageNet DenseNet-169 weights (the paper's init; first conv adapted to 1 channel)."),
+    policy_weights: str = typer.Option("", help="Local TernausNet weights (the paper used Carvana-pretrained)."),
+    epochs: Optional[int] = typer.Option(None, help="Override the protocol's 100 epochs (e.g. for a smoke test)."),
+):
+    """The original APGA repository's flags (apga_mura.py), run as a medaug experiment."""
+    from .compat import PROTOCOLS, plan_from_flags
+    from .experiments import run_plan
+    from .report import write_report
+
+    if protocol not in PROTOCOLS:
+        raise MedaugError(f"--protocol {protocol!r}: choose paper or code")
+    gpu = None if gpu_id < 0 or not _cuda() else gpu_id
+    plan = plan_from_flags(str(data), seed, body_part, n_runs, gpu, bool(train_cutout), bool(train_apga),
+                           bool(train_gradcam), bool(train_end2end), n_shot, protocol, str(out_dir),
+                           pretrained=pretrained, policy_weights=policy_weights, epochs=epochs)
+    run_plan(plan)
+    folder = write_report(plan.root)
+    print_summary(plan.root)
+    out.print(f"report: {folder / 'report.md'}")
+
+
+def _cuda() -> bool:
+    import torch
+
+    if not torch.cuda.is_available():
+        Console(stderr=True).print("note: no CUDA device; running on the CPU")
+        return False
+    return True
+
+
 @app.command("methods")
 def list_methods():
     """List augmentation methods and their options (defaults)."""

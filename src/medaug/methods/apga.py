@@ -105,7 +105,7 @@ class APGA(Method):
     def setup(self, ctx) -> None:
         o = self.opts
         net = create_policy(o.policy, 1, o.policy_width, o.policy_weights)
-        self.policy = PixelPolicy(net, o.policy_size).to(ctx.device)
+        self.policy = PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device)
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
         self.baseline = torch.zeros((), device=ctx.device)  # EMA of the reward, b
 

@@ -39,7 +39,8 @@ class EndToEnd(Method):
 
     def setup(self, ctx) -> None:
         o = self.opts
-        self.policy = PixelPolicy(create_policy(o.policy, 1, o.policy_width, o.policy_weights), o.policy_size).to(ctx.device)
+        net = create_policy(o.policy, 1, o.policy_width, o.policy_weights)
+        self.policy = PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device)
         self.joint_opt = torch.optim.Adam([
             {"params": list(ctx.model.parameters()), "lr": ctx.optimizer.param_groups[0]["lr"]},
             {"params": list(self.policy.parameters()), "lr": o.policy_lr},

@@ -35,7 +35,8 @@ def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, ta
     handle = layer.register_forward_hook(lambda m, i, o: store.__setitem__("act", o))
     try:
         with torch.enable_grad():
-            scores = model(x)
+            # the input carries the graph, so a frozen model (no parameter grads) still yields dA
+            scores = model(x.detach().requires_grad_(True))
             act = store["act"]
             target = scores.argmax(1) if target is None else target
             chosen = scores.gather(1, target[:, None]).sum()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import MedaugError
 from ..registry import Registry
 
 POLICIES: Registry[nn.Module] = Registry("policy")
@@ -32,6 +33,8 @@ class _DecoderBlock(nn.Sequential):
 
 class TernausNet11(nn.Module):
     """UNet with a VGG11 encoder. Input side must be divisible by 32."""
+
+    multiple = 32
 
     def __init__(self, in_channels: int = 1, width: int = 64):
         super().__init__()
@@ -95,9 +98,16 @@ class PixelPolicy(nn.Module):
     policy's resolution. ``upsample(m, H, W)`` brings a mask at policy resolution to the image.
     """
 
-    def __init__(self, net: nn.Module, size: int = 0, in_channels: int = 1):
+    def __init__(self, net: nn.Module, size: int = 0, in_channels: int = 1, image_size: int = 0):
         super().__init__()
         self.net, self.size, self.in_channels = net, size, in_channels
+        side = size or image_size
+        multiple = getattr(net, "multiple", 16)
+        if side and side % multiple:
+            raise MedaugError(
+                f"policy input side {side} is not a multiple of {multiple} for {type(net).__name__}; "
+                f"set the method option policy_size to e.g. {max(multiple, side // multiple * multiple)}"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.size and x.shape[-1] != self.size:
