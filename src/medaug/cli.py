@@ -214,6 +214,49 @@ def _cuda() -> bool:
     return True
 
 
+@app.command()
+def bench(
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    model: str = typer.Option("tiny", help="Classifier (densenet169 for the GPU targets)."),
+    policy: str = typer.Option("ternaus", help="APGA policy network."),
+    policy_width: int = typer.Option(16, help="Policy width (64 = the original TernausNet)."),
+    policy_size: int = typer.Option(0, help="Policy input side (0 = image side)."),
+    size: int = typer.Option(64, help="Image side."),
+    batch: int = typer.Option(32, help="Batch size (source images)."),
+    precision: str = typer.Option("fp32", help="fp32 | bf16 | fp16"),
+    methods: str = typer.Option("none,cutout,classical,gradcam,apga", help="Comma-separated methods."),
+    steps: int = typer.Option(5, help="Steps per timed window."),
+    windows: int = typer.Option(5, help="Timed windows (the median is reported)."),
+    warmup: int = typer.Option(3, help="Untimed steps first."),
+    channels_last: bool = typer.Option(False, help="channels_last memory format for the classifier."),
+    data: Optional[Path] = typer.Option(None, help="A prepared cache: also time the data loader."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
+):
+    """Images/s of each method's training step, side by side, with ratios to cutout and none."""
+    from .bench import run_bench
+    from .config import TrainConfig
+    from .io_utils import write_json
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    cfg = TrainConfig(data="-", model=model, size=size, device=device, precision=precision, progress=False)
+    policy_opts = dict(policy=policy, policy_width=policy_width, policy_size=policy_size)
+    result = run_bench(names, cfg, {"apga": policy_opts, "end2end": policy_opts}, batch, warmup, steps, windows,
+                       channels_last, str(data) if data else None)
+    table = Table(title=f"training-step throughput: {result['device']}, {model} {size}px, batch {batch}, {precision}")
+    for col in ("method", "images/s", "ms/step", "peak MB", "x none", "x cutout"):
+        table.add_column(col, justify="right" if col != "method" else "left")
+    for r in result["methods"]:
+        fmt = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+        table.add_row(r["method"], f"{r['images_per_s']:.1f}", f"{r['step_ms']:.1f}", fmt(r["peak_mem_mb"], 0),
+                      fmt(r["vs_none"]), fmt(r["vs_cutout"]))
+    out.print(table)
+    if "loader_images_per_s" in result:
+        out.print(f"data loader from cache: {result['loader_images_per_s']:.0f} images/s")
+    if json_out:
+        write_json(json_out, result)
+        out.print(f"wrote {json_out}")
+
+
 @app.command("methods")
 def list_methods():
     """List augmentation methods and their options (defaults)."""

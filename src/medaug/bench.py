@@ -1,0 +1,108 @@
+"""``medaug bench``: training-step throughput of each method, measured side by side in one process.
+
+Each method gets a fresh classifier, its own ``setup`` and synthetic tensors of the requested
+shape; warm-up steps are excluded, CUDA is synchronised around every timed window, and the
+figure is the median images/s (source images, not counting augmented copies) over repeated
+windows. Ratios to ``cutout`` and ``none`` are what the speed targets in docs/performance.md are
+stated in, since absolute numbers move with the machine.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import TrainConfig
+from .device import resolve_device, seed_everything
+from .methods import create_method
+from .models.classifiers import create_classifier
+
+
+@dataclass
+class BenchResult:
+    method: str
+    images_per_s: float
+    step_ms: float
+    peak_mem_mb: float | None
+    windows: list[float]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup: int, steps: int, windows: int,
+                 channels_last: bool = False) -> BenchResult:
+    """Median images/s of ``name``'s train_step on random data of the config's shape."""
+    from .train import Context, make_optimizer
+
+    device = resolve_device(cfg.device)
+    seed_everything(0)
+    model = create_classifier(cfg.model, cfg.in_channels, 2).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
+    ctx = Context(model, opt, device, cfg, 2, torch.amp.GradScaler(device.type, enabled=False), extras={})
+    method = create_method(name, options)
+    method.setup(ctx)
+    x = torch.rand(batch, 1, cfg.size, cfg.size, device=device)
+    y = torch.randint(0, 2, (batch,), device=device)
+    model.train()
+    for _ in range(warmup):
+        method.train_step(ctx, x, y)
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rates = []
+    for _ in range(windows):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            method.train_step(ctx, x, y)
+        _sync(device)
+        rates.append(batch * steps / (time.perf_counter() - t0))
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    med = statistics.median(rates)
+    return BenchResult(name, med, 1000 * batch / med, peak, rates)
+
+
+def loader_throughput(cache: str | Path, batch: int = 256, seconds: float = 3.0) -> float:
+    """Images/s of reading shuffled batches from a prepared cache the way training does."""
+    images = np.load(Path(cache) / "images.npy", mmap_mode="r")
+    rng = np.random.default_rng(0)
+    n, done, t0 = len(images), 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        idx = np.sort(rng.choice(n, size=min(batch, n), replace=False))
+        x = torch.from_numpy(np.ascontiguousarray(images[idx])).unsqueeze(1).float().div_(255.0)
+        done += x.shape[0]
+    return done / (time.perf_counter() - t0)
+
+
+def run_bench(methods: list[str], cfg: TrainConfig, options: dict[str, dict], batch: int, warmup: int = 3,
+              steps: int = 5, windows: int = 5, channels_last: bool = False, data: str | None = None) -> dict:
+    results = [bench_method(m, cfg, options.get(m, {}), batch, warmup, steps, windows, channels_last) for m in methods]
+    by = {r.method: r.images_per_s for r in results}
+    device = resolve_device(cfg.device)
+    report = {
+        "date": time.strftime("%Y-%m-%d"),
+        "medaug_version": __version__,
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "model": cfg.model, "size": cfg.size, "batch": batch, "precision": cfg.precision,
+        "methods": [
+            {**asdict(r), "vs_none": r.images_per_s / by["none"] if "none" in by else None,
+             "vs_cutout": r.images_per_s / by["cutout"] if "cutout" in by else None}
+            for r in results
+        ],
+    }
+    if data:
+        report["loader_images_per_s"] = loader_throughput(data)
+    return report
