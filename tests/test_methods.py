@@ -167,3 +167,48 @@ def test_end2end_backpropagates_into_the_segmenter():
     loss = ctx.loss(ctx.logits(keep * x), y)  # classification loss only, no regulariser
     grads = torch.autograd.grad(loss, list(m.policy.parameters()), allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_fused_apga_step_equals_pass_by_pass_reference_float64():
+    """The fused step (one concatenated classifier pass, one backward for both networks) makes
+    the same updates as the same rule computed pass by pass, in float64 on a BatchNorm-free model."""
+    import copy
+
+    import torch.nn.functional as F
+    from torch import nn
+
+    from medaug.models.policies import PixelPolicy
+
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 2))
+        cfg = TrainConfig(data="x", size=32)
+        ctx = Context(net, torch.optim.Adam(net.parameters(), 1e-2), torch.device("cpu"), cfg, 2, torch.amp.GradScaler("cpu", enabled=False))
+        fused = APGA(policy_width=4, step="fused", reward="sample")
+        fused.setup(ctx)
+        ref_net, ref_policy = copy.deepcopy(net), copy.deepcopy(fused.policy)
+        x, y = torch.rand(6, 1, 32, 32), torch.randint(0, 2, (6,))
+        fused.train_step(ctx, x, y)
+
+        # reference: the same rule, one pass and one update at a time
+        opt_c, opt_p = torch.optim.Adam(ref_net.parameters(), 1e-2), torch.optim.Adam(ref_policy.parameters(), 1e-4)
+        p = ref_policy(x)
+        a = (p.detach() > 0.5).double()
+        with torch.no_grad():
+            loss_adv = F.cross_entropy(ref_net((x * (1 - a) - 0.5) / 0.25), y, reduction="none")
+        loss_orig = F.cross_entropy(ref_net((x - 0.5) / 0.25), y, reduction="none")
+        loss_aid = F.cross_entropy(ref_net((x * a - 0.5) / 0.25), y, reduction="none")
+        opt_c.zero_grad()
+        ((loss_orig.sum() + loss_aid.sum()) / 12).backward()
+        opt_c.step()
+        advantage = (loss_adv - loss_orig.detach()) - 0.0  # b_{t-1} = 0 ('after' update)
+        opt_p.zero_grad()
+        policy_loss(p, a, advantage, 0.1).backward()
+        opt_p.step()
+        for got, want in zip(list(net.parameters()) + list(fused.policy.parameters()),
+                             list(ref_net.parameters()) + list(ref_policy.parameters())):
+            assert torch.allclose(got, want, atol=1e-10, rtol=1e-8)
+        assert isinstance(fused.policy, PixelPolicy)
+    finally:
+        torch.set_default_dtype(torch.float32)

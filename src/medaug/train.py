@@ -65,7 +65,7 @@ class Context:
         """Classifier logits float32 [B, K] for images float [B, 1, H, W] in [0, 1]."""
         with autocast(self.device, self.cfg.precision):
             out = (model or self.model)(self.normalize(x))
-        return out.float()
+        return to_full(out)
 
     @staticmethod
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -78,6 +78,11 @@ class Context:
         self.scaler.scale(loss).backward()
         self.scaler.step(opt)
         self.scaler.update()
+
+
+def to_full(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision autocast outputs -> float32; float32/float64 pass through unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:

@@ -28,6 +28,11 @@ Options (each changes one equation; ``preset="code"`` sets the authors' code's c
   + 0.01 |R - b| BCE(P, 1).
 - ``adv_eval``: False (paper: L_adv in training mode) | True (code: eval mode).
 - ``tta``: test-time augmentation, mean softmax of the original and the aided image.
+- ``step``: 'sequential' (Algorithm 1 as written: three classifier passes, two classifier updates,
+  two policy passes) | 'fused' (the fast schedule, see ``fused_step``): one policy forward, one
+  classifier forward/backward on [x ; a_aid * x] with the aiding mask taken from the same
+  (pre-update) policy output, L_adv from the pre-update classifier, one backward for both
+  networks, no host synchronisation. It changes Algorithm 1 in exactly those three places.
 - ``policy``, ``policy_width``, ``policy_size`` (0 = image size; e.g. 64/112 with the mask upsampled),
   ``policy_lr`` (Adam, paper 1e-4), ``policy_weights`` (local file; the paper used Carvana weights).
 """
@@ -89,6 +94,7 @@ class APGA(Method):
         policy_lr: float = 1e-4
         policy_weights: str = ""
         tta: bool = False
+        step: str = "sequential"  #: sequential (Algorithm 1) | fused (one pass; see module docstring)
 
         def __post_init__(self):
             if self.preset not in PRESETS:
@@ -97,7 +103,8 @@ class APGA(Method):
                 if getattr(self, key) in ("", None):
                     setattr(self, key, value)
             allowed = dict(action=("threshold", "bernoulli"), reward=("batch", "sample"),
-                           baseline_update=("after", "before"), loss_weights=("paper", "code"))
+                           baseline_update=("after", "before"), loss_weights=("paper", "code"),
+                           step=("sequential", "fused"))
             for key, values in allowed.items():
                 if getattr(self, key) not in values:
                     raise ValueError(f"{key} must be one of {', '.join(values)}")
@@ -117,9 +124,53 @@ class APGA(Method):
         """The useful-pixel mask a (float {0,1}, policy resolution)."""
         if self.opts.action == "bernoulli":
             return torch.bernoulli(p.detach())
-        return (p.detach() > 0.5).float()
+        return (p.detach() > 0.5).to(p.dtype)
+
+    def reward_and_advantage(self, loss_adv: torch.Tensor, loss_orig: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 3-4: per-image reward r [B] and the advantage (scalar or [B]); updates the EMA b."""
+        o = self.opts
+        r = loss_adv - loss_orig  # per image
+        reward = r.mean() if o.reward == "batch" else r
+        new_b = o.ema_decay * self.baseline + (1 - o.ema_decay) * r.mean()
+        advantage = reward - (new_b if o.baseline_update == "before" else self.baseline)
+        self.baseline = new_b
+        return r, advantage
 
     def train_step(self, ctx, x, y):
+        return self.fused_step(ctx, x, y) if self.opts.step == "fused" else self.sequential_step(ctx, x, y)
+
+    def fused_step(self, ctx, x, y):
+        """One policy forward, one classifier forward/backward on [x ; aided x], one backward for both."""
+        o = self.opts
+        b, (h, w) = x.shape[0], x.shape[-2:]
+        self.policy.train()
+        p = self.policy_probs(ctx, x)
+        a = self.act(p)
+        aid = PixelPolicy.upsample((p.detach() > 0.5).to(x.dtype), h, w)
+        x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
+        with torch.no_grad():
+            if o.adv_eval:
+                ctx.model.eval()
+            loss_adv = F.cross_entropy(ctx.logits(x_adv), y, reduction="none")
+            ctx.model.train()
+        per_image = F.cross_entropy(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
+        loss_orig, loss_aid = per_image[:b], per_image[b:]
+        with torch.no_grad():
+            r, advantage = self.reward_and_advantage(loss_adv, loss_orig.detach())
+        lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights)
+        loss = per_image.mean()
+        ctx.optimizer.zero_grad(set_to_none=True)
+        self.policy_opt.zero_grad(set_to_none=True)
+        ctx.scaler.scale(loss + lp).backward()  # disjoint parameters: one backward serves both
+        ctx.scaler.step(ctx.optimizer)
+        ctx.scaler.step(self.policy_opt)
+        ctx.scaler.update()
+        return {"loss": loss_orig.mean().detach(), "loss_aided": loss_aid.mean().detach(), "loss_adv": loss_adv.mean(),
+                "reward": r.mean(), "baseline": self.baseline.clone(), "policy_loss": lp.detach(),
+                "useful_fraction": a.mean()}
+
+    def sequential_step(self, ctx, x, y):
+        """Algorithm 1 as written, pass by pass."""
         o = self.opts
         h, w = x.shape[-2:]
         # 1. classifier step on the originals
@@ -136,19 +187,13 @@ class APGA(Method):
                 ctx.model.eval()
             loss_adv = F.cross_entropy(ctx.logits(x_adv), y, reduction="none")
             ctx.model.train()
-            r = loss_adv - loss_orig.detach()  # per image
-            reward = r.mean() if o.reward == "batch" else r
-            # 4. EMA baseline
-            d = o.ema_decay
-            new_b = d * self.baseline + (1 - d) * r.mean()
-            advantage = reward - (new_b if o.baseline_update == "before" else self.baseline)
-            self.baseline = new_b
+            r, advantage = self.reward_and_advantage(loss_adv, loss_orig.detach())  # 3-4. reward, EMA baseline
         # 5-6. policy step
         lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights)
         ctx.step(lp, self.policy_opt)
         # 7. classifier step on aided images (fresh policy output, after its update)
         with torch.no_grad():
-            keep = PixelPolicy.upsample((self.policy_probs(ctx, x) > 0.5).float(), h, w)
+            keep = PixelPolicy.upsample((self.policy_probs(ctx, x) > 0.5).to(x.dtype), h, w)
         loss_aid = F.cross_entropy(ctx.logits(x * keep), y)
         ctx.step(loss_aid)
         return {"loss": loss_orig.mean().detach(), "loss_aided": loss_aid.detach(), "loss_adv": loss_adv.mean(),
@@ -159,7 +204,7 @@ class APGA(Method):
         """Aiding mask (M_p(x) > 0.5) at image resolution, float {0,1} [B, 1, H, W]."""
         self.policy.eval()
         with torch.no_grad():
-            return PixelPolicy.upsample((self.policy_probs(ctx, x) > 0.5).float(), *x.shape[-2:])
+            return PixelPolicy.upsample((self.policy_probs(ctx, x) > 0.5).to(x.dtype), *x.shape[-2:])
 
     def predict(self, ctx, x):
         if not self.opts.tta:

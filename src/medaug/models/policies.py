@@ -115,7 +115,8 @@ class PixelPolicy(nn.Module):
         x = (x - 0.5) / 0.25
         if self.in_channels != x.shape[1]:
             x = x.expand(-1, self.in_channels, -1, -1)
-        return torch.sigmoid(self.net(x).float())
+        out = self.net(x)
+        return torch.sigmoid(out.float() if out.dtype in (torch.float16, torch.bfloat16) else out)
 
     @staticmethod
     def upsample(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
