@@ -230,6 +230,7 @@ def bench(
     warmup: int = typer.Option(3, help="Untimed steps first."),
     channels_last: bool = typer.Option(False, help="channels_last memory format for the classifier."),
     data: Optional[Path] = typer.Option(None, help="A prepared cache: also time the data loader."),
+    option: list[str] = typer.Option([], "--option", "-o", help="METHOD.KEY=VALUE, e.g. apga.step=fused (repeatable)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
 ):
     """Images/s of each method's training step, side by side, with ratios to cutout and none."""
@@ -240,8 +241,13 @@ def bench(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     cfg = TrainConfig(data="-", model=model, size=size, device=device, precision=precision, progress=False)
     policy_opts = dict(policy=policy, policy_width=policy_width, policy_size=policy_size)
-    result = run_bench(names, cfg, {"apga": policy_opts, "end2end": policy_opts}, batch, warmup, steps, windows,
-                       channels_last, str(data) if data else None)
+    options = {"apga": dict(policy_opts), "end2end": dict(policy_opts)}
+    for key, value in parse_options(option).items():
+        if "." not in key:
+            raise MedaugError(f"--option {key}: expected METHOD.KEY=VALUE, e.g. apga.step=fused")
+        name, opt = key.split(".", 1)
+        options.setdefault(name, {})[opt] = value
+    result = run_bench(names, cfg, options, batch, warmup, steps, windows, channels_last, str(data) if data else None)
     table = Table(title=f"training-step throughput: {result['device']}, {model} {size}px, batch {batch}, {precision}")
     for col in ("method", "images/s", "ms/step", "peak MB", "x none", "x cutout"):
         table.add_column(col, justify="right" if col != "method" else "left")
