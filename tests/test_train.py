@@ -41,11 +41,25 @@ def test_same_seed_same_metrics(tiny_cfg, tmp_path):
     assert a["test"] == b["test"]
 
 
-def test_resume_from_checkpoint_matches_uninterrupted(tiny_cfg, tmp_path):
-    """Interrupt after epoch 2 of 4 (by truncating the run), resume, compare with a straight run."""
+def test_resume_from_checkpoint_matches_uninterrupted(tiny_cfg, tmp_path, monkeypatch):
+    """Crash right after epoch 2's checkpoint (of 4), run again, compare with a straight run."""
+    import medaug.train as train_mod
+
     straight = fit(tiny_cfg(method="classical", epochs=4), tmp_path / "straight")
-    fit(tiny_cfg(method="classical", epochs=2), tmp_path / "resumed")
-    (tmp_path / "resumed" / "metrics.json").unlink()  # as if killed after epoch 2's checkpoint
+    real_write, calls = train_mod.write_text, []
+
+    def crash_after_two_epochs(path, text):
+        real_write(path, text)
+        if path.name == "log.jsonl":
+            calls.append(path)
+            if len(calls) == 2:
+                raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(train_mod, "write_text", crash_after_two_epochs)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(tiny_cfg(method="classical", epochs=4), tmp_path / "resumed")
+    monkeypatch.setattr(train_mod, "write_text", real_write)
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
     resumed = fit(tiny_cfg(method="classical", epochs=4), tmp_path / "resumed")
     assert resumed["test"] == straight["test"]
     assert resumed["best_epoch"] == straight["best_epoch"]

@@ -73,11 +73,10 @@ def from_dict(cls, values: dict[str, Any], where: str):
     if unknown:
         raise MedaugError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
     for key, value in values.items():
-        default = getattr(cls(), key) if key != "data" else ""
-        if isinstance(default, bool) != isinstance(value, bool) or (
-            not isinstance(default, bool) and isinstance(default, (int, float, str, dict, list))
-            and not isinstance(value, (float, int) if isinstance(default, float) else type(default))
-        ):
+        f = fields[key]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
             raise MedaugError(f"{where}: {key} should be {type(default).__name__}, got {value!r}")
     try:
         return cls(**values)
