@@ -144,13 +144,17 @@ def print_summary(runs_dir: Path) -> None:
     out.print("* better than none, paired t-test across seeds, Holm-adjusted p < 0.05")
 
 
+DEMO_APGA = {"policy_width": 8, "policy_size": 32, "step": "fused"}
+
+
 @app.command()
 def demo(
     data: Path = typer.Option(Path("demo-data"), help="Synthetic dataset folder (created if missing)."),
     out_dir: Path = typer.Option(Path("demo-runs"), "--out", help="Where runs and the report go."),
-    epochs: int = typer.Option(12),
+    epochs: int = typer.Option(15),
     seeds: int = typer.Option(2, help="Seeds per method."),
-    methods: str = typer.Option("none,classical,cutout", help="Comma-separated methods."),
+    methods: str = typer.Option("none,classical,cutout,gradcam,apga", help="Comma-separated methods."),
+    shortcut: float = typer.Option(0.9, help="Train-only shortcut probability of the synthetic data (if created)."),
 ):
     """Synthesise data, train every method with several seeds, print the table and write a report."""
     from .config import TrainConfig
@@ -160,9 +164,10 @@ def demo(
 
     start = time.time()
     if not data.exists():
-        generate(data, n_train=400, n_test=300, size=64, seed=0, shortcut=0.0)
+        generate(data, n_train=600, n_test=300, size=64, seed=0, shortcut=shortcut)
     exp = ExperimentConfig(name="demo", out=str(out_dir), data=[str(data)], methods=methods.split(","), seeds=list(range(seeds)))
-    plan = make_plan(exp, TrainConfig(epochs=epochs, size=64, model="tiny"))
+    train = TrainConfig(epochs=epochs, size=64, model="tiny", finetune_lr=5e-4)
+    plan = make_plan(exp, train, {"apga": DEMO_APGA})
     run_plan(plan)
     folder = write_report(plan.root)
     print_summary(plan.root)

@@ -31,8 +31,12 @@ Options (each changes one equation; ``preset="code"`` sets the authors' code's c
 - ``step``: 'sequential' (Algorithm 1 as written: three classifier passes, two classifier updates,
   two policy passes) | 'fused' (the fast schedule, see ``fused_step``): one policy forward, one
   classifier forward/backward on [x ; a_aid * x] with the aiding mask taken from the same
-  (pre-update) policy output, L_adv from the pre-update classifier, one backward for both
-  networks, no host synchronisation. It changes Algorithm 1 in exactly those three places.
+  (pre-update) policy output, L_adv from the pre-update classifier in the same pass (so L_orig
+  and L_adv share BatchNorm statistics), one backward for both networks, no host
+  synchronisation. It changes Algorithm 1 in exactly those places.
+- ``action_grid``: act on G x G cells (P average-pooled over each cell) instead of pixels: far
+  fewer actions per image, so one scalar reward assigns credit better (not in the paper).
+- ``init_useful``: initial P (last-layer bias); a low value makes the first adversarial masks sparse.
 - ``policy``, ``policy_width``, ``policy_size`` (0 = image size; e.g. 64/112 with the mask upsampled),
   ``policy_lr`` (Adam, paper 1e-4), ``policy_weights`` (local file; the paper used Carvana weights).
 """
@@ -40,6 +44,7 @@ Options (each changes one equation; ``preset="code"`` sets the authors' code's c
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +100,8 @@ class APGA(Method):
         policy_weights: str = ""
         tta: bool = False
         step: str = "sequential"  #: sequential (Algorithm 1) | fused (one pass; see module docstring)
+        action_grid: int = 0  #: act on a coarse G x G grid of cells (P average-pooled); 0 = per pixel
+        init_useful: float = 0.0  #: start P near this value by setting the last layer's bias (0 = leave as is)
 
         def __post_init__(self):
             if self.preset not in PRESETS:
@@ -112,13 +119,18 @@ class APGA(Method):
     def setup(self, ctx) -> None:
         o = self.opts
         net = create_policy(o.policy, 1, o.policy_width, o.policy_weights)
+        if o.init_useful:
+            last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+            torch.nn.init.constant_(last.bias, math.log(o.init_useful / (1 - o.init_useful)))
         self.policy = PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device)
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
         self.baseline = torch.zeros((), device=ctx.device)  # EMA of the reward, b
 
     def policy_probs(self, ctx, x: torch.Tensor) -> torch.Tensor:
+        """P float [B, 1, h, w]: at the policy's resolution, or G x G cells with ``action_grid``."""
         with autocast(ctx.device, ctx.cfg.precision):
-            return self.policy(x)
+            p = self.policy(x)
+        return F.adaptive_avg_pool2d(p, self.opts.action_grid) if self.opts.action_grid else p
 
     def act(self, p: torch.Tensor) -> torch.Tensor:
         """The useful-pixel mask a (float {0,1}, policy resolution)."""
@@ -148,12 +160,17 @@ class APGA(Method):
         a = self.act(p)
         aid = PixelPolicy.upsample((p.detach() > 0.5).to(x.dtype), h, w)
         x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
-        with torch.no_grad():
-            if o.adv_eval:
+        if o.adv_eval:
+            with torch.no_grad():
                 ctx.model.eval()
-            loss_adv = F.cross_entropy(ctx.logits(x_adv), y, reduction="none")
-            ctx.model.train()
-        per_image = F.cross_entropy(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
+                loss_adv = F.cross_entropy(ctx.logits(x_adv), y, reduction="none")
+                ctx.model.train()
+            per_image = F.cross_entropy(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
+        else:
+            # one pass over [x ; aided x ; adversarial x]: L_orig and L_adv see the same BatchNorm
+            # statistics, so erasing nothing gives exactly R = 0; only L_orig and L_aid train theta_c
+            per_all = F.cross_entropy(ctx.logits(torch.cat([x, x * aid, x_adv])), torch.cat([y, y, y]), reduction="none")
+            per_image, loss_adv = per_all[: 2 * b], per_all[2 * b :].detach()
         loss_orig, loss_aid = per_image[:b], per_image[b:]
         with torch.no_grad():
             r, advantage = self.reward_and_advantage(loss_adv, loss_orig.detach())
