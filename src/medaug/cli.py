@@ -21,7 +21,7 @@ from .errors import MedaugError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learned data augmentation for medical image classification (APGA, PGNM, generative) and fair baselines.")
 app.add_typer(data_app, name="data")
-out = Console()
+out = Console() if sys.stdout.isatty() else Console(width=140)  # pipes and logs get full tables
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -115,33 +115,37 @@ def report(
     out.print(f"report: {folder / 'report.md'}")
 
 
+SHORT = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "F1", "auroc": "AUROC", "kappa": "kappa",
+         "mask_iou": "mask IoU", "pointing": "pointing"}
+
+
 def print_summary(runs_dir: Path) -> None:
-    """Rich table: one row per (dataset, shot, method), mean ± std over seeds per metric."""
+    """Rich table per (dataset, shot): one row per method, mean ± std over seeds per metric."""
     from .report import MAIN_METRICS, MASK_METRICS, collect, method_order, summarise
 
     df = collect(runs_dir)
     metrics = [m for m in MAIN_METRICS + MASK_METRICS if m in df]
     summary = summarise(df, metrics)
-    table = Table(title=f"test metrics, mean ± std over seeds ({runs_dir})")
-    for col in ("dataset", "shot", "method", "seeds"):
-        table.add_column(col)
-    for m in metrics:
-        table.add_column(m, justify="right")
     for (dataset, shot), group in summary.groupby(["dataset", "shot"]):
+        table = Table(title=f"{dataset}, shot {shot}: test metrics, mean ± std over seeds", title_justify="left")
+        table.add_column("method", no_wrap=True)
+        table.add_column("n", justify="right")
+        for m in metrics:
+            table.add_column(SHORT.get(m, m), justify="right", no_wrap=True)
         for method in method_order(group["method"]):
             rows = group[group["method"] == method].set_index("metric")
             cells = []
             for m in metrics:
-                if m in rows.index:
-                    r = rows.loc[m]
-                    star = "*" if "t_p_holm" in r and r.get("t_p_holm", 1) < 0.05 and r.get("diff", 0) > 0 else ""
-                    cells.append(f"{r['mean']:.3f} ± {r['std']:.3f}{star}")
-                else:
+                if m not in rows.index:
                     cells.append("")
-            n = int(rows["n"].max()) if len(rows) else 0
-            table.add_row(str(dataset), str(shot), method, str(n), *cells)
-    out.print(table)
-    out.print("* better than none, paired t-test across seeds, Holm-adjusted p < 0.05")
+                    continue
+                r = rows.loc[m]
+                better = r.get("t_p_holm", float("nan")) < 0.05 and r.get("diff", 0) > 0
+                cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if better else ""))
+            table.add_row(method, str(int(rows["n"].max())), *cells)
+        out.print(table)
+    out.print("n = seeds; * = better than none (paired t-test across seeds, Holm-adjusted p < 0.05); "
+              "mask IoU: kept region vs true finding")
 
 
 DEMO_APGA = {"policy_width": 8, "policy_size": 32, "step": "fused"}
