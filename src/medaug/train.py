@@ -71,12 +71,14 @@ class Context:
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, y)
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """zero_grad, backward (loss-scaled for fp16), optimizer step."""
-        opt = optimizer or self.optimizer
-        opt.zero_grad(set_to_none=True)
+    def step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
+        """zero_grad, one backward (loss-scaled for fp16), then step each optimizer (default: the classifier's)."""
+        opts = optimizers or (self.optimizer,)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.scaler.step(opt)
+        for opt in opts:
+            self.scaler.step(opt)
         self.scaler.update()
 
 

@@ -176,12 +176,7 @@ class APGA(Method):
             r, advantage = self.reward_and_advantage(loss_adv, loss_orig.detach())
         lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights)
         loss = per_image.mean()
-        ctx.optimizer.zero_grad(set_to_none=True)
-        self.policy_opt.zero_grad(set_to_none=True)
-        ctx.scaler.scale(loss + lp).backward()  # disjoint parameters: one backward serves both
-        ctx.scaler.step(ctx.optimizer)
-        ctx.scaler.step(self.policy_opt)
-        ctx.scaler.update()
+        ctx.step(loss + lp, ctx.optimizer, self.policy_opt)  # disjoint parameters: one backward serves both
         return {"loss": loss_orig.mean().detach(), "loss_aided": loss_aid.mean().detach(), "loss_adv": loss_adv.mean(),
                 "reward": r.mean(), "baseline": self.baseline.clone(), "policy_loss": lp.detach(),
                 "useful_fraction": a.mean()}

@@ -41,10 +41,7 @@ class EndToEnd(Method):
         o = self.opts
         net = create_policy(o.policy, 1, o.policy_width, o.policy_weights)
         self.policy = PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device)
-        self.joint_opt = torch.optim.Adam([
-            {"params": list(ctx.model.parameters()), "lr": ctx.optimizer.param_groups[0]["lr"]},
-            {"params": list(self.policy.parameters()), "lr": o.policy_lr},
-        ])
+        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
 
     def soft_hard_mask(self, ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(P at policy resolution, straight-through keep-mask [B, 1, H, W] at image resolution)."""
@@ -63,7 +60,7 @@ class EndToEnd(Method):
         ce = ctx.loss(ctx.logits(torch.cat([x, m * x])), torch.cat([y, y]))
         pc = p.clamp(1e-6, 1 - 1e-6)
         reg = o.lambda_zeros * F.binary_cross_entropy(pc, torch.zeros_like(pc)) + o.lambda_ones * F.binary_cross_entropy(pc, torch.ones_like(pc))
-        ctx.step(ce + reg, self.joint_opt)
+        ctx.step(ce + reg, ctx.optimizer, self.policy_opt)  # one backward into both networks
         return {"loss": ce.detach(), "mask_reg": reg.detach(), "kept_fraction": (p.detach() > 0.5).float().mean()}
 
     def masks(self, ctx, x):
@@ -72,9 +69,9 @@ class EndToEnd(Method):
             return self.soft_hard_mask(ctx, x)[1]
 
     def state_dict(self) -> dict:
-        return {"policy": self.policy.state_dict(), "joint_opt": self.joint_opt.state_dict()}
+        return {"policy": self.policy.state_dict(), "policy_opt": self.policy_opt.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.policy.load_state_dict(state["policy"])
-            self.joint_opt.load_state_dict(state["joint_opt"])
+            self.policy_opt.load_state_dict(state["policy_opt"])
