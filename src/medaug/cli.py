@@ -196,6 +196,8 @@ def apga_mura(
     pretrained: str = typer.Option("", help="Local ImageNet DenseNet-169 weights (the paper's init; first conv adapted to 1 channel)."),
     policy_weights: str = typer.Option("", help="Local TernausNet weights (the paper used Carvana-pretrained)."),
     epochs: Optional[int] = typer.Option(None, help="Override the protocol's 100 epochs (e.g. for a smoke test)."),
+    model: str = typer.Option("densenet169", help="Classifier (the paper: densenet169)."),
+    size: int = typer.Option(224, help="Image side (the paper: 224)."),
 ):
     """The original APGA repository's flags (apga_mura.py), run as a medaug experiment."""
     from .compat import PROTOCOLS, plan_from_flags
@@ -207,7 +209,7 @@ def apga_mura(
     gpu = None if gpu_id < 0 or not _cuda() else gpu_id
     plan = plan_from_flags(str(data), seed, body_part, n_runs, gpu, bool(train_cutout), bool(train_apga),
                            bool(train_gradcam), bool(train_end2end), n_shot, protocol, str(out_dir),
-                           pretrained=pretrained, policy_weights=policy_weights, epochs=epochs)
+                           model=model, size=size, pretrained=pretrained, policy_weights=policy_weights, epochs=epochs)
     run_plan(plan)
     folder = write_report(plan.root)
     print_summary(plan.root)
