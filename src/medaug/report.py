@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,20 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
     mask_fig = _mask_figure(df, out / "masks.png")
     if mask_fig:
         figures.append(("Test images with the pixels each method keeps (erased in red; true finding outlined in green)", "masks.png"))
+    for method in method_order(df["method"]):
+        first = df[df["method"] == method].sort_values("seed").iloc[0]
+        hist = Path(first["run_dir"]) / "mask_history.png"
+        if hist.is_file():
+            name = f"mask_history_{method}.png"
+            shutil.copyfile(hist, out / name)
+            figures.append((f"{method}: masks of fixed validation images over epochs (seed {first['seed']})", name))
+    for method in method_order(df["method"]):
+        first = df[df["method"] == method].sort_values("seed").iloc[0]
+        hist = Path(first["run_dir"]) / "mask_history.png"
+        if hist.is_file():
+            name = f"mask_history_{method}.png"
+            shutil.copyfile(hist, out / name)
+            figures.append((f"{method}: masks of fixed validation images over epochs (seed {first['seed']})", name))
     lines += ["## Figures", ""] + [f"![{t}]({f})\n\n{t}\n" for t, f in figures]
     write_text(out / "report.md", "\n".join(lines) + "\n")
     return out

@@ -294,10 +294,13 @@ def _write_artifacts(out: Path, dataset: Dataset, probs: np.ndarray, masks: np.n
         np.savez_compressed(tmp, images=test.images[pick], masks=masks[pick], **extra)
         tmp.replace(out / "masks.npz")
     if state["snapshots"]:
+        from .figures import mask_history_grid
+
         hist = torch.stack(state["snapshots"]).numpy()
         tmp = out / "mask_history.tmp.npz"
         np.savez_compressed(tmp, masks=hist, images=dataset.valid.images[snap_idx])
         tmp.replace(out / "mask_history.npz")
+        mask_history_grid(hist, dataset.valid.images[snap_idx], out / "mask_history.png")
 
 
 def _json_line(row: dict) -> str:
