@@ -212,3 +212,32 @@ def test_fused_apga_step_equals_pass_by_pass_reference_float64():
         assert isinstance(fused.policy, PixelPolicy)
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+def test_apga_run_learns_where_the_finding_is(tmp_path):
+    """Tiny end-to-end APGA on synthetic data with known findings: the trained policy ranks finding
+    pixels higher (pixel AUROC of P against the true regions) than the same policy at initialisation."""
+    import numpy as np
+
+    from medaug.data.synth import generate
+    from medaug.metrics import mask_metrics
+    from medaug.train import fit, load_data, predict_masks
+
+    data = generate(tmp_path / "d", n_train=240, n_test=120, size=64, seed=1, progress=False)
+    base = TrainConfig(data=str(data), size=64, epochs=8, batch_size=32, progress=False, cache=str(tmp_path / "c"))
+    fit(base, tmp_path / "none")
+    opts = dict(policy_width=8, policy_size=32, step="fused", action="bernoulli", reward="sample", action_grid=8,
+                init_useful=0.1, policy_lr=1e-3, lambda_zeros=0.01)
+    cfg = TrainConfig(**{**base.to_dict(), "method": "apga", "method_options": opts, "epochs": 10,
+                         "baseline": str(tmp_path / "none"), "finetune_lr": 5e-4})
+    trained = fit(cfg, tmp_path / "apga")["mask"]["saliency_auroc"]
+
+    ds = load_data(cfg)
+    ctx = make_ctx(size=64)
+    torch.manual_seed(cfg.seed)
+    untrained = APGA(**opts)
+    untrained.setup(ctx)
+    sal = predict_masks(untrained, ctx, ds.test.images, soft=True)
+    initial = mask_metrics(sal > 0.5, ds.test.rois.astype(bool), sal)["saliency_auroc"]
+    print(f"saliency AUROC: initial {initial:.3f}, trained {trained:.3f}")
+    assert np.isfinite(trained) and trained > initial + 0.03, (initial, trained)

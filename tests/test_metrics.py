@@ -101,3 +101,13 @@ def test_mean_std_and_bootstrap():
     assert mean_std([4.0]) == (4.0, 0.0, 1)
     lo, hi = bootstrap_ci(np.arange(100.0), seed=1)
     assert lo < 49.5 < hi and hi - lo < 20
+
+
+def test_saliency_auroc_ranks_finding_pixels():
+    roi = np.zeros((2, 4, 4), bool)
+    roi[:, 0, 0] = True
+    sal = np.random.default_rng(0).uniform(0, 0.5, (2, 4, 4))
+    sal[:, 0, 0] = 0.9
+    m = mask_metrics(sal > 0.5, roi, sal)
+    assert m["saliency_auroc"] == 1.0 and m["pointing"] == 1.0
+    assert mask_metrics(sal > 0.5, roi, -sal)["saliency_auroc"] == 0.0

@@ -116,7 +116,7 @@ def report(
 
 
 SHORT = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "F1", "auroc": "AUROC", "kappa": "kappa",
-         "mask_iou": "mask IoU", "pointing": "pointing"}
+         "mask_iou": "mask IoU", "pointing": "pointing", "saliency_auroc": "sal AUROC"}
 
 
 def print_summary(runs_dir: Path) -> None:

@@ -136,8 +136,9 @@ def mask_metrics(keep: np.ndarray, roi: np.ndarray, saliency: np.ndarray | None 
 
     keep, roi bool [N, H, W]; saliency float [N, H, W] or None. Only images with a non-empty roi
     count for ``mask_iou`` (IoU of kept and true region), ``mask_coverage`` (fraction of the true
-    region kept) and ``pointing`` (the saliency peak, or the kept region's centroid, lies in the
-    true region); ``mask_area`` is the mean kept fraction over all images.
+    region kept), ``pointing`` (the saliency peak, or the kept region's centroid, lies in the
+    true region) and ``saliency_auroc`` (pixel-level AUROC of the saliency for the true region,
+    threshold-free); ``mask_area`` is the mean kept fraction over all images.
     """
     keep, roi = np.asarray(keep, bool), np.asarray(roi, bool)
     out = {"mask_area": float(keep.reshape(len(keep), -1).mean(1).mean()) if len(keep) else float("nan")}
@@ -162,4 +163,7 @@ def mask_metrics(keep: np.ndarray, roi: np.ndarray, saliency: np.ndarray | None 
             continue
         hits.append(bool(r[i][y, x]))
     out["pointing"] = float(np.mean(hits))
+    if saliency is not None:  # threshold-free: do finding pixels get higher importance than the rest?
+        sal = np.asarray(saliency, float)[has]
+        out["saliency_auroc"] = float(skm.roc_auc_score(r.ravel(), sal.ravel()))
     return out

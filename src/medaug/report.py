@@ -21,7 +21,7 @@ from .io_utils import write_text
 from .stats import holm, mean_std, paired_tests
 
 MAIN_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa"]
-MASK_METRICS = ["mask_iou", "pointing"]
+MASK_METRICS = ["mask_iou", "pointing", "saliency_auroc"]
 KEYS = ["dataset", "shot", "method", "seed"]
 
 

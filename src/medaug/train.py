@@ -111,15 +111,16 @@ def predict_probs(method: Method, ctx: Context, split: ArraySplit) -> np.ndarray
     return torch.cat(out).numpy()
 
 
-def predict_masks(method: Method, ctx: Context, images: np.ndarray) -> np.ndarray | None:
-    """Keep-masks uint8 {0, 1} [N, H, W] of ``method.masks``, or None for methods without masks."""
+def predict_masks(method: Method, ctx: Context, images: np.ndarray, soft: bool = False) -> np.ndarray | None:
+    """Keep-masks uint8 {0, 1} [N, H, W] of ``method.masks`` (``soft``: float32 ``method.saliency``), or None."""
     ctx.model.eval()
     out = []
     for i in range(0, len(images), ctx.cfg.eval_batch_size):
-        m = method.masks(ctx, ctx.inputs(images[i : i + ctx.cfg.eval_batch_size]))
+        x = ctx.inputs(images[i : i + ctx.cfg.eval_batch_size])
+        m = method.saliency(ctx, x) if soft else method.masks(ctx, x)
         if m is None:
             return None
-        out.append((m[:, 0] > 0.5).to(torch.uint8).cpu())
+        out.append(m[:, 0].float().cpu() if soft else (m[:, 0] > 0.5).to(torch.uint8).cpu())
     return torch.cat(out).numpy()
 
 
@@ -271,7 +272,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None) -
     }
     test_masks = predict_masks(method, ctx, dataset.test.images)
     if test_masks is not None and dataset.test.rois is not None:
-        result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool))
+        soft = predict_masks(method, ctx, dataset.test.images, soft=True)
+        result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool), soft)
     _write_artifacts(out, dataset, test_probs, test_masks, state, snap_idx)
     write_json(done, result)  # last: its presence marks the run finished
     return result

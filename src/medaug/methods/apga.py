@@ -227,6 +227,12 @@ class APGA(Method):
     def masks(self, ctx, x):
         return self.keep_mask(ctx, x)
 
+    def saliency(self, ctx, x):
+        """The policy's P, upsampled (nearest) to the image: float [B, 1, H, W]."""
+        self.policy.eval()
+        with torch.no_grad():
+            return PixelPolicy.upsample(self.policy_probs(ctx, x), *x.shape[-2:])
+
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "policy_opt": self.policy_opt.state_dict(), "baseline": self.baseline}
 

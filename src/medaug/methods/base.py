@@ -64,6 +64,10 @@ class Method:
         """Keep-masks float {0, 1} [B, 1, H, W] (1 = pixel kept / judged useful), or None."""
         return None
 
+    def saliency(self, ctx: "Context", x: torch.Tensor) -> torch.Tensor | None:
+        """Soft importance maps float [B, 1, H, W] (higher = more useful) behind the masks, or None."""
+        return None
+
     def state_dict(self) -> dict:
         """Extra state to checkpoint (policy weights, optimizers, baselines)."""
         return {}

@@ -68,6 +68,12 @@ class EndToEnd(Method):
         with torch.no_grad():
             return self.soft_hard_mask(ctx, x)[1]
 
+    def saliency(self, ctx, x):
+        self.policy.eval()
+        with torch.no_grad():
+            p = self.soft_hard_mask(ctx, x)[0]
+        return F.interpolate(p, size=x.shape[-2:], mode="nearest")
+
     def state_dict(self) -> dict:
         return {"policy": self.policy.state_dict(), "policy_opt": self.policy_opt.state_dict()}
 

@@ -69,10 +69,13 @@ class GradCAMMasks(Method):
             raise MedaugError(f"method gradcam: layer {name!r} not in model {ctx.cfg.model!r}; set option layer=NAME")
         self.layer = modules[name]
 
+    def saliency(self, ctx, x: torch.Tensor) -> torch.Tensor:
+        """GradCAM maps of the frozen baseline, float [B, 1, H, W] in [0, 1]."""
+        return grad_cam(self.saliency_model, self.layer, ctx.normalize(x))
+
     def keep_masks(self, ctx, x: torch.Tensor) -> torch.Tensor:
         """Keep-masks float {0, 1} [B, 1, H, W]: the salient part of each image."""
-        cam = grad_cam(self.saliency_model, self.layer, ctx.normalize(x))
-        return (cam > self.opts.threshold).to(x.dtype)
+        return (self.saliency(ctx, x) > self.opts.threshold).to(x.dtype)
 
     def train_step(self, ctx, x, y):
         return concat_step(ctx, x, y, x * self.keep_masks(ctx, x))
