@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesise, check, prepare.")
-out = Console()
+out = Console() if sys.stdout.isatty() else Console(width=140)
 
 
 @data_app.command("synth")
@@ -29,3 +32,63 @@ def data_synth(
     out.print(f"wrote {n_train} train + {n_test} test images to {root}")
 
 
+
+
+@data_app.command("check")
+def data_check(
+    data: Path = typer.Argument(..., help="Dataset folder or CSV."),
+    fmt: str = typer.Option("auto", "--format", help="Dataset format (auto-detected)."),
+    body_part: str = typer.Option("all", help="MURA body part."),
+    all_files: bool = typer.Option(False, "--all", help="Decode every file (default: a sample of 500)."),
+    fix_list: Optional[Path] = typer.Option(None, help="Write the unreadable paths to this file, one per line."),
+):
+    """Counts per split and class, patients, sizes, duplicates and leaks across splits, unreadable files."""
+    from ..io_utils import write_text
+    from .check import check_dataset
+
+    options = {"body_part": body_part} if body_part != "all" else {}
+    r = check_dataset(data, fmt, sample=None if all_files else 500, **options)
+    out.print(f"format: [bold]{r.index.format}[/]  root: {r.index.root}  classes: {', '.join(r.index.classes)}")
+    table = Table(title="images per split and class")
+    table.add_column("split")
+    for c in r.counts.columns:
+        table.add_column(str(c), justify="right")
+    table.add_column("patients", justify="right")
+    table.add_column("studies", justify="right")
+    for split, row in r.counts.iterrows():
+        table.add_row(str(split), *map(str, row.tolist()), str(r.patients.get(split, 0)), str(r.studies.get(split, 0)))
+    out.print(table)
+    out.print("image sizes (inspected files): " + ", ".join(f"{k} ({v})" for k, v in r.sizes.items()))
+    for note in r.notes:
+        out.print(f"note: {note}")
+    if fix_list is not None:
+        write_text(fix_list, "".join(p + "\n" for p in r.bad_paths))
+        out.print(f"wrote {len(r.bad_paths)} unreadable path(s) to {fix_list}")
+    if r.problems:
+        for problem in r.problems:
+            out.print(f"[bold red]problem:[/] {problem}")
+        raise typer.Exit(2)
+    out.print("[green]usable[/]")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    data: Path = typer.Argument(..., help="Dataset folder or CSV."),
+    size: int = typer.Option(224, help="Image side in pixels."),
+    out_dir: Path = typer.Option(..., "--out", help="Cache folder to write (reused while the sources are unchanged)."),
+    fmt: str = typer.Option("auto", "--format", help="Dataset format (auto-detected)."),
+    body_part: str = typer.Option("all", help="MURA body part."),
+):
+    """Decode once into a uint8 memory map; unreadable files are skipped, counted and listed."""
+    import json
+
+    from .cache import build_cache
+    from .index import read_index
+
+    options = {"body_part": body_part} if body_part != "all" else {}
+    index = read_index(data, fmt, **options)
+    folder = build_cache(index, size, out_dir, strict=False)
+    meta = json.loads((folder / "meta.json").read_text())
+    out.print(f"cached {meta['n']} images at {size} px in {folder}; skipped {meta['skipped']} unreadable"
+              + (f" (listed in {folder / 'skipped.csv'})" if meta["skipped"] else ""))
+    out.print(f"train with: medaug train --data {folder} --size {size} ...")

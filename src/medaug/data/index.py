@@ -80,9 +80,13 @@ def _import_readers() -> None:
             raise
 
 
+GENERIC = ("imagefolder", "csv")  # tried last: they would also match more specific layouts
+
+
 def detect_format(root: Path) -> str:
     _import_readers()
-    for name in READERS.names():
+    names = [n for n in READERS.names() if n not in GENERIC] + [n for n in GENERIC if n in READERS]
+    for name in names:
         if READERS.create(name).detect(root):
             return name
     raise MedaugError(

@@ -14,8 +14,12 @@ Image.MAX_IMAGE_PIXELS = 200_000_000  # decompression-bomb guard; 10k x 10k radi
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Decode ``path`` to float32 [H, W] in [0, 1] (gray; RGB/RGBA are converted to luminance)."""
+def load_image(path: str | Path, slice_index: int | None = None, axis: int = 2) -> np.ndarray:
+    """Decode ``path`` to float32 [H, W] in [0, 1] (gray; RGB/RGBA are converted to luminance).
+
+    PNG/JPEG/TIFF (8 or 16 bit), DICOM (.dcm; modality and VOI LUTs, MONOCHROME1 inverted) and
+    NIfTI (.nii, .nii.gz; a 2D slice: ``slice_index`` along ``axis``, default the middle one).
+    """
     path = Path(path)
     if not path.is_file():
         raise MedaugError(f"{path}: file not found; re-run `medaug data check` on the dataset")
@@ -24,6 +28,10 @@ def load_image(path: str | Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix in PIL_SUFFIXES:
         return _load_pil(path)
+    if suffix == ".dcm":
+        return _load_dicom(path)
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        return _load_nifti(path, slice_index, axis)
     raise MedaugError(f"{path}: unsupported image type {suffix!r}; use PNG, JPEG, TIFF, DICOM or NIfTI")
 
 
@@ -31,17 +39,77 @@ def _load_pil(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                lo, hi = np.percentile(arr, [0.5, 99.5]) if arr.size else (0.0, 1.0)
-                if hi <= lo:
-                    hi = lo + 1.0
-                return np.clip((arr - lo) / (hi - lo), 0, 1).astype(np.float32)
+            if img.width * img.height > 4096 * 4096 and img.mode in ("L", "RGB", "RGBA", "P"):
+                img.thumbnail((4096, 4096), Image.Resampling.BOX)  # huge scans: shrink before float conversion
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                return _scale(np.asarray(img, dtype=np.float64))
             if img.mode != "L":
                 img = img.convert("L")  # RGB, RGBA (alpha dropped), palette
             return np.asarray(img, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise MedaugError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); the file is corrupt or not an image") from None
+
+
+def _scale(arr: np.ndarray) -> np.ndarray:
+    """Robust min-max to [0, 1] (0.5 and 99.5 percentiles), float32."""
+    arr = np.asarray(arr, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return np.zeros(arr.shape, np.float32)
+    lo, hi = np.percentile(finite, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = finite.min(), finite.max() if finite.max() > finite.min() else finite.min() + 1.0
+    return np.clip((np.nan_to_num(arr, nan=lo) - lo) / (hi - lo), 0, 1).astype(np.float32)
+
+
+def _load_dicom(path: Path) -> np.ndarray:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise MedaugError(f"{path}: not a readable DICOM file ({exc.__class__.__name__}); the file is corrupt or not DICOM") from None
+    if "PixelData" not in ds:
+        raise MedaugError(f"{path}: DICOM has no pixel data (a report or structured document?); remove it from the dataset")
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        raise MedaugError(f"{path}: multi-frame DICOM ({ds.NumberOfFrames} frames) is not supported; export the frame you want as its own file")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # missing decoders, truncated data
+        raise MedaugError(f"{path}: cannot decode DICOM pixels ({exc.__class__.__name__}: {exc})") from None
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    else:
+        arr = apply_modality_lut(arr, ds)
+        if "WindowCenter" in ds:
+            arr = apply_voi_lut(arr, ds)
+    out = _scale(arr)
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+        out = 1.0 - out  # MONOCHROME1: low values are bright
+    return out
+
+
+def _load_nifti(path: Path, slice_index: int | None, axis: int) -> np.ndarray:
+    import nibabel as nib
+
+    try:
+        data = np.asanyarray(nib.load(str(path)).dataobj)
+    except Exception as exc:  # nibabel raises several types for bad files
+        raise MedaugError(f"{path}: not a readable NIfTI file ({exc.__class__.__name__}); the file is corrupt") from None
+    data = np.squeeze(data)
+    while data.ndim > 3:
+        data = data[..., 0]  # 4D: first volume
+    if data.ndim == 3:
+        n = data.shape[axis]
+        idx = n // 2 if slice_index is None else int(slice_index)
+        if not 0 <= idx < n:
+            raise MedaugError(f"{path}: slice {idx} out of range 0..{n - 1} along axis {axis}")
+        data = np.take(data, idx, axis=axis)
+    if data.ndim != 2:
+        raise MedaugError(f"{path}: NIfTI image has shape {data.shape}; expected a 2D image or a 3D/4D volume")
+    return _scale(data)
 
 
 def resize(arr: np.ndarray, size: int, order: str = "area") -> np.ndarray:
@@ -57,7 +125,9 @@ def resize(arr: np.ndarray, size: int, order: str = "area") -> np.ndarray:
 
 def load_sample(row, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Image and ROI of one index row, resized: (uint8 [size, size], uint8 0/1 [size, size] or None)."""
-    image = resize(load_image(row["path"]), size)
+    slice_index = row.get("slice", None)
+    slice_index = None if slice_index in (None, "") or (isinstance(slice_index, float) and np.isnan(slice_index)) else int(slice_index)
+    image = resize(load_image(row["path"], slice_index), size)
     roi = None
     if row.get("roi", ""):
         roi = (resize(load_image(row["roi"]), size, order="nearest") > 0).astype(np.uint8)

@@ -1,18 +1,30 @@
 """Procedural synthetic radiographs with known regions of interest: medaug's built-in dataset.
 
-Each image is a grayscale limb radiograph: soft tissue, one or two bone shafts (bright cortex,
-darker medullary canal), often a joint, random rotation, exposure, gamma, blur and noise,
-sometimes collimation borders. Distractors appear at random: a laterality letter (L/R) in a
-corner and a ruler along an edge. The label is carried by a small *finding* on the bone whose
-pixels are the ground-truth region (saved beside each image as ``<stem>_roi.png``):
+Each image is a grayscale limb radiograph: tapered soft tissue, one or two slightly bowed bone
+shafts (bright cortex, darker medullary canal), often a joint (two rounded bone ends with bright
+end plates and a gap), random rotation and position, exposure, contrast, gamma, blur,
+Gaussian + Poisson-like noise, sometimes collimation borders. Distractors appear at random
+(probability 0.5 each): a laterality letter (L/R, drawn as strokes) in a corner and a ruler with
+tick marks along an edge. The label is carried by a small *finding* on a bone whose pixels are
+the ground-truth region, saved beside each image as ``<stem>_roi.png`` (0/255, all zero when
+there is no finding):
 
-- 2 classes: ``negative`` (no finding) / ``positive`` (a fracture line across the shaft);
-- K > 2 classes: ``normal`` + K-1 finding types (fracture, lesion, hardware, sclerosis, periosteal).
+- 2 classes: ``negative`` (no finding) / ``positive`` (a dark fracture line across the shaft,
+  sometimes displaced, sometimes through both bones, sometimes faint);
+- K > 2 classes: ``normal`` + K-1 finding types (up to 5): fracture (dark line), lesion (dark
+  oval with a bright rim), hardware (very bright plate with screws), sclerosis (bright blob
+  inside the bone), periosteal (a bump on the outer cortex).
 
-``shortcut=P`` makes a distractor agree with the label with probability P in the *train* split
-only (binary: letter R on positives, L on negatives; multi-class: the letter's corner encodes the
-class), so a classifier can cheat on train and fail on test, and methods that erase the right
-pixels can be told apart. Image i is the same whatever n is (per-image seeds).
+``shortcut=P``: with probability P, in the *train* split only, the letter agrees with the label
+(binary: R on positives, L on negatives; K > 2: the letter's corner and identity encode the
+class), so a classifier can cheat on train and fail on test; methods that erase the right pixels
+can be told apart. ``synth_meta.csv`` at the root records, per image: path (relative to the
+root), label, split, letter ('' when absent), letter_corner (0 top-left, 1 top-right,
+2 bottom-left, 3 bottom-right, -1 absent), ruler (0/1), shortcut (0/1), finding, roi_fraction.
+
+Image i of a split is the same whatever n_train / n_test are (per-image seeds, prefix-stable
+labels). In the MURA layout test patients are numbered after the train patients, so their
+folder names (not their pixels) depend on n_train.
 """
 
 from __future__ import annotations
@@ -29,17 +41,39 @@ from ..errors import MedaugError
 from ..progress import progress_bar
 
 FINDING_TYPES = ["fracture", "lesion", "hardware", "sclerosis", "periosteal"]
-FINDINGS = ["negative", "positive"]  # binary class names (multi-class: class_names(K))
+FINDINGS = ["negative", "positive"]  # binary class names by label; K > 2: class_names(K)
+MAX_CLASSES = len(FINDING_TYPES) + 1
+CORNERS = ["top-left", "top-right", "bottom-left", "bottom-right"]
+META_COLUMNS = ["path", "label", "split", "letter", "letter_corner", "ruler", "shortcut", "finding", "roi_fraction"]
 
 
 def class_names(classes: int) -> list[str]:
+    """Class names by label index: FINDINGS for 2 classes, else ``normal`` + the first K-1 finding types."""
     return list(FINDINGS) if classes == 2 else ["normal"] + FINDING_TYPES[: classes - 1]
+
+
+def finding_of(label: int, classes: int) -> str:
+    """The finding type drawn for ``label`` ('none' for the negative/normal class)."""
+    if label == 0:
+        return "none"
+    return "fracture" if classes == 2 else FINDING_TYPES[label - 1]
+
+
+def shortcut_letter(label: int, classes: int) -> tuple[str, int | None]:
+    """The (letter, corner) a shortcut image carries; corner None = random (binary case)."""
+    if classes == 2:
+        return ("R" if label == 1 else "L"), None
+    return "LR"[(label // 4) % 2], label % 4
+
+
+# ----------------------------------------------------------------------------------------------
+# distractors
 
 
 def _letter(canvas: np.ndarray, which: str, corner: int, rng: np.random.Generator) -> None:
     """Draw a bright block letter L or R (strokes, no fonts) into a corner (0..3) of ``canvas``."""
     s = canvas.shape[0]
-    h = max(5, int(s * 0.12))
+    h = max(6, int(s * 0.12))
     w = max(4, int(h * 0.7))
     t = max(1, h // 5)
     m = max(1, int(s * 0.04))
@@ -56,18 +90,18 @@ def _letter(canvas: np.ndarray, which: str, corner: int, rng: np.random.Generato
         for k in range(h // 2, h):  # the leg
             c = int(t + (w - t) * (k - h // 2) / max(1, h - h // 2 - 1))
             glyph[k, max(0, c - t) : c] = True
-    level = rng.uniform(0.85, 1.0)
     region = canvas[y0 : y0 + h, x0 : x0 + w]
-    region[glyph] = level
+    region[glyph] = rng.uniform(0.85, 1.0)
 
 
 def _ruler(canvas: np.ndarray, rng: np.random.Generator) -> None:
+    """A bright bar with tick marks along a random edge."""
     s = canvas.shape[0]
     t = max(1, s // 40)
     edge = rng.integers(4)
     bar = np.zeros_like(canvas, bool)
     pos = int(s * rng.uniform(0.03, 0.08))
-    lo, hi = int(s * 0.2), int(s * 0.8)
+    lo, hi = int(s * rng.uniform(0.15, 0.3)), int(s * rng.uniform(0.7, 0.85))
     step = max(3, s // 16)
     if edge < 2:
         r = pos if edge == 0 else s - pos - 1
@@ -82,180 +116,259 @@ def _ruler(canvas: np.ndarray, rng: np.random.Generator) -> None:
     canvas[bar] = rng.uniform(0.8, 0.95)
 
 
-def render(rng: np.random.Generator, size: int, label: int, classes: int, shortcut_on: bool) -> tuple[np.ndarray, np.ndarray]:
-    """One image: (uint8 [size, size] radiograph, uint8 [size, size] ROI with 1 on the finding)."""
+# ----------------------------------------------------------------------------------------------
+# one image
+
+
+def _render(rng: np.random.Generator, size: int, label: int, classes: int, shortcut_on: bool):
+    """(image uint8, roi uint8, info dict) — :func:`render` plus what was drawn."""
     s = size
+    px = 1.0 / s  # one pixel in normalised units
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
-    angle = np.deg2rad(rng.uniform(-30, 30))
+    angle = np.deg2rad(rng.uniform(-35, 35))
     cy, cx = 0.5 + rng.uniform(-0.06, 0.06), 0.5 + rng.uniform(-0.06, 0.06)
     # limb coordinates: u along the limb, v across it
     u = (yy - cy) * np.cos(angle) + (xx - cx) * np.sin(angle)
     v = -(yy - cy) * np.sin(angle) + (xx - cx) * np.cos(angle)
 
-    img = np.zeros((s, s), np.float32)
-    tissue_w = rng.uniform(0.26, 0.36)
-    img += rng.uniform(0.22, 0.32) * np.sqrt(np.clip(1 - (v / tissue_w) ** 2, 0, 1))
-
     n_bones = 1 if rng.random() < 0.6 else 2
-    offsets = [0.0] if n_bones == 1 else [-0.075, 0.075]
-    bone_w = rng.uniform(0.055, 0.08) if n_bones == 1 else rng.uniform(0.04, 0.055)
+    offsets = [0.0] if n_bones == 1 else [-0.08, 0.08]
+    offsets = [o + rng.uniform(-0.015, 0.015) for o in offsets]
+    bone_w = rng.uniform(0.06, 0.08) if n_bones == 1 else rng.uniform(0.045, 0.058)
     joint = rng.random() < 0.6
-    gap_u = rng.uniform(-0.15, 0.15)
-    bone = np.zeros((s, s), bool)
-    for off in offsets:
-        widen = 1.0 + (0.6 * np.exp(-(((u - gap_u) / 0.08) ** 2)) if joint else 0.0)
-        d = np.abs(v - off) / (bone_w * widen)
+    gap_u = rng.uniform(-0.18, 0.18)
+    gap_half = rng.uniform(0.012, 0.022) + 0.5 * px
+    end_r = rng.uniform(0.03, 0.05)  # rounding of the bone ends at the joint
+    cortex_frac = rng.uniform(0.3, 0.45)
+    medulla, cortex = rng.uniform(0.2, 0.28), rng.uniform(0.45, 0.55)
+
+    # soft tissue: smooth tapered band (bulging at the joint)
+    tissue_w = rng.uniform(0.25, 0.33) * (1 + rng.uniform(-0.25, 0.25) * u)
+    if joint:
+        tissue_w = tissue_w + 0.04 * np.exp(-(((u - gap_u) / 0.12) ** 2))
+    tissue = rng.uniform(0.2, 0.3) * np.sqrt(np.clip(1 - (v / tissue_w) ** 2, 0, 1))
+
+    # the finding is planned first: a fracture displaces the bone beyond its line
+    kind = finding_of(label, classes)
+    strength = rng.uniform(0.35, 1.0)  # some findings are faint
+    site_bones = [int(rng.integers(n_bones))]
+    while True:  # a site on the shaft, away from the joint gap
+        fu = rng.uniform(-0.3, 0.3)
+        if not joint or abs(fu - gap_u) > 0.13:
+            break
+    tilt = rng.uniform(-0.7, 0.7)
+    disp = rng.uniform(0.25, 0.5) * bone_w if rng.random() < 0.4 else 0.0
+    disp *= 1 if rng.random() < 0.5 else -1
+    if kind == "fracture" and n_bones == 2 and rng.random() < 0.5:
+        site_bones = [0, 1]
+    if kind != "fracture":
+        disp = 0.0
+
+    bone = np.zeros((s, s), np.float32)
+    on_bone = np.zeros((len(offsets), s, s), bool)  # per bone, dilated a little
+    dvs = []
+    bows = [rng.uniform(-0.05, 0.05) for _ in offsets]
+    for b, off in enumerate(offsets):
+        dv = v - off - bows[b] * (u * u - 0.1)
+        if b in site_bones and disp:
+            dv = dv - disp * ((u - fu) - tilt * dv > 0)
+        dvs.append(dv)
+        hw = bone_w * (1 + 0.08 * u)
+        if joint:
+            hw = hw * (1 + rng.uniform(0.4, 0.7) * np.exp(-(((u - gap_u) / 0.08) ** 2)))
+        d = np.abs(dv) / hw
         this = d < 1
         if joint:
-            this &= np.abs(u - gap_u) > 0.022
-        cortex = this & (d > 0.55)
-        if joint:  # bright subchondral end-plates make a joint look unlike a fracture
-            cortex |= this & (np.abs(u - gap_u) < 0.045)
-        img[this] = 0.5 + rng.uniform(-0.04, 0.04)
-        img[cortex] = 0.78 + rng.uniform(-0.05, 0.05)
-        bone |= this
-    img[np.abs(u) > 0.47] *= 0.3  # the limb ends in the field of view
+            e = np.abs(u - gap_u) - gap_half  # distance from the joint space into the bone
+            this &= (e > 0) & ((e >= end_r) | (d**2 + ((end_r - e) / end_r) ** 2 < 1))
+        val = np.where(d > 1 - cortex_frac, cortex, medulla)
+        if joint:  # bright subchondral end plates
+            val = np.where(e < 0.03, cortex * 1.05, val)
+        bone += np.where(this, val * rng.uniform(0.9, 1.1), 0).astype(np.float32)
+        on_bone[b] = d < 1.15
 
     roi = np.zeros((s, s), bool)
-    kind = "none"
-    if classes == 2:
-        kind = "fracture" if label == 1 else "none"
-    elif label > 0:
-        kind = FINDING_TYPES[label - 1]
     if kind != "none":
-        strength = rng.uniform(0.6, 1.0)  # some findings are faint
-        off = offsets[rng.integers(len(offsets))]
-        # a site on the shaft, away from the joint gap
-        while True:
-            fu = rng.uniform(-0.3, 0.3)
-            if not joint or abs(fu - gap_u) > 0.1:
-                break
-        du, dv = u - fu, v - off
-        on_bone = np.abs(dv) < bone_w * 1.05
+        b0 = site_bones[0]
+        du, dv = u - fu, dvs[b0]
+        hw0 = bone_w * (1 + 0.08 * fu)
         if kind == "fracture":
-            tilt = rng.uniform(-0.6, 0.6)
-            line = np.abs(du - tilt * dv) < max(0.016, 1.6 / s)
-            region = line & on_bone
-            img[region] *= 1 - 0.75 * strength
-            shift = np.abs(du - tilt * dv) < max(0.03, 2.5 / s)
-            roi = shift & on_bone
+            lw = max(0.012, 1.0 * px) * rng.uniform(0.9, 1.4)
+            for b in site_bones:
+                dist = np.abs(du - tilt * dvs[b])
+                line = (dist < lw) & on_bone[b]
+                bone[line] *= 1 - 0.85 * strength
+                roi |= (dist < max(0.04, 2.6 * px)) & on_bone[b]
         elif kind == "lesion":
-            r = rng.uniform(0.028, 0.04)
-            region = (du / r) ** 2 + (dv / (r * 0.8)) ** 2 < 1
-            img[region] *= 1 - 0.6 * strength
-            roi = region
+            ru = rng.uniform(0.045, 0.06)
+            rv = min(0.8 * ru, 0.75 * hw0)
+            q = np.sqrt((du / ru) ** 2 + ((dv - rng.uniform(-0.15, 0.15) * hw0) / rv) ** 2)
+            bone[q < 1] *= 1 - 0.7 * strength
+            rim = (q >= 1) & (q < 1.3) & on_bone[b0]
+            bone[rim] += 0.12 * strength
+            roi = (q < 1.3) & on_bone[b0]
         elif kind == "hardware":
-            region = (np.abs(du) < rng.uniform(0.07, 0.1)) & (np.abs(dv) < max(0.014, 1.2 / s))
-            img[region] = 0.9 + 0.1 * strength
-            roi = region
+            half = rng.uniform(0.1, 0.14)
+            side = 1 if rng.random() < 0.5 else -1
+            pt = max(0.014, 1.0 * px)
+            plate = (np.abs(du) < half) & (np.abs(dv - side * hw0) < pt)
+            screws = np.zeros_like(plate)
+            sw = max(0.008, 0.6 * px)
+            for us in (-0.7 * half, 0.0, 0.7 * half) if rng.random() < 0.6 else (-0.6 * half, 0.6 * half):
+                screws |= (np.abs(du - us) < sw) & (np.abs(dv) < hw0 * 1.05)
+            metal = plate | screws
+            bone[metal] = np.maximum(bone[metal], 0.75 + 0.2 * strength)
+            roi = metal
         elif kind == "sclerosis":
-            r = rng.uniform(0.03, 0.045)
-            region = (du / r) ** 2 + (dv / r) ** 2 < 1
-            img[region] = np.minimum(1.0, img[region] + 0.3 * strength)
-            roi = region
+            rv = min(rng.uniform(0.045, 0.06), 0.9 * hw0)
+            ru = rv * rng.uniform(1.0, 1.4)
+            q = (du / ru) ** 2 + (dv / rv) ** 2
+            bone += (0.3 * strength * np.sqrt(np.clip(1 - q, 0, 1))).astype(np.float32) * on_bone[b0]
+            roi = (q < 1) & on_bone[b0]
         elif kind == "periosteal":
             side = 1 if rng.random() < 0.5 else -1
-            r = rng.uniform(0.035, 0.05)
-            region = ((du / r) ** 2 + ((dv - side * bone_w) / (r * 0.5)) ** 2 < 1) & (side * dv > bone_w * 0.9)
-            img[region] = 0.6 + 0.25 * strength
-            roi = region
+            ru, rv = rng.uniform(0.065, 0.09), max(rng.uniform(0.028, 0.04), 2 * px)
+            q = (du / ru) ** 2 + ((side * dv - hw0) / rv) ** 2
+            bump = (q < 1) & (side * dv > hw0 * 0.9)
+            bone[bump] = np.maximum(bone[bump], cortex * (0.6 + 0.4 * strength))
+            roi = q < 1
 
-    # distractors: letter and ruler, drawn after blur-free geometry, before exposure and noise
+    img = rng.uniform(0.02, 0.06) + rng.uniform(-0.03, 0.03) * (yy - 0.5) + tissue + bone  # background with heel effect
+
+    # distractors: letter and ruler (on the detector, so not rotated with the limb)
     corner = int(rng.integers(4))
     letter = "L" if rng.random() < 0.5 else "R"
     show_letter = rng.random() < 0.5
+    show_ruler = rng.random() < 0.5
     if shortcut_on:
         show_letter = True
-        if classes == 2:
-            letter = "R" if label == 1 else "L"
-        else:
-            corner = label % 4
+        letter, forced = shortcut_letter(label, classes)
+        corner = corner if forced is None else forced
     if show_letter:
         _letter(img, letter, corner, rng)
-    if rng.random() < 0.5:
+    if show_ruler:
         _ruler(img, rng)
 
-    img = gaussian_filter(img, sigma=rng.uniform(0.4, 0.9) * s / 64)
-    img = np.clip(img * rng.uniform(0.8, 1.2) + rng.uniform(-0.05, 0.05), 0, 1) ** rng.uniform(0.8, 1.25)
-    img = img + rng.normal(0, 1, img.shape).astype(np.float32) * (rng.uniform(0.015, 0.03) + 0.03 * np.sqrt(img))
+    img = gaussian_filter(img, sigma=rng.uniform(0.4, 0.8) * s / 64)
+    img = np.clip(img * rng.uniform(0.8, 1.25) + rng.uniform(-0.04, 0.04), 0, 1) ** rng.uniform(0.75, 1.3)
+    img = img + rng.normal(0, 1, img.shape).astype(np.float32) * (rng.uniform(0.01, 0.025) + rng.uniform(0.02, 0.04) * np.sqrt(img))
     if rng.random() < 0.35:  # collimation: dark outside a slightly rotated rectangle
         a = rng.uniform(-0.1, 0.1)
         cu = (yy - 0.5) * np.cos(a) + (xx - 0.5) * np.sin(a)
         cv = -(yy - 0.5) * np.sin(a) + (xx - 0.5) * np.cos(a)
-        inside = (np.abs(cu) < rng.uniform(0.38, 0.48)) & (np.abs(cv) < rng.uniform(0.38, 0.48))
+        inside = (np.abs(cu) < rng.uniform(0.4, 0.48)) & (np.abs(cv) < rng.uniform(0.4, 0.48))
         img[~inside] *= 0.15
     img = np.clip(img, 0, 1)
-    return np.round(img * 255).astype(np.uint8), roi.astype(np.uint8)
+    info = dict(
+        letter=letter if show_letter else "",
+        letter_corner=corner if show_letter else -1,
+        ruler=int(show_ruler),
+        shortcut=int(shortcut_on),
+        finding=kind,
+        roi_fraction=round(float(roi.mean()), 5),
+    )
+    return np.round(img * 255).astype(np.uint8), roi.astype(np.uint8), info
 
 
-def _plan(n: int, classes: int, rng: np.random.Generator, prefix: str) -> list[dict]:
-    """Patients -> studies -> images with balanced study labels; returns one dict per image."""
-    rows, patient, label = [], 0, 0
+def render(rng: np.random.Generator, size: int, label: int, classes: int, shortcut_on: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One image: (image uint8 [size, size], roi uint8 [size, size] with 1 on the finding, 0 elsewhere)."""
+    image, roi, _ = _render(rng, size, label, classes, shortcut_on)
+    return image, roi
+
+
+# ----------------------------------------------------------------------------------------------
+# datasets
+
+
+def _plan(n: int, classes: int, rng: np.random.Generator, first_patient: int) -> list[dict]:
+    """Patients -> 1-2 studies -> 1-3 images; one dict per image.
+
+    Each new study takes the class with the fewest images so far and is capped so class counts
+    never differ by more than 2, so every class is present once n >= 2 * classes. Prefix-stable:
+    the first i rows do not depend on n.
+    """
+    rows, patient, counts = [], first_patient - 1, [0] * classes
     while len(rows) < n:
         patient += 1
         for study in range(1, int(rng.integers(1, 3)) + 1):
-            for k in range(1, int(rng.integers(1, 4)) + 1):
+            label = int(np.argmin(counts))
+            others = min(c for j, c in enumerate(counts) if j != label)
+            k = min(int(rng.integers(1, 4)), others + 2 - counts[label])
+            for image in range(1, k + 1):
                 if len(rows) < n:
-                    rows.append(dict(patient=f"patient{prefix}{patient:05d}", study=study, image=k, label=label))
-            label = (label + 1) % classes
+                    rows.append(dict(patient=f"patient{patient:05d}", study=study, image=image, label=label))
+                    counts[label] += 1
     return rows
 
 
-def generate(out: str | Path, n_train: int = 400, n_test: int = 200, size: int = 64, seed: int = 0, classes: int = 2,
-             shortcut: float = 0.0, layout: str = "mura", progress: bool = True) -> Path:
-    """Write a synthetic dataset to ``out`` (MURA or ImageFolder layout); returns ``out``."""
-    out = Path(out)
+def _check(out: Path, n_train: int, n_test: int, size: int, classes: int, shortcut: float, layout: str) -> None:
     if size < 32:
         raise MedaugError(f"--size {size}: use at least 32 pixels")
-    if classes < 2 or classes > len(FINDING_TYPES) + 1:
-        raise MedaugError(f"--classes {classes}: choose 2 to {len(FINDING_TYPES) + 1}")
+    if classes < 2 or classes > MAX_CLASSES:
+        raise MedaugError(f"--classes {classes}: choose 2 to {MAX_CLASSES}")
     if not 0.0 <= shortcut <= 1.0:
         raise MedaugError(f"--shortcut {shortcut}: a probability in [0, 1]")
     if n_train < 2 * classes or n_test < classes:
-        raise MedaugError(f"--n-train {n_train} / --n-test {n_test}: need at least 2 train and 1 test image per class")
+        raise MedaugError(
+            f"--n-train {n_train} / --n-test {n_test}: need at least {2 * classes} train and {classes} test images for {classes} classes"
+        )
     if layout not in ("mura", "folders"):
         raise MedaugError(f"--layout {layout}: choose mura or folders")
     if layout == "mura" and classes != 2:
         raise MedaugError("--classes K > 2 needs --layout folders (MURA's layout is binary)")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MedaugError(f"{out}: already exists; choose a new --out or delete it")
+
+
+def generate(out: str | Path, n_train: int = 400, n_test: int = 200, size: int = 64, seed: int = 0, classes: int = 2,
+             shortcut: float = 0.0, layout: str = "mura", progress: bool = True) -> Path:
+    """Write a synthetic dataset to `out`; returns the dataset root. Raises medaug.errors.MedaugError on bad arguments.
+
+    layout='mura': ``out/MURA-v1.1/{train,valid}/XR_ELBOW/patientNNNNN/studyN_{positive,negative}/imageK.png``
+    plus the four headerless CSVs (test split -> ``valid``). layout='folders':
+    ``out/{train,test}/<class>/<patient>_study<N>_<K>.png``. Every image has ``<stem>_roi.png``
+    beside it, and ``out/synth_meta.csv`` describes every image. Written to a temporary sibling
+    folder and renamed, so ``out`` appears complete or not at all.
+    """
+    out = Path(out).expanduser()
+    _check(out, n_train, n_test, size, classes, shortcut, layout)
     names = class_names(classes)
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    root_seq = np.random.SeedSequence(seed)
-    train_seq, test_seq, plan_seq = root_seq.spawn(3)
-    plan_rng = np.random.default_rng(plan_seq)
-    jobs = [("train", r, train_seq) for r in _plan(n_train, classes, plan_rng, "")]
-    jobs += [("test", r, test_seq) for r in _plan(n_test, classes, plan_rng, "9")]  # patient ids disjoint
-    counters = {"train": 0, "test": 0}
-    meta, lines = [], {"train": [], "valid": []}
-    studies = {"train": {}, "valid": {}}
+    train_seq, test_seq, train_plan, test_plan = np.random.SeedSequence(seed).spawn(4)
+    train_rows = _plan(n_train, classes, np.random.default_rng(train_plan), 1)
+    last_train_patient = int(train_rows[-1]["patient"][len("patient"):])
+    test_rows = _plan(n_test, classes, np.random.default_rng(test_plan), last_train_patient + 1)  # patient-disjoint
+    jobs = [("train", i, r, train_seq) for i, r in enumerate(train_rows)]
+    jobs += [("test", i, r, test_seq) for i, r in enumerate(test_rows)]
+    meta = [",".join(META_COLUMNS)]
+    lines: dict[str, list[str]] = {"train": [], "valid": []}
+    studies: dict[str, dict[str, int]] = {"train": {}, "valid": {}}
     try:
-        for split, row, seq in progress_bar(jobs, total=len(jobs), description="synthesising images", enabled=progress):
-            i = counters[split]
-            counters[split] += 1
+        for split, i, row, seq in progress_bar(jobs, total=len(jobs), description="synthesising images", enabled=progress):
             rng = np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, i)))
-            shortcut_on = split == "train" and rng.random() < shortcut
-            image, roi = render(rng, size, row["label"], classes, shortcut_on)
+            shortcut_on = split == "train" and bool(rng.random() < shortcut)
+            image, roi, info = _render(rng, size, row["label"], classes, shortcut_on)
             if layout == "mura":
                 mura_split = "train" if split == "train" else "valid"
                 study = f"study{row['study']}_{names[row['label']]}"
-                rel = Path("MURA-v1.1") / mura_split / "XR_ELBOW" / row["patient"] / study / f"image{row['image']}.png"
-                lines[mura_split].append(str(rel))
-                studies[mura_split][str(rel.parent) + "/"] = row["label"]
+                rel = f"MURA-v1.1/{mura_split}/XR_ELBOW/{row['patient']}/{study}/image{row['image']}.png"
+                lines[mura_split].append(rel)
+                studies[mura_split][rel.rsplit("/", 1)[0] + "/"] = row["label"]
             else:
-                rel = Path(split) / names[row["label"]] / f"{row['patient']}_study{row['study']}_{row['image']}.png"
+                rel = f"{split}/{names[row['label']]}/{row['patient']}_study{row['study']}_{row['image']}.png"
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image, mode="L").save(path)
-            Image.fromarray(roi * 255, mode="L").save(path.with_name(path.stem + "_roi.png"))
-            meta.append(f"{rel},{row['label']},{split},{int(shortcut_on)}")
+            Image.fromarray(image).save(path)
+            Image.fromarray(roi * 255).save(path.with_name(path.stem + "_roi.png"))
+            meta.append(",".join(str(x) for x in (rel, row["label"], split, info["letter"], info["letter_corner"],
+                                                  info["ruler"], info["shortcut"], info["finding"], info["roi_fraction"])))
         if layout == "mura":
             for split in ("train", "valid"):
                 (tmp / "MURA-v1.1" / f"{split}_image_paths.csv").write_text("\n".join(lines[split]) + "\n")
                 (tmp / "MURA-v1.1" / f"{split}_labeled_studies.csv").write_text(
                     "".join(f"{study},{label}\n" for study, label in studies[split].items()))
-        (tmp / "synth_meta.csv").write_text("path,label,split,shortcut\n" + "\n".join(meta) + "\n")
+        (tmp / "synth_meta.csv").write_text("\n".join(meta) + "\n")
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)

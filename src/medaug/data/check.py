@@ -1,0 +1,102 @@
+"""``medaug data check``: what a careful user wants to know before training on a dataset."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MedaugError
+from .index import DataIndex, read_index
+from .io import load_image
+
+
+@dataclass
+class CheckReport:
+    index: DataIndex
+    counts: pd.DataFrame  # split x class image counts
+    patients: dict  # split -> number of patients
+    studies: dict  # split -> number of studies
+    sizes: pd.Series  # "HxW mode" -> count, over the inspected files
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    bad_paths: list[str] = field(default_factory=list)
+
+
+def _sha1(path: str) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _describe(path: str) -> str:
+    """'H x W, mode' from the header where cheap (PIL), else from a decode."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return f"{img.height}x{img.width} {img.mode}"
+    except Exception:
+        arr = load_image(path)
+        return f"{arr.shape[0]}x{arr.shape[1]} decoded"
+
+
+def check_dataset(root: str | Path, fmt: str = "auto", sample: int | None = 500, seed: int = 0, **reader_options) -> CheckReport:
+    """Inspect a dataset; decode ``sample`` files (None = all). Fatal layout errors raise MedaugError."""
+    index = read_index(root, fmt, **reader_options)
+    frame = index.frame.copy()
+    frame["split"] = frame["split"].replace("", "(unsplit)")
+    frame["class"] = [index.classes[i] for i in frame["label"]]
+    counts = frame.pivot_table(index="split", columns="class", values="path", aggfunc="count", fill_value=0)
+    report = CheckReport(index, counts, frame.groupby("split")["group"].nunique().to_dict(),
+                         frame[frame["study"] != ""].groupby("split")["study"].nunique().to_dict(), pd.Series(dtype=int))
+    for split, row in counts.iterrows():
+        for cls, n in row.items():
+            if n == 0:
+                report.problems.append(f"split {split}: class {cls!r} has no images")
+        if (row > 0).sum() == 1:
+            report.notes.append(f"split {split} has one class only: AUROC is undefined there")
+    share = frame["class"].value_counts(normalize=True)
+    if share.max() > 0.8:
+        report.notes.append(f"class imbalance: {share.idxmax()!r} is {share.max():.0%} of the images")
+    if index.info.get("image_level_groups") or (frame["group"] == frame["path"]).all():
+        report.notes.append("no patient ids in this layout: each image is its own group, so splits are image-level")
+
+    # patients in more than one split
+    per_group = frame[frame["split"] != "(unsplit)"].groupby("group")["split"].nunique()
+    leaked = per_group[per_group > 1]
+    if len(leaked):
+        report.problems.append(f"{len(leaked)} patient(s) appear in more than one split, e.g. {leaked.index[0]}")
+
+    # identical files in different splits
+    unique_paths = frame.drop_duplicates("path")
+    hashes = pd.Series({p: _sha1(p) for p in unique_paths["path"] if Path(p).is_file()})
+    frame["sha1"] = frame["path"].map(hashes)
+    dup = frame.dropna(subset=["sha1"]).groupby("sha1")["split"].nunique()
+    dup = dup[dup > 1]
+    if len(dup):
+        example = frame[frame["sha1"] == dup.index[0]]["path"].tolist()[:2]
+        report.problems.append(f"{len(dup)} identical file(s) in more than one split, e.g. {' and '.join(example)}")
+
+    # decodability and sizes
+    paths = unique_paths["path"].to_numpy()
+    if sample is not None and len(paths) > sample:
+        paths = np.random.default_rng(seed).choice(paths, size=sample, replace=False)
+        report.notes.append(f"decoded a random sample of {sample} files (use --all for every file)")
+    sizes, bad = [], []
+    for p in sorted(paths):
+        try:
+            load_image(p)
+            sizes.append(_describe(p))
+        except MedaugError as exc:
+            bad.append((p, str(exc)))
+    report.sizes = pd.Series(sizes, dtype=str).value_counts()
+    if bad:
+        report.bad_paths = [p for p, _ in bad]
+        report.problems.append(f"{len(bad)} unreadable file(s), e.g. {bad[0][1]}")
+    return report

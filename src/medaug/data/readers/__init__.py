@@ -1,0 +1,3 @@
+"""Readers beyond MURA, one file each; importing this package registers them."""
+
+from . import csvlist, imagefolder  # noqa: F401

@@ -1,0 +1,80 @@
+"""Generic CSV: a file (or a folder holding exactly one .csv) with a header ``path,label[,group][,split][,roi]``.
+
+Paths are relative to the CSV's folder (absolute paths are allowed inside it) and may not escape
+it. Labels are strings or integers; classes are their sorted unique values. ``split`` values:
+train, val/valid, test (empty = medaug splits patient-disjointly by ``group``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ...errors import MedaugError
+from ..index import DataIndex, register_reader
+from .imagefolder import SPLIT_NAMES
+
+
+def _csv_file(root: Path) -> Path | None:
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return root
+    if root.is_dir():
+        csvs = sorted(root.glob("*.csv"))
+        if len(csvs) == 1:
+            return csvs[0]
+    return None
+
+
+def looks_like_csv(root: Path) -> bool:
+    csv = _csv_file(root)
+    if csv is None:
+        return False
+    try:
+        head = pd.read_csv(csv, nrows=1)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return False
+    return {"path", "label"} <= {c.strip().lower() for c in head.columns}
+
+
+def resolve_inside(base: Path, rel: str, where: str) -> Path:
+    """``base / rel`` resolved, refusing paths that escape ``base`` (``../``)."""
+    path = (base / str(rel).strip()).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise MedaugError(f"{where}: path {rel!r} escapes the data folder {base}; keep images inside it")
+    return path
+
+
+@register_reader("csv", detect=looks_like_csv)
+def read_csv_list(root: Path, classes: list[str] | None = None, **_) -> DataIndex:
+    csv = _csv_file(root)
+    if csv is None:
+        raise MedaugError(f"{root}: expected a .csv file (or a folder with exactly one) with columns path,label")
+    try:
+        frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MedaugError(f"{csv}: not a readable CSV ({exc.__class__.__name__}); save it as UTF-8 with a header row") from None
+    frame.columns = [c.strip().lower() for c in frame.columns]
+    missing = {"path", "label"} - set(frame.columns)
+    if missing:
+        raise MedaugError(f"{csv}: missing column(s) {', '.join(sorted(missing))}; found {', '.join(frame.columns)}; "
+                          "expected path,label[,group][,split]")
+    names = sorted(frame["label"].unique(), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
+    if classes:
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise MedaugError(f"{csv}: label(s) {', '.join(unknown)} are not in the class list {classes}")
+        names = list(classes)
+    base = csv.parent
+    rows = []
+    for i, r in frame.iterrows():
+        where = f"{csv} line {i + 2}"
+        path = resolve_inside(base, r["path"], where)
+        split = r.get("split", "").strip().lower()
+        if split and split not in SPLIT_NAMES:
+            raise MedaugError(f"{where}: split {split!r} is not train, val, valid or test")
+        roi = r.get("roi", "").strip()
+        rows.append(dict(path=str(path), label=names.index(r["label"]), split=SPLIT_NAMES.get(split, ""),
+                         group=r.get("group", "").strip() or str(path), study=r.get("study", "").strip(),
+                         roi=str(resolve_inside(base, roi, where)) if roi else ""))
+    return DataIndex(pd.DataFrame(rows), [str(n) for n in names], base, "csv", info={"csv": str(csv)})

@@ -1,0 +1,57 @@
+"""ImageFolder: ``root/<class>/*.png`` (unsplit), or ``root/{train,val|valid,test}/<class>/*`` (split).
+
+Files named ``<stem>_roi.<ext>`` are ground-truth region masks of ``<stem>.<ext>``, not images.
+There are no patient ids in this layout: each image is its own group, so splits are image-level
+(``medaug data check`` says so).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ...errors import MedaugError
+from ..index import ROI_SUFFIX, DataIndex, register_reader, roi_path_for
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".nii", ".gz"}
+SPLIT_NAMES = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not p.name.startswith(".") and not p.stem.removesuffix(".nii").endswith(ROI_SUFFIX))
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _is_split_root(root: Path) -> bool:
+    names = {p.name.lower() for p in _class_dirs(root)}
+    return bool(names) and names <= set(SPLIT_NAMES) and "train" in names
+
+
+def looks_like_imagefolder(root: Path) -> bool:
+    if not root.is_dir():
+        return False
+    dirs = _class_dirs(root)
+    if _is_split_root(root):
+        dirs = _class_dirs(root / "train")
+    return len(dirs) >= 2 and all(any(_images(d)) for d in dirs[:3])
+
+
+@register_reader("imagefolder", detect=looks_like_imagefolder)
+def read_imagefolder(root: Path, **_) -> DataIndex:
+    parts = [(SPLIT_NAMES[d.name.lower()], d) for d in _class_dirs(root)] if _is_split_root(root) else [("", root)]
+    classes = sorted({c.name for _, folder in parts for c in _class_dirs(folder)})
+    if len(classes) < 2:
+        raise MedaugError(f"{root}: found {len(classes)} class folder(s); ImageFolder needs one folder per class (at least 2)")
+    rows = []
+    for split, folder in parts:
+        for cls in _class_dirs(folder):
+            for path in _images(cls):
+                rows.append(dict(path=str(path.resolve()), label=classes.index(cls.name), split=split,
+                                 group=str(path.relative_to(root)), study="", roi=roi_path_for(path)))
+    return DataIndex(pd.DataFrame(rows, columns=["path", "label", "split", "group", "study", "roi"]), classes, root, "imagefolder",
+                     info={"image_level_groups": True})
