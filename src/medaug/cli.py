@@ -17,10 +17,13 @@ from rich.table import Table
 
 from .data.commands import data_app
 from .errors import MedaugError
+from .generative.commands import gen_app, study_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Learned data augmentation for medical image classification (APGA, PGNM, generative) and fair baselines.")
 app.add_typer(data_app, name="data")
+app.add_typer(gen_app, name="gen")
+app.add_typer(study_app, name="study")
 out = Console() if sys.stdout.isatty() else Console(width=140)  # pipes and logs get full tables
 
 

@@ -1,0 +1,138 @@
+"""``medaug gen ...`` (train, sample, eval) and ``medaug study size``: commands parse options and call the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+gen_app = typer.Typer(no_args_is_help=True, help="Generative augmentation: train a class-conditional GAN or diffusion model, sample, evaluate.")
+study_app = typer.Typer(no_args_is_help=True, help="Studies across settings: `size` (does generative match classical, per dataset size?).")
+out = Console() if sys.stdout.isatty() else Console(width=140)
+
+
+def _options(pairs: list[str]) -> dict:
+    from ..cli import parse_options
+
+    return parse_options(pairs)
+
+
+@gen_app.command("train")
+def gen_train(
+    data: Path = typer.Option(..., help="Dataset folder (any format medaug reads); the generator sees its train split only."),
+    model: str = typer.Option("gan", help="gan | diffusion"),
+    steps: int = typer.Option(500, help="Training steps (one G and one D update each for the GAN)."),
+    size: int = typer.Option(32, help="Image side in pixels (GAN: a power of two)."),
+    batch_size: int = typer.Option(16),
+    seed: int = typer.Option(0),
+    n_shot: int = typer.Option(0, help="Training images per class (0 = all), drawn with --seed like classifier runs."),
+    ckpt_every: int = typer.Option(100, help="Checkpoint every N steps (resume: run the same command again)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    fmt: str = typer.Option("auto", "--format", help="Dataset format."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Model option KEY=VALUE, e.g. -o augment=diffaugment -o guidance=3 (repeatable)."),
+    out_dir: Path = typer.Option(..., "--out", help="Generator folder (resumed if it holds a checkpoint)."),
+):
+    """Train a class-conditional generator (resumable; more --steps continues a finished one)."""
+    from .train import GenConfig, train_generator
+
+    cfg = GenConfig(data=str(data), model=model, steps=steps, size=size, batch_size=batch_size, seed=seed, n_shot=n_shot,
+                    ckpt_every=ckpt_every, device=device, format=fmt, options=_options(option))
+    info = train_generator(cfg, out_dir)
+    last = ", ".join(f"{k} {v:.3f}" for k, v in info.get("last", {}).items() if isinstance(v, float) and k != "time_s")
+    out.print(f"{info['model']} {info['size']}px: {info['steps']} steps on {info['n_train']} images "
+              f"({', '.join(f'{c} {n}' for c, n in info['n_train_per_class'].items())}) in {info['wall_s']:.0f} s; last: {last}")
+    out.print(f"generator in {out_dir} (preview.png)")
+
+
+@gen_app.command("sample")
+def gen_sample(
+    model_dir: Path = typer.Option(..., "--model", help="Generator folder from `medaug gen train`."),
+    per_class: int = typer.Option(..., help="Images per class."),
+    out_dir: Path = typer.Option(..., "--out", help="Output ImageFolder: OUT/<class>/*.png plus contact_<class>.png."),
+    seed: int = typer.Option(0, help="Same seed, same images."),
+    device: str = typer.Option("auto"),
+    option: list[str] = typer.Option([], "--option", "-o", help="Sampling option, e.g. -o guidance=3 -o ddim_steps=100 -o truncation=0.7."),
+):
+    """Write class-conditional samples in the ImageFolder layout, with a contact sheet per class."""
+    from .train import write_samples
+
+    info = write_samples(model_dir, per_class, out_dir, seed=seed, device=device, overrides=_options(option))
+    out.print(f"wrote {per_class} x {len(info['classes'])} images ({', '.join(info['classes'])}) to {out_dir} in {info['wall_s']:.1f} s")
+
+
+@gen_app.command("eval")
+def gen_eval(
+    real: Path = typer.Option(..., help="The real dataset the generator was trained on."),
+    fake: Path = typer.Option(..., help="Generated ImageFolder (`medaug gen sample --out`)."),
+    extractor: Optional[Path] = typer.Option(None, help="Local feature network: a medaug run folder/best.pt or a TorchScript file "
+                                             "[default: a medaug classifier trained here on the real training images]."),
+    size: int = typer.Option(32, help="Image side for evaluation."),
+    n_shot: int = typer.Option(0, help="The generator's --n-shot (the reference is the same training subset)."),
+    seed: int = typer.Option(0, help="The generator's --seed (k-shot subset) and the classifiers' seed."),
+    epochs: int = typer.Option(10, help="Epochs of the TRTR/TSTR classifiers."),
+    tstr: bool = typer.Option(True, help="Train-on-synthetic-test-on-real accuracy."),
+    device: str = typer.Option("auto"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where quality.json and figures go [default: FAKE/../quality]."),
+):
+    """FID, KID, precision/recall, density/coverage (with the extractor's name), TSTR and a memorisation check."""
+    from .quality import evaluate
+
+    folder = out_dir or fake.parent / f"{fake.name}-quality"
+    r = evaluate(real, fake, folder, extractor=extractor, size=size, n_shot=n_shot, seed=seed, epochs=epochs, tstr=tstr, device=device)
+    table = Table(title=f"quality on features of {r['extractor']}", title_justify="left")
+    for col in ("set", "FID", "KID", "precision", "recall", "density", "coverage", "n_real", "n_fake"):
+        table.add_column(col, justify="left" if col == "set" else "right")
+    for name, m in (("synthetic vs real train", r["all"]), ("real test vs real train", r["real_test_reference"])):
+        table.add_row(name, f"{m['fid']:.2f}", f"{m['kid']:.4f}±{m['kid_std']:.4f}", f"{m['precision']:.3f}", f"{m['recall']:.3f}",
+                      f"{m['density']:.3f}", f"{m['coverage']:.3f}", str(m["n_real"]), str(m["n_fake"]))
+    out.print(table)
+    for cls, m in r["per_class"].items():
+        out.print(f"  {cls}: FID {m['fid']:.2f}, KID {m['kid']:.4f} ({r['extractor']}; n real {m['n_real']}, fake {m['n_fake']})")
+    mem = r["memorisation"]
+    out.print(f"memorisation: median NN pixel RMS distance synthetic->train {mem['nn_dist_median']:.3f}"
+              + (f", real test->train {mem['ref_nn_dist_median']:.3f}; synthetic closer than the 5th percentile of real test: "
+                 f"{mem['frac_closer_than_ref_p05']:.1%}" if "ref_nn_dist_median" in mem else ""))
+    if "tstr" in r:
+        out.print(f"TSTR accuracy {r['tstr']['accuracy']:.3f} (macro F1 {r['tstr']['macro_f1']:.3f}) vs TRTR "
+                  f"{r['trtr']['accuracy']:.3f} (macro F1 {r['trtr']['macro_f1']:.3f}) [{r['tstr_classifier']}]")
+    out.print(f"quality.json, memorisation.png, nn_distances.png in {folder}")
+
+
+@study_app.command("size")
+def study_size(
+    data: Path = typer.Option(..., help="Dataset folder."),
+    per_class: str = typer.Option("20,50,100", help="Training-set sizes, images per class (comma-separated)."),
+    methods: str = typer.Option("none,classical,generative", help="Comma-separated methods."),
+    seeds: str = typer.Option("0,1", help="Comma-separated seeds."),
+    gen_model: str = typer.Option("gan", help="gan | diffusion"),
+    gen_steps: int = typer.Option(300, help="Generator training steps per (size, seed)."),
+    gen_option: list[str] = typer.Option([], "--gen-option", help="Generator option KEY=VALUE (repeatable)."),
+    samples_per_class: int = typer.Option(0, help="Synthetic pool per class [default: max(size, 64)]."),
+    ratio: float = typer.Option(1.0, help="Synthetic images per real image, per class."),
+    size: int = typer.Option(32, help="Image side."),
+    epochs: int = typer.Option(10, help="Classifier epochs."),
+    model: str = typer.Option("tiny", help="Classifier."),
+    tolerance: float = typer.Option(0.01, help="'Matches' = mean accuracy difference >= -tolerance."),
+    device: str = typer.Option("auto"),
+    out_dir: Path = typer.Option(..., "--out", help="Study folder (finished runs are skipped on re-run)."),
+):
+    """Generator + classifiers per size and seed; table and plot: at which size does generative match classical?"""
+    from .study import METRICS, parse_ints, size_study
+
+    r = size_study(str(data), parse_ints(per_class, "per-class"), [m.strip() for m in methods.split(",") if m.strip()],
+                   parse_ints(seeds, "seeds"), out_dir, gen_model=gen_model, gen_steps=gen_steps, gen_options=_options(gen_option),
+                   size=size, epochs=epochs, model=model, samples_per_class=samples_per_class, ratio=ratio,
+                   tolerance=tolerance, device=device)
+    table = Table(title="test metrics, mean ± std over seeds", title_justify="left")
+    for col in ["per class", "method", "seeds"] + METRICS:
+        table.add_column(col, justify="right")
+    for row in r["table"]:
+        table.add_row(str(row["per_class"]), row["method"], str(row["n_seeds"]),
+                      *[f"{row[m]:.3f}±{row[m + '_std']:.3f}" for m in METRICS])
+    out.print(table)
+    out.print(r["answer"])
+    out.print(f"study.md, study.csv, study.png in {out_dir}")

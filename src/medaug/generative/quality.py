@@ -1,0 +1,357 @@
+"""Quality of generated images: FID, KID, precision/recall, density/coverage, TSTR, memorisation.
+
+Feature-based metrics are computed on the features of a *local* network, never a download:
+by default a medaug classifier trained on the real training images (its penultimate features:
+the input of its last ``nn.Linear``, captured by a forward hook); or a user-named local
+checkpoint (a medaug run folder / best.pt, or a TorchScript module mapping [B, 3, H, W] images in
+[0, 1] to [B, D] features, e.g. an exported Inception or RadImageNet network). Numbers from
+different extractors do not compare, so every number is reported with the extractor's name.
+
+- FID (Heusel et al. 2017): ||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2)).
+- KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3, averaged
+  over random subsets; can be negative, ~0 for equal distributions.
+- Precision / recall (Kynkaenniemi et al. 2019, k = 3): the fraction of fakes inside the union of
+  k-NN balls of the reals / of reals inside the fakes' balls.
+- Density / coverage (Naeem et al. 2020, k = 5): density = sum over fakes of the number of real
+  balls containing them / (k M); coverage = fraction of real balls containing at least one fake.
+- TSTR: a classifier trained on synthetic images only, tested on the real test split, beside the
+  same classifier trained on the real training images (TRTR).
+- Memorisation: the nearest real training image (pixel RMS distance) of each synthetic image,
+  against the same distance for real test images (which the generator never saw).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MedaugError
+
+# ----------------------------------------------------------------------------------------------
+# reading generated image folders
+
+
+def read_image_folder(root: str | Path, size: int, classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``root/<class>/*.png`` -> (uint8 [N, size, size], int64 labels [N], class names).
+
+    With ``classes`` the folder names are mapped to those indices (an unknown name is an error);
+    ``*_roi.*`` files and files at the root (contact sheets) are skipped.
+    """
+    from ..data.io import load_image, resize
+    from ..data.readers.imagefolder import _class_dirs, _images
+
+    root = Path(root)
+    if not root.is_dir():
+        raise MedaugError(f"{root}: no such folder; expected generated images in root/<class>/*.png")
+    dirs = _class_dirs(root)
+    names = [d.name for d in dirs]
+    if classes is None:
+        classes = names
+    unknown = sorted(set(names) - set(classes))
+    if unknown:
+        raise MedaugError(f"{root}: class folder(s) {', '.join(unknown)} are not classes of the real data ({', '.join(classes)})")
+    images, labels = [], []
+    for d in dirs:
+        for path in _images(d):
+            images.append(np.round(np.clip(resize(load_image(path), size), 0, 1) * 255).astype(np.uint8))
+            labels.append(classes.index(d.name))
+    if not images:
+        raise MedaugError(f"{root}: no images found in its class folders")
+    return np.stack(images), np.asarray(labels, np.int64), list(classes)
+
+
+def write_image_folder(images: np.ndarray, labels: np.ndarray, classes: list[str], root: str | Path) -> Path:
+    """Write uint8 [N, S, S] images as ``root/<class>/<class>_00000.png`` (written to a temp folder, then renamed)."""
+    import os
+    import shutil
+
+    from PIL import Image
+
+    root = Path(root)
+    tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    counts = {c: 0 for c in classes}
+    for img, lab in zip(images, labels):
+        name = classes[int(lab)]
+        (tmp / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(tmp / name / f"{name}_{counts[name]:05d}.png")
+        counts[name] += 1
+    if root.exists():
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, root)
+    return root
+
+
+# ----------------------------------------------------------------------------------------------
+# feature extractors
+
+
+class Extractor:
+    """images uint8 [N, S, S] -> features float64 [N, D]; ``name`` goes next to every number."""
+
+    def __init__(self, name: str, fn, size: int | None, device: torch.device):
+        self.name, self.fn, self.size, self.device = name, fn, size, device
+
+    @torch.no_grad()
+    def features(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
+        out = []
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).to(self.device).unsqueeze(1).float() / 255
+            if self.size and x.shape[-1] != self.size:
+                x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            out.append(self.fn(x).flatten(1).double().cpu())
+        return torch.cat(out).numpy()
+
+
+def _last_linear(model: nn.Module) -> nn.Linear:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise MedaugError("extractor: the classifier has no nn.Linear layer to take penultimate features from")
+    return linears[-1]
+
+
+def load_extractor(path: str | Path, device: torch.device | str = "cpu") -> Extractor:
+    """A medaug run folder (best.pt + config.toml) or its best.pt, or a TorchScript feature network."""
+    from ..config import load_toml
+    from ..device import resolve_device
+    from ..models.classifiers import create_classifier
+
+    device = resolve_device(device) if isinstance(device, str) else device
+    path = Path(path)
+    run = path if path.is_dir() else path.parent
+    ckpt_file = path / "best.pt" if path.is_dir() else path
+    if not ckpt_file.is_file():
+        raise MedaugError(f"--extractor {path}: not found; give a medaug run folder (with best.pt) or a TorchScript file")
+    if not (run / "config.toml").is_file():
+        try:
+            net = torch.jit.load(str(ckpt_file), map_location=device).eval()
+        except Exception as exc:  # noqa: BLE001 - any load failure is a user error here
+            raise MedaugError(f"--extractor {path}: neither a medaug run (no config.toml beside it) nor TorchScript ({exc})") from None
+        return Extractor(f"torchscript:{ckpt_file.name}", lambda x: net(x.expand(-1, 3, -1, -1)), None, device)
+    cfg = load_toml(run / "config.toml").get("train", {})
+    state = torch.load(ckpt_file, map_location=device, weights_only=True)["model"]
+    last_w = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2][-1]
+    model = create_classifier(cfg.get("model", "tiny"), cfg.get("in_channels", 1), last_w.shape[0]).to(device)
+    model.load_state_dict(state)
+    model.eval()
+    feats: dict[str, torch.Tensor] = {}
+    _last_linear(model).register_forward_hook(lambda m, inp, out: feats.__setitem__("x", inp[0]))
+    in_ch = cfg.get("in_channels", 1)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        x = (x - 0.5) / 0.25  # medaug.train.Context.normalize
+        model(x.expand(-1, in_ch, -1, -1) if in_ch != 1 else x)
+        return feats["x"]
+
+    return Extractor(f"medaug-{cfg.get('model', 'tiny')}:{run.name}", fn, cfg.get("size"), device)
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics on features
+
+
+def fid(real: np.ndarray, fake: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to features float [N, D] and [M, D]."""
+    from scipy import linalg
+
+    mu1, mu2 = real.mean(0), fake.mean(0)
+    s1, s2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
+    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    if not np.isfinite(covmean).all():  # near-singular products: offset the diagonals (the pytorch-fid fix)
+        off = np.eye(len(s1)) * 1e-6
+        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
+    covmean = covmean.real
+    return float(max(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean), 0.0))
+
+
+def kid(real: np.ndarray, fake: np.ndarray, n_subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Unbiased MMD^2 with the cubic polynomial kernel, mean and std over random subsets."""
+    rng = np.random.default_rng(seed)
+    m = min(subset_size, len(real), len(fake))
+    if m < 2:
+        raise MedaugError("kid: needs at least 2 real and 2 synthetic images")
+    d = real.shape[1]
+    vals = []
+    for _ in range(n_subsets):
+        x = real[rng.choice(len(real), m, replace=False)]
+        y = fake[rng.choice(len(fake), m, replace=False)]
+        kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+        mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * kxy.sum() / m**2
+        vals.append(mmd)
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def _kth_radius(x: np.ndarray, k: int) -> np.ndarray:
+    d = torch.cdist(torch.from_numpy(x), torch.from_numpy(x))
+    return d.kthvalue(k + 1, dim=1).values.numpy()  # +1: the point itself is at distance 0
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaenniemi et al. 2019) with k-NN balls."""
+    k = min(k, len(real) - 1, len(fake) - 1)
+    d = torch.cdist(torch.from_numpy(fake), torch.from_numpy(real)).numpy()  # [M, N]
+    r_real, r_fake = _kth_radius(real, k), _kth_radius(fake, k)
+    precision = (d <= r_real[None, :]).any(1).mean()
+    recall = (d.T <= r_fake[None, :]).any(1).mean()
+    return float(precision), float(recall)
+
+
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) with k-NN balls around the reals."""
+    k = min(k, len(real) - 1)
+    r_real = _kth_radius(real, k)
+    inside = torch.cdist(torch.from_numpy(real), torch.from_numpy(fake)).numpy() <= r_real[:, None]  # [N, M]
+    density = inside.sum() / (k * fake.shape[0])
+    coverage = inside.any(1).mean()
+    return float(density), float(coverage)
+
+
+def feature_metrics(real: np.ndarray, fake: np.ndarray, kid_subsets: int = 100, seed: int = 0) -> dict:
+    kid_mean, kid_std = kid(real, fake, kid_subsets, seed=seed)
+    p, r = precision_recall(real, fake)
+    dens, cov = density_coverage(real, fake)
+    return {"fid": fid(real, fake), "kid": kid_mean, "kid_std": kid_std, "precision": p, "recall": r,
+            "density": dens, "coverage": cov, "n_real": len(real), "n_fake": len(fake)}
+
+
+# ----------------------------------------------------------------------------------------------
+# memorisation
+
+
+def nearest_real(queries: np.ndarray, reals: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest real image and the pixel RMS distance (images in [0, 1]) for each query."""
+    r = torch.from_numpy(reals.reshape(len(reals), -1)).float() / 255
+    idx, dist = [], []
+    for i in range(0, len(queries), batch):
+        q = torch.from_numpy(queries[i : i + batch].reshape(len(queries[i : i + batch]), -1)).float() / 255
+        d = torch.cdist(q, r)
+        v, j = d.min(1)
+        idx.append(j)
+        dist.append(v / math.sqrt(r.shape[1]))
+    return torch.cat(idx).numpy(), torch.cat(dist).numpy()
+
+
+def memorisation(fake: np.ndarray, real_train: np.ndarray, real_test: np.ndarray | None, out: Path, n_show: int = 8) -> dict:
+    """Nearest-neighbour check; writes memorisation.png (closest pairs) and nn_distances.png (histograms)."""
+    from ..figures import plt, _save
+
+    idx, dist = nearest_real(fake, real_train)
+    ref = nearest_real(real_test, real_train)[1] if real_test is not None and len(real_test) else None
+    show = np.argsort(dist)[:n_show]  # the most suspicious: closest to a training image
+    fig, axes = plt.subplots(2, len(show), figsize=(1.4 * len(show), 3.0), squeeze=False)
+    for col, i in enumerate(show):
+        axes[0, col].imshow(fake[i], cmap="gray", vmin=0, vmax=255)
+        axes[0, col].set_title(f"d={dist[i]:.3f}", fontsize=7)
+        axes[1, col].imshow(real_train[idx[i]], cmap="gray", vmin=0, vmax=255)
+        for ax in axes[:, col]:
+            ax.axis("off")
+    axes[0, 0].text(-0.1, 0.5, "synthetic", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
+    axes[1, 0].text(-0.1, 0.5, "nearest real", transform=axes[1, 0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
+    fig.suptitle("closest synthetic images and their nearest real training image (pixel RMS)", fontsize=8)
+    _save(fig, out / "memorisation.png")
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    bins = np.linspace(0, max(dist.max(), ref.max() if ref is not None else 0) * 1.05 + 1e-6, 30)
+    ax.hist(dist, bins=bins, alpha=0.6, density=True, label="synthetic -> nearest train")
+    if ref is not None:
+        ax.hist(ref, bins=bins, alpha=0.6, density=True, label="real test -> nearest train")
+    ax.set_xlabel("pixel RMS distance")
+    ax.legend(fontsize=7)
+    _save(fig, out / "nn_distances.png")
+    result = {"nn_dist_median": float(np.median(dist)), "nn_dist_min": float(dist.min())}
+    if ref is not None:
+        thr = float(np.quantile(ref, 0.05))
+        result.update(ref_nn_dist_median=float(np.median(ref)), ref_nn_dist_p05=thr,
+                      frac_closer_than_ref_p05=float((dist < thr).mean()))
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# figures
+
+
+def image_grid(rows: np.ndarray, path: Path, row_names: list[str] | None = None, title: str = "") -> None:
+    """uint8 [R, C, H, W] as a grid, one named row each (contact sheets, previews)."""
+    from ..figures import plt, _save
+
+    R, C = rows.shape[:2]
+    fig, axes = plt.subplots(R, C, figsize=(0.9 * C + 0.8, 0.9 * R + 0.3), squeeze=False)
+    for r in range(R):
+        for c in range(C):
+            axes[r, c].imshow(rows[r, c], cmap="gray", vmin=0, vmax=255)
+            axes[r, c].axis("off")
+        if row_names:
+            axes[r, 0].text(-0.1, 0.5, row_names[r], transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# train-on-synthetic, test-on-real
+
+
+def classifier_config(size: int, epochs: int, seed: int, model: str = "tiny"):
+    from ..config import TrainConfig
+
+    return TrainConfig(data="-", size=size, epochs=epochs, seed=seed, model=model, batch_size=32, progress=False)
+
+
+def train_on(images: np.ndarray, labels: np.ndarray, real, out: Path, cfg) -> dict:
+    """Train a classifier on (images, labels), select on the real valid split, test on the real test split."""
+    from ..data.cache import ArraySplit, Dataset
+    from ..train import fit
+
+    names = np.array([f"synthetic-{i}" for i in range(len(labels))])
+    train = ArraySplit(images, labels, None, names, np.array([""] * len(labels)), names)
+    ds = Dataset(train, real.valid, real.test, real.classes, real.fingerprint + "+synthetic", real.cache)
+    return fit(cfg, out, ds)
+
+
+def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extractor: str | Path | None = None,
+             size: int = 32, n_shot: int = 0, seed: int = 0, epochs: int = 10, tstr: bool = True,
+             device: str = "auto", progress: bool = False, kid_subsets: int = 100) -> dict:
+    """Every quality number for ``fake_dir`` against the real training images of ``real_data``; writes quality.json."""
+    import dataclasses
+
+    from ..data.cache import load_dataset
+    from ..device import resolve_device
+    from ..io_utils import write_json
+    from ..train import fit
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress)
+    fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes)
+    cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)
+    result: dict = {"real": str(real_data), "fake": str(fake_dir), "size": size, "n_shot": n_shot, "classes": real.classes}
+    trtr = None
+    if extractor is None or tstr:  # the classifier trained on the real images: TRTR and the default extractor
+        trtr = fit(cfg, out / "trtr", real)
+    ext = load_extractor(extractor if extractor is not None else out / "trtr", resolve_device(device))
+    result["extractor"] = ext.name
+    f_real, f_fake = ext.features(real.train.images), ext.features(fake)
+    f_test = ext.features(real.test.images)
+    result["all"] = feature_metrics(f_real, f_fake, kid_subsets, seed)
+    # the same metrics for real test images vs the real training images: what "as good as real" looks like here
+    result["real_test_reference"] = feature_metrics(f_real, f_test, kid_subsets, seed)
+    result["per_class"] = {}
+    for i, name in enumerate(real.classes):
+        a, b = f_real[real.train.labels == i], f_fake[fake_labels == i]
+        if len(a) > 5 and len(b) > 5:
+            kid_mean, _ = kid(a, b, kid_subsets, seed=seed)
+            result["per_class"][name] = {"fid": fid(a, b), "kid": kid_mean, "n_real": len(a), "n_fake": len(b)}
+    result["memorisation"] = memorisation(fake, real.train.images, real.test.images, out)
+    if tstr:
+        m = train_on(fake, fake_labels, real, out / "tstr", cfg)
+        keys = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
+        result["tstr"] = {k: m["test"].get(k) for k in keys}
+        result["trtr"] = {k: trtr["test"].get(k) for k in keys}
+        result["tstr_classifier"] = f"{cfg.model}, {epochs} epochs, seed {seed}, valid = real valid split, test = real test split"
+    write_json(out / "quality.json", result)
+    return result

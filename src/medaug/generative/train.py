@@ -1,0 +1,233 @@
+"""One trainer for the GAN and the diffusion model: steps, checkpoints, exact resume, Rich progress.
+
+A generator folder holds::
+
+    gen_config.toml  the GenConfig
+    checkpoint.pt    model + optimiser + RNG state + step (written atomically every ``ckpt_every`` steps)
+    log.jsonl        losses (means over ``log_every`` steps), ADA p, time
+    preview.png      one row of samples per class from the EMA model
+    generator.json   written last: classes, size, steps, wall time (its presence marks the run finished)
+
+The training images are the *train* split of ``--data`` after the validation carve (and after
+k-shot sampling with ``n_shot``/``seed``), the same images a classifier run with those settings
+trains on; validation and test images are never seen by the generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import dump_toml
+from ..data.cache import Dataset, load_dataset
+from ..device import resolve_device, rng_state, seed_everything, set_rng_state
+from ..errors import MedaugError
+from ..io_utils import save_torch, write_json, write_text
+from ..progress import make_progress
+from . import model_class
+
+
+@dataclass
+class GenConfig:
+    data: str = ""
+    model: str = "gan"  #: gan | diffusion
+    size: int = 32
+    steps: int = 500
+    batch_size: int = 16
+    seed: int = 0
+    n_shot: int = 0  #: training images per class (0 = all), sampled with ``seed`` like classifier runs
+    ckpt_every: int = 100
+    log_every: int = 10
+    device: str = "auto"
+    format: str = "auto"
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    cache: str = ""
+    progress: bool = True
+    options: dict = field(default_factory=dict)  #: model options (GAN.Options / Diffusion.Options fields)
+
+    def __post_init__(self) -> None:
+        checks = [(self.steps >= 1, "steps must be >= 1"), (self.batch_size >= 2, "batch_size must be >= 2"),
+                  (self.ckpt_every >= 1, "ckpt_every must be >= 1"), (self.size >= 8, "size must be >= 8")]
+        for ok, msg in checks:
+            if not ok:
+                raise MedaugError(f"gen config: {msg}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def build_model(cfg: GenConfig, num_classes: int, device: torch.device):
+    cls = model_class(cfg.model)
+    known = {f.name for f in dataclasses.fields(cls.Options)}
+    unknown = sorted(set(cfg.options) - known)
+    if unknown:
+        raise MedaugError(f"--model {cfg.model}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    try:
+        return cls(num_classes, cfg.size, cfg.batch_size, device, cfg.options)
+    except (TypeError, ValueError) as exc:
+        raise MedaugError(f"--model {cfg.model}: bad option: {exc}") from None
+
+
+def load_train_images(cfg: GenConfig) -> Dataset:
+    return load_dataset(cfg.data, size=cfg.size, fmt=cfg.format, cache=cfg.cache or None, val_fraction=cfg.val_fraction,
+                        split_seed=cfg.split_seed, n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress)
+
+
+def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None = None) -> dict:
+    """Train (or resume, or extend to more steps) a generator in ``out_dir``; returns generator.json's dict."""
+    out = Path(out_dir)
+    done = out / "generator.json"
+    if done.is_file():
+        info = json.loads(done.read_text())
+        if info.get("steps", 0) >= cfg.steps:
+            return info
+    model_class(cfg.model)  # name check before any work
+    seed_everything(cfg.seed)
+    if dataset is None:
+        dataset = load_train_images(cfg)
+    train = dataset.train
+    classes = dataset.classes
+    device = resolve_device(cfg.device)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "gen_config.toml", dump_toml({"gen": cfg.to_dict()}))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, len(classes), device)
+    step, history, wall = 0, [], 0.0
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt["config"]["model"] != cfg.model or ckpt["config"]["size"] != cfg.size:
+            raise MedaugError(f"{out}: holds a {ckpt['config']['model']} at {ckpt['config']['size']} px; use another --out")
+        model.load_state_dict(ckpt["model"])
+        set_rng_state(ckpt["rng"])
+        step, history, wall = ckpt["step"], ckpt["history"], ckpt.get("wall_s", 0.0)
+
+    images = torch.from_numpy(np.ascontiguousarray(train.images))  # uint8 [N, S, S], stays on the host
+    labels = torch.from_numpy(train.labels)
+    n = len(labels)
+    if n < 2:
+        raise MedaugError(f"{cfg.data}: only {n} training image(s); a generator needs at least 2")
+    bs = min(cfg.batch_size, n)
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    t0 = time.time()
+
+    def save() -> None:
+        save_torch(ckpt_path, {"model": model.state_dict(), "rng": rng_state(), "step": step, "history": history,
+                               "config": cfg.to_dict(), "classes": classes, "wall_s": wall + time.time() - t0})
+        write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+    with make_progress() if cfg.progress else _Null() as bar:
+        task = bar.add_task(f"{cfg.model} {cfg.size}px", total=cfg.steps, completed=step, status="")
+        while step < cfg.steps:
+            # the batch depends only on (seed, step): a resumed run sees the same batches
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            idx = torch.randperm(n, generator=g)[:bs]
+            x = images[idx].to(device).unsqueeze(1).float().div_(127.5).sub_(1.0)  # [-1, 1]
+            for k, v in model.train_step(x, labels[idx].to(device)).items():
+                sums[k] = sums.get(k, 0.0) + v.float()
+                counts[k] = counts.get(k, 0) + 1  # per key: R1 is logged only on its lazy steps
+            step += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                row = {"step": step, **{k: float(v) / counts[k] for k, v in sums.items()}, **model.extra_logs(),
+                       "time_s": round(wall + time.time() - t0, 2)}
+                bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v) and k != "ada_rt"]
+                if bad:
+                    raise MedaugError(f"{out}: {', '.join(bad)} became NaN/inf at step {step}; lower the lr (-o lr=...)")
+                history.append(row)
+                sums, counts = {}, {}
+                losses = " ".join(f"{k} {v:.3f}" for k, v in row.items() if k.startswith("loss"))
+                bar.update(task, completed=step, status=f"{losses} {model.status()}")
+            else:
+                bar.update(task, completed=step)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                save()
+    wall += time.time() - t0
+    preview(model, classes, out / "preview.png", seed=cfg.seed)
+    info = {"model": cfg.model, "size": cfg.size, "steps": step, "classes": classes, "n_train": n,
+            "n_train_per_class": {c: int((train.labels == i).sum()) for i, c in enumerate(classes)},
+            "data": str(cfg.data), "n_shot": cfg.n_shot, "seed": cfg.seed, "device": str(device),
+            "data_fingerprint": dataset.fingerprint, "wall_s": round(wall, 2), "last": history[-1] if history else {}}
+    write_json(done, info)
+    return info
+
+
+def load_generator(folder: str | Path, device: str = "auto"):
+    """(model with the EMA weights loaded, classes, GenConfig) from a generator folder."""
+    folder = Path(folder)
+    ckpt_path = folder / "checkpoint.pt"
+    if not ckpt_path.is_file():
+        raise MedaugError(f"{folder}: no checkpoint.pt; train one with `medaug gen train --out {folder}`")
+    dev = resolve_device(device)
+    ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
+    cfg = GenConfig(**{**ckpt["config"], "progress": False})
+    model = build_model(cfg, len(ckpt["classes"]), dev)
+    model.load_state_dict(ckpt["model"], inference_only=True)
+    return model, list(ckpt["classes"]), cfg
+
+
+def sample_per_class(model, num_classes: int, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [K * per_class, S, S] and int64 labels, class-major; deterministic given ``seed``."""
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    x = model.sample(labels, seed)
+    return (x[:, 0] * 255).round().to(torch.uint8).numpy(), labels.numpy()
+
+
+def preview(model, classes: list[str], path: Path, per_class: int = 8, seed: int = 0) -> None:
+    from .quality import image_grid
+
+    images, labels = sample_per_class(model, len(classes), per_class, seed)
+    image_grid(images.reshape(len(classes), per_class, *images.shape[1:]), path, row_names=classes)
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
+
+
+def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: int = 0, device: str = "auto",
+                  sheet: int = 32, overrides: dict | None = None) -> dict:
+    """``medaug gen sample``: ``out/<class>/*.png`` (ImageFolder), ``out/contact_<class>.png``, ``out/samples.json``.
+
+    ``overrides``: sampling options of the model (e.g. ``guidance``, ``ddim_steps``, ``truncation``).
+    """
+    if per_class < 1:
+        raise MedaugError("--per-class must be >= 1")
+    from .quality import image_grid, write_image_folder
+
+    model, classes, cfg = load_generator(model_dir, device)
+    for key, value in (overrides or {}).items():
+        if not hasattr(model.opts, key):
+            raise MedaugError(f"sample: {cfg.model} has no option {key!r}")
+        setattr(model.opts, key, value)
+    t0 = time.time()
+    images, labels = sample_per_class(model, len(classes), per_class, seed)
+    out = write_image_folder(images, labels, classes, out)
+    cols = min(per_class, sheet)
+    for i, name in enumerate(classes):
+        grid = images[labels == i][:cols]
+        rows = max(1, int(math.ceil(len(grid) / 8)))
+        pad = np.zeros((rows * 8 - len(grid), *grid.shape[1:]), np.uint8)
+        image_grid(np.concatenate([grid, pad]).reshape(rows, 8, *grid.shape[1:]), out / f"contact_{name}.png",
+                   title=f"{cfg.model} samples: {name} (seed {seed})")
+    info = {"model_dir": str(model_dir), "model": cfg.model, "classes": classes, "per_class": per_class, "seed": seed,
+            "size": cfg.size, "overrides": overrides or {}, "wall_s": round(time.time() - t0, 2)}
+    write_json(out / "samples.json", info)
+    return info
