@@ -135,9 +135,9 @@ def _render(rng: np.random.Generator, size: int, label: int, classes: int, short
     offsets = [0.0] if n_bones == 1 else [-0.08, 0.08]
     offsets = [o + rng.uniform(-0.015, 0.015) for o in offsets]
     bone_w = rng.uniform(0.06, 0.08) if n_bones == 1 else rng.uniform(0.045, 0.058)
-    joint = rng.random() < 0.6
+    joint = rng.random() < 0.5
     gap_u = rng.uniform(-0.18, 0.18)
-    gap_half = rng.uniform(0.012, 0.022) + 0.5 * px
+    gap_half = rng.uniform(0.02, 0.03) + 0.5 * px
     end_r = rng.uniform(0.03, 0.05)  # rounding of the bone ends at the joint
     cortex_frac = rng.uniform(0.3, 0.45)
     medulla, cortex = rng.uniform(0.2, 0.28), rng.uniform(0.45, 0.55)
@@ -150,16 +150,16 @@ def _render(rng: np.random.Generator, size: int, label: int, classes: int, short
 
     # the finding is planned first: a fracture displaces the bone beyond its line
     kind = finding_of(label, classes)
-    strength = rng.uniform(0.35, 1.0)  # some findings are faint
+    strength = rng.uniform(0.5, 1.0)  # some findings are faint
     site_bones = [int(rng.integers(n_bones))]
     while True:  # a site on the shaft, away from the joint gap
         fu = rng.uniform(-0.3, 0.3)
         if not joint or abs(fu - gap_u) > 0.13:
             break
     tilt = rng.uniform(-0.7, 0.7)
-    disp = rng.uniform(0.25, 0.5) * bone_w if rng.random() < 0.4 else 0.0
+    disp = rng.uniform(0.25, 0.5) * bone_w if rng.random() < 0.5 else 0.0
     disp *= 1 if rng.random() < 0.5 else -1
-    if kind == "fracture" and n_bones == 2 and rng.random() < 0.5:
+    if kind == "fracture" and n_bones == 2 and rng.random() < 0.7:
         site_bones = [0, 1]
     if kind != "fracture":
         disp = 0.0
@@ -193,12 +193,12 @@ def _render(rng: np.random.Generator, size: int, label: int, classes: int, short
         du, dv = u - fu, dvs[b0]
         hw0 = bone_w * (1 + 0.08 * fu)
         if kind == "fracture":
-            lw = max(0.012, 1.0 * px) * rng.uniform(0.9, 1.4)
+            lw = max(0.028, 1.8 * px) * rng.uniform(0.9, 1.3)
             for b in site_bones:
                 dist = np.abs(du - tilt * dvs[b])
                 line = (dist < lw) & on_bone[b]
-                bone[line] *= 1 - 0.85 * strength
-                roi |= (dist < max(0.04, 2.6 * px)) & on_bone[b]
+                bone[line] *= 1 - 0.95 * strength
+                roi |= (dist < lw + max(0.016, 1.0 * px)) & on_bone[b]
         elif kind == "lesion":
             ru = rng.uniform(0.045, 0.06)
             rv = min(0.8 * ru, 0.75 * hw0)
@@ -220,14 +220,14 @@ def _render(rng: np.random.Generator, size: int, label: int, classes: int, short
             bone[metal] = np.maximum(bone[metal], 0.75 + 0.2 * strength)
             roi = metal
         elif kind == "sclerosis":
-            rv = min(rng.uniform(0.045, 0.06), 0.9 * hw0)
-            ru = rv * rng.uniform(1.0, 1.4)
+            rv = min(rng.uniform(0.05, 0.065), 0.95 * hw0)
+            ru = rv * rng.uniform(1.1, 1.5)
             q = (du / ru) ** 2 + (dv / rv) ** 2
             bone += (0.3 * strength * np.sqrt(np.clip(1 - q, 0, 1))).astype(np.float32) * on_bone[b0]
             roi = (q < 1) & on_bone[b0]
         elif kind == "periosteal":
             side = 1 if rng.random() < 0.5 else -1
-            ru, rv = rng.uniform(0.065, 0.09), max(rng.uniform(0.028, 0.04), 2 * px)
+            ru, rv = rng.uniform(0.075, 0.1), max(rng.uniform(0.032, 0.045), 2 * px)
             q = (du / ru) ** 2 + ((side * dv - hw0) / rv) ** 2
             bump = (q < 1) & (side * dv > hw0 * 0.9)
             bone[bump] = np.maximum(bone[bump], cortex * (0.6 + 0.4 * strength))
