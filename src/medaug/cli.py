@@ -109,13 +109,60 @@ def run(config: Path = typer.Argument(..., help="Experiment TOML (see docs/exper
 def report(
     runs_dir: Path = typer.Argument(..., help="Folder holding run folders (e.g. runs/demo)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Report folder (default RUNS_DIR/report)."),
+    html: bool = typer.Option(False, "--html", help="Also write report.html: one self-contained file (figures embedded)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Also write the main table alone: md | csv | latex (main_table.md/.csv/.tex)."),
+    level: float = typer.Option(0.05, help="Significance level of the paired tests that decide bold cells."),
+    test: str = typer.Option("both", help="Bold needs: both (paired t-test and Wilcoxon) | t | wilcoxon; Holm-adjusted."),
+    bootstrap: int = typer.Option(0, help="Bootstrap resamples for 95% CIs of each cell's mean (0 = no CIs; e.g. 2000)."),
+    metric: list[str] = typer.Option([], "--metric", "-m", help="Metric(s) of the main table (repeatable) [default: all main metrics]."),
+    track: Optional[str] = typer.Option(None, help="Also log the report as an artifact: mlflow | tensorboard."),
 ):
     """Rebuild tables, paired tests and figures from the run folders' files alone."""
     from .report import write_report
 
-    folder = write_report(runs_dir, out_dir)
+    folder = write_report(runs_dir, out_dir, level, fmt=fmt, bootstrap=bootstrap, test=test, html=html, metrics=metric or None)
     print_summary(runs_dir)
+    if fmt:
+        out.print(f"main table: {folder / {'md': 'main_table.md', 'csv': 'main_table.csv', 'latex': 'main_table.tex'}[fmt]}")
+    if html:
+        out.print(f"html report: {folder / 'report.html'}")
+    if track:
+        from .tracking import create_tracker
+
+        tracker = create_tracker(track, folder, run_name=f"report {Path(runs_dir).name}")
+        for name in ("report.html", "report.md", "summary.csv"):
+            if (folder / name).is_file():
+                tracker.log_artifact(folder / name)
+        tracker.close()
     out.print(f"report: {folder / 'report.md'}")
+
+
+@app.command()
+def reproduce(
+    run_dir: Path = typer.Argument(..., help="A finished run folder (holding config.toml and metrics.json)."),
+    device: Optional[str] = typer.Option(None, help="Device to re-run on [default: the device type the run used]."),
+    atol: Optional[float] = typer.Option(None, help="Absolute tolerance per metric [default: 0 on CPU, 0.01 on CUDA]."),
+    data: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since the run."),
+    keep: bool = typer.Option(False, help="Keep the re-run's folder (printed) instead of deleting it."),
+):
+    """Train a finished run again from its config.toml and check that every metric matches; exit 2 if not."""
+    from .reproduce import reproduce as run_again
+
+    r = run_again(run_dir, device=device, atol=atol, data=str(data) if data else None, keep=keep)
+    for note in r.notes:
+        out.print(f"note: {note}")
+    tol = "exactly" if r.atol == 0 else f"within {r.atol:g}"
+    if r.ok:
+        out.print(f"reproduced: {r.compared} values of metrics.json and log.jsonl match {tol} ({r.device})")
+        return
+    table = Table(title=f"NOT reproduced: {len(r.diffs)} of {r.compared} values differ (tolerance: {tol}, {r.device})")
+    for col in ("metric", "saved", "reproduced", "|diff|"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, a, b in r.diffs:
+        d = abs(a - b) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else float("nan")
+        table.add_row(key, str(a), str(b), f"{d:.3g}")
+    Console(stderr=True, width=140).print(table)
+    raise typer.Exit(code=2)
 
 
 SHORT = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "F1", "auroc": "AUROC", "kappa": "kappa",

@@ -1,9 +1,19 @@
 """Tables, paired tests and figures, rebuilt from the run folders' files alone.
 
 ``collect(runs_dir)`` reads every ``metrics.json`` below ``runs_dir`` into one row per run;
-``summarise`` gives mean +- std per (dataset, shot, method) with a paired test of each method
-against ``none`` across seeds; ``write_report`` writes report.md, results.csv, summary.csv and
-PNG figures into a folder.
+``summarise`` gives mean +- std per (dataset, shot, method) with paired tests of each method
+against ``none`` across seeds (t-test and Wilcoxon, each Holm-adjusted across a metric's table);
+``mark_significance`` decides which cells beat ``none`` and which one per row is bold;
+``format_main_table`` renders the main table as Markdown, CSV or LaTeX; ``write_report`` writes
+report.md, results.csv, summary.csv, main_table.{md,csv,tex} and PNG figures into a folder
+(and report.html with ``html=True``, see :mod:`medaug.html_report`).
+
+The bold rule, stated once: in each (dataset, shot) row of a metric's table, a method *beats*
+the baseline when its mean paired difference over seeds is in the metric's good direction and
+the Holm-adjusted p-values (Holm over every method-vs-baseline comparison of that metric's
+table) of the paired t-test and of the Wilcoxon signed-rank test are both below ``level``.
+Of the methods that beat the baseline, the one with the best mean is bold. A higher mean that
+is not significant is never bold.
 """
 
 from __future__ import annotations
@@ -18,11 +28,14 @@ import pandas as pd
 
 from .errors import MedaugError
 from .io_utils import write_text
-from .stats import holm, mean_std, paired_tests
+from .stats import bootstrap_ci, holm, mean_std, paired_tests
 
 MAIN_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa"]
 MASK_METRICS = ["mask_iou", "pointing", "saliency_auroc"]
+LOWER_BETTER = {"ece", "loss"}  #: metrics where smaller is better (the test direction flips)
 KEYS = ["dataset", "shot", "method", "seed"]
+FORMATS = ("md", "csv", "latex")
+TESTS = ("both", "t", "wilcoxon")
 
 
 def collect(runs_dir: str | Path) -> pd.DataFrame:
@@ -37,21 +50,34 @@ def collect(runs_dir: str | Path) -> pd.DataFrame:
             m = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise MedaugError(f"{path}: not valid JSON; delete the run folder and run it again") from None
-        if len(rel) < 4:
+        if len(rel) < 4 or not rel[-1].startswith("seed-"):
             continue  # not a run of an experiment layout
         row = {"dataset": rel[-4], "method": m.get("method", rel[-3]), "shot": rel[-2].removeprefix("shot-"),
                "seed": int(m.get("seed", rel[-1].removeprefix("seed-"))), "run_dir": str(path.parent),
-               "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch")}
-        row.update({k: v for k, v in m.get("test", {}).items() if isinstance(v, (int, float))})
-        row.update({k: v for k, v in m.get("mask", {}).items() if isinstance(v, (int, float))})
+               "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"),
+               "n_train": m.get("n_train", math.nan)}
+        row.update({k: v for k, v in m.get("test", {}).items() if isinstance(v, (int, float)) and k not in row})
+        row.update({k: v for k, v in m.get("mask", {}).items() if isinstance(v, (int, float)) and k not in row})
         rows.append(row)
     if not rows:
         raise MedaugError(f"{root}: no finished runs (no metrics.json below it)")
     return pd.DataFrame(rows)
 
 
-def summarise(df: pd.DataFrame, metrics: list[str], baseline: str = "none") -> pd.DataFrame:
-    """Long table: dataset, shot, method, metric, mean, std, n, diff vs baseline, p-values (Holm-adjusted)."""
+def shot_key(shot) -> tuple:
+    """Sort key for shot labels: numbers ascending, then 'all'."""
+    s = str(shot)
+    return (0, int(s), "") if s.isdigit() else (1, 0, s)
+
+
+def summarise(df: pd.DataFrame, metrics: list[str], baseline: str = "none", bootstrap: int = 0,
+              ci_level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Long table: dataset, shot, method, metric, mean, std, n, diff vs baseline, p-values (Holm-adjusted).
+
+    Paired tests use only the seeds both the method and the baseline have (``n_paired``).
+    ``bootstrap`` > 0 adds a percentile bootstrap CI of the mean over seeds (``ci_lo``, ``ci_hi``)
+    with that many resamples at ``ci_level``.
+    """
     out = []
     for (dataset, shot), group in df.groupby(["dataset", "shot"], sort=True):
         base = group[group["method"] == baseline].set_index("seed")
@@ -60,10 +86,13 @@ def summarise(df: pd.DataFrame, metrics: list[str], baseline: str = "none") -> p
             for metric in metrics:
                 if metric not in runs or runs[metric].isna().all():
                     continue
-                mean, std, n = mean_std(runs[metric].dropna().to_numpy())
+                values = runs[metric].dropna().to_numpy(float)
+                mean, std, n = mean_std(values)
                 row = dict(dataset=dataset, shot=shot, method=method, metric=metric, mean=mean, std=std, n=n)
-                if method != baseline and metric in base:
-                    seeds = sorted(set(runs.index) & set(base.index))
+                if bootstrap:
+                    row["ci_lo"], row["ci_hi"] = bootstrap_ci(values, ci_level, bootstrap, seed)
+                seeds = sorted(set(runs[metric].dropna().index) & set(base[metric].dropna().index)) if metric in base else []
+                if method != baseline and seeds:
                     test = paired_tests(runs.loc[seeds, metric].to_numpy(float), base.loc[seeds, metric].to_numpy(float))
                     row.update(diff=test["mean_diff"], t_p=test["t_p"], wilcoxon_p=test["wilcoxon_p"], n_paired=test["n"])
                 out.append(row)
@@ -71,7 +100,34 @@ def summarise(df: pd.DataFrame, metrics: list[str], baseline: str = "none") -> p
     if "t_p" in table:
         for metric, rows in table.groupby("metric"):
             table.loc[rows.index, "t_p_holm"] = holm(rows["t_p"].to_list())
+            table.loc[rows.index, "wilcoxon_p_holm"] = holm(rows["wilcoxon_p"].to_list())
     return table
+
+
+def mark_significance(summary: pd.DataFrame, level: float = 0.05, test: str = "both") -> pd.DataFrame:
+    """Add ``better`` (beats the baseline at ``level``) and ``bold`` (best mean among those that do, per row).
+
+    ``test``: 'both' (Holm-adjusted t-test and Wilcoxon p both < level; the default), 't' or 'wilcoxon'.
+    """
+    if test not in TESTS:
+        raise MedaugError(f"--test {test!r}: choose {', '.join(TESTS)}")
+    if not 0 < level < 1:
+        raise MedaugError(f"--level {level}: choose a significance level in (0, 1), e.g. 0.05")
+    s = summary.copy()
+    s["better"] = False
+    s["bold"] = False
+    if s.empty or "diff" not in s:
+        return s
+    sign = np.where(s["metric"].isin(LOWER_BETTER), -1.0, 1.0)
+    good = (s["diff"].fillna(0).to_numpy() * sign) > 0
+    t_ok = s.get("t_p_holm", pd.Series(np.nan, index=s.index)).fillna(1).to_numpy() < level
+    w_ok = s.get("wilcoxon_p_holm", pd.Series(np.nan, index=s.index)).fillna(1).to_numpy() < level
+    ok = {"both": t_ok & w_ok, "t": t_ok, "wilcoxon": w_ok}[test]
+    s["better"] = good & ok
+    for _, rows in s[s["better"]].groupby(["dataset", "shot", "metric"]):
+        lower = rows["metric"].iloc[0] in LOWER_BETTER
+        s.loc[rows["mean"].idxmin() if lower else rows["mean"].idxmax(), "bold"] = True
+    return s
 
 
 def wide_table(summary: pd.DataFrame, metric: str, digits: int = 3) -> pd.DataFrame:
@@ -100,36 +156,178 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(runs_dir: str | Path, out: str | Path | None = None, level: float = 0.05) -> Path:
-    """Write report.md, results.csv, summary.csv and figures for the runs below ``runs_dir``."""
-    from .figures import learning_curves, mask_rows
+# --- the main table: one block per metric, (dataset, shot) rows, methods as columns -------------
 
+def table_cells(summary: pd.DataFrame, metric: str) -> tuple[list[tuple], list[str], dict]:
+    """(rows [(dataset, shot)], methods, {(dataset, shot, method): summary row as dict}) for one metric."""
+    rows = summary[summary["metric"] == metric]
+    keys = sorted({(r.dataset, r.shot) for r in rows.itertuples()}, key=lambda k: (k[0], shot_key(k[1])))
+    cells = {(r["dataset"], r["shot"], r["method"]): r.to_dict() for _, r in rows.iterrows()}
+    return keys, method_order(rows["method"]), cells
+
+
+def cell_text(r: dict, digits: int = 3, pm: str = "±") -> str:
+    """'0.812 ± 0.010 (n=3)' plus ' [0.80, 0.82]' when the row has a bootstrap CI."""
+    text = f"{r['mean']:.{digits}f} {pm} {r['std']:.{digits}f} (n={int(r['n'])})"
+    if _num(r.get("ci_lo")):
+        text += f" [{r['ci_lo']:.{digits}f}, {r['ci_hi']:.{digits}f}]"
+    return text
+
+
+def table_legend(level: float, test: str = "both", baseline: str = "none", ci_level: float | None = None) -> str:
+    which = {"both": "a paired t-test and a Wilcoxon signed-rank test", "t": "a paired t-test",
+             "wilcoxon": "a Wilcoxon signed-rank test"}[test]
+    text = (f"Mean ± sample std over seeds; n = seeds in the cell. Bold: the best method of the row among those that "
+            f"beat `{baseline}` by {which} across seeds (two-sided, Holm-adjusted across the metric's table, "
+            f"p < {level:g}); * = beats `{baseline}` but not the best such. A higher mean without a significant "
+            f"test is not bold.")
+    if ci_level:
+        text += f" Brackets: {ci_level:.0%} percentile bootstrap CI of the mean over seeds (crude with few seeds)."
+    return text
+
+
+def main_markdown(summary: pd.DataFrame, metrics: list[str], digits: int = 3) -> str:
+    out = []
+    for metric in metrics:
+        keys, methods, cells = table_cells(summary, metric)
+        if not keys:
+            continue
+        out += [f"### {metric}" + (" (lower is better)" if metric in LOWER_BETTER else ""), "",
+                "| dataset | shot | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+        for d, s in keys:
+            row = []
+            for m in methods:
+                r = cells.get((d, s, m))
+                text = "" if r is None else cell_text(r, digits)
+                text = f"**{text}**" if r is not None and r.get("bold") else text + ("\\*" if r is not None and r.get("better") else "")
+                row.append(text)
+            out.append(f"| {d} | {s} | " + " | ".join(row) + " |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def main_csv(summary: pd.DataFrame, metrics: list[str], digits: int = 3) -> str:
+    """Wide CSV: dataset, shot, metric, one 'mean ± std (n=k)' column per method, and the bold method ('best')."""
+    records = []
+    all_methods = method_order(summary["method"]) if not summary.empty else []
+    for metric in metrics:
+        keys, _, cells = table_cells(summary, metric)
+        for d, s in keys:
+            rec = {"dataset": d, "shot": s, "metric": metric}
+            best = ""
+            for m in all_methods:
+                r = cells.get((d, s, m))
+                rec[m] = "" if r is None else cell_text(r, digits)
+                best = m if r is not None and r.get("bold") else best
+            rec["best"] = best
+            records.append(rec)
+    return pd.DataFrame(records).to_csv(index=False)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
+
+
+def latex_escape(text) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def main_latex(summary: pd.DataFrame, metrics: list[str], digits: int = 3, caption: str = "") -> str:
+    """One ``table``/``tabular`` per metric; plain LaTeX (no packages), names escaped, ± as ``$\\pm$``."""
+    out = ["% medaug main table: mean $\\pm$ std over seeds (n seeds); bold = best of the methods that beat none",
+           "% (paired t-test and Wilcoxon across seeds, Holm-adjusted). No packages needed."]
+    for metric in metrics:
+        keys, methods, cells = table_cells(summary, metric)
+        if not keys:
+            continue
+        out += ["\\begin{table}[ht]", "\\centering",
+                "\\begin{tabular}{ll" + "c" * len(methods) + "}", "\\hline",
+                "dataset & shot & " + " & ".join(latex_escape(m) for m in methods) + " \\\\", "\\hline"]
+        for d, s in keys:
+            row = []
+            for m in methods:
+                r = cells.get((d, s, m))
+                if r is None:
+                    row.append("--")
+                    continue
+                body = f"{r['mean']:.{digits}f} \\pm {r['std']:.{digits}f}"
+                body = f"$\\mathbf{{{body}}}$" if r.get("bold") else f"${body}$" + ("$^*$" if r.get("better") else "")
+                ci = f" [{r['ci_lo']:.{digits}f}, {r['ci_hi']:.{digits}f}]" if _num(r.get("ci_lo")) else ""
+                row.append(f"{body} ({int(r['n'])}){ci}")
+            out.append(f"{latex_escape(d)} & {latex_escape(s)} & " + " & ".join(row) + " \\\\")
+        cap = caption or f"Test {latex_escape(metric)}: mean $\\pm$ std over seeds (number of seeds in parentheses)."
+        out += ["\\hline", "\\end{tabular}", f"\\caption{{{cap}}}",
+                f"\\label{{tab:medaug-{metric.replace('_', '-')}}}", "\\end{table}", ""]
+    return "\n".join(out) + "\n"
+
+
+def format_main_table(summary: pd.DataFrame, metrics: list[str], fmt: str = "md", digits: int = 3) -> str:
+    """The main table as 'md', 'csv' or 'latex' text (``summary`` from :func:`mark_significance`)."""
+    if fmt not in FORMATS:
+        raise MedaugError(f"--format {fmt!r}: choose md, csv or latex")
+    if "bold" not in summary:
+        summary = mark_significance(summary)
+    return {"md": main_markdown, "csv": main_csv, "latex": main_latex}[fmt](summary, metrics, digits)
+
+
+def report_metrics(df: pd.DataFrame, wanted: list[str] | None = None) -> list[str]:
+    """The metrics a report shows: ``wanted`` (checked against the runs) or every main/study/mask metric present."""
+    if wanted:
+        missing = [m for m in wanted if m not in df]
+        if missing:
+            known = [c for c in df.columns if c not in KEYS + ["run_dir", "wall_s", "best_epoch", "n_train", "n"]]
+            raise MedaugError(f"--metric {', '.join(missing)}: not in the runs' metrics.json; choose from {', '.join(known)}")
+        return list(wanted)
+    return [m for m in MAIN_METRICS + ["study_auroc", "study_kappa", "ece"] + MASK_METRICS if m in df and df[m].notna().any()]
+
+
+def write_report(runs_dir: str | Path, out: str | Path | None = None, level: float = 0.05, *, fmt: str | None = None,
+                 bootstrap: int = 0, ci_level: float = 0.95, test: str = "both", html: bool = False,
+                 metrics: list[str] | None = None) -> Path:
+    """Write report.md, results.csv, summary.csv, main_table.* and figures for the runs below ``runs_dir``.
+
+    ``fmt`` (md | csv | latex) also writes the main table alone as main_table.md/.csv/.tex;
+    ``bootstrap`` > 0 adds bootstrap CIs with that many resamples; ``html`` writes report.html.
+    """
+    from .figures import learning_curves
+
+    if fmt is not None and fmt not in FORMATS:
+        raise MedaugError(f"--format {fmt!r}: choose md, csv or latex")
+    if test not in TESTS:
+        raise MedaugError(f"--test {test!r}: choose {', '.join(TESTS)}")
+    if not 0 < level < 1:
+        raise MedaugError(f"--level {level}: choose a significance level in (0, 1), e.g. 0.05")
     root = Path(runs_dir)
     out = Path(out) if out else root / "report"
     df = collect(root)
-    metrics = [m for m in MAIN_METRICS + ["study_kappa"] + MASK_METRICS if m in df]
-    summary = summarise(df, metrics)
+    metrics = report_metrics(df, metrics)
+    summary = mark_significance(summarise(df, metrics, bootstrap=bootstrap, ci_level=ci_level), level, test)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.csv", df.to_csv(index=False))
     write_text(out / "summary.csv", summary.to_csv(index=False))
+    if fmt:
+        write_text(out / {"md": "main_table.md", "csv": "main_table.csv", "latex": "main_table.tex"}[fmt],
+                   format_main_table(summary, metrics, fmt))
 
     lines = [f"# medaug report: {root}", "",
-             f"{len(df)} runs; methods: {', '.join(method_order(df['method']))}; seeds per cell in parentheses.",
-             f"Paired tests across seeds against `none` (paired t-test, Wilcoxon; Holm-adjusted t-test p across each metric's table); level {level}.", ""]
+             f"{len(df)} runs; methods: {', '.join(method_order(df['method']))}; seeds per cell as n.",
+             table_legend(level, test, ci_level=ci_level if bootstrap else None), "", "## Main table (test split)", "",
+             main_markdown(summary, metrics)]
     for metric in metrics:
-        lines += [f"## {metric} (test split)", "", to_markdown(wide_table(summary, metric))]
-        tests = summary[(summary["metric"] == metric) & summary.get("diff", pd.Series(dtype=float)).notna()] if "diff" in summary else pd.DataFrame()
+        tests = summary[(summary["metric"] == metric) & summary["diff"].notna()] if "diff" in summary else pd.DataFrame()
         if not tests.empty:
-            lines += ["| dataset | shot | method | diff vs none | t-test p | Wilcoxon p | Holm p | n |", "|---|---|---|---|---|---|---|---|"]
+            lines += [f"## {metric}: paired tests against none", "",
+                      "| dataset | shot | method | diff vs none | t-test p | Wilcoxon p | Holm t p | Holm Wilcoxon p | n |",
+                      "|---|---|---|---|---|---|---|---|---|"]
             for _, r in tests.iterrows():
                 lines.append(f"| {r['dataset']} | {r['shot']} | {r['method']} | {r['diff']:+.3f} | {_p(r['t_p'])} | "
-                             f"{_p(r['wilcoxon_p'])} | {_p(r.get('t_p_holm'))} | {r['n_paired']} |")
+                             f"{_p(r['wilcoxon_p'])} | {_p(r.get('t_p_holm'))} | {_p(r.get('wilcoxon_p_holm'))} | {r['n_paired']} |")
             lines.append("")
 
     figures = []
     histories = {}
     for method, runs in df.groupby("method"):
-        histories[method] = [_read_history(Path(d)) for d in runs["run_dir"]]
+        histories[method] = [read_history(Path(d)) for d in runs["run_dir"]]
     learning_curves(histories, "val_auroc", out / "learning_curves.png")
     figures.append(("Validation AUROC per epoch (mean ± std over seeds)", "learning_curves.png"))
     mask_fig = _mask_figure(df, out / "masks.png")
@@ -142,25 +340,31 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
             name = f"mask_history_{method}.png"
             shutil.copyfile(hist, out / name)
             figures.append((f"{method}: masks of fixed validation images over epochs (seed {first['seed']})", name))
-    for method in method_order(df["method"]):
-        first = df[df["method"] == method].sort_values("seed").iloc[0]
-        hist = Path(first["run_dir"]) / "mask_history.png"
-        if hist.is_file():
-            name = f"mask_history_{method}.png"
-            shutil.copyfile(hist, out / name)
-            figures.append((f"{method}: masks of fixed validation images over epochs (seed {first['seed']})", name))
     lines += ["## Figures", ""] + [f"![{t}]({f})\n\n{t}\n" for t, f in figures]
     write_text(out / "report.md", "\n".join(lines) + "\n")
+    if html:
+        from .html_report import write_html
+
+        write_html(root, out / "report.html", df=df, summary=summary, metrics=metrics, level=level, test=test,
+                   ci_level=ci_level if bootstrap else None)
     return out
+
+
+def _num(value) -> bool:
+    return isinstance(value, (int, float, np.floating)) and not math.isnan(value)
 
 
 def _p(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
-def _read_history(run: Path) -> list[dict]:
+def read_history(run: Path) -> list[dict]:
+    """log.jsonl of a run folder as a list of per-epoch dicts ([] if absent)."""
     log = run / "log.jsonl"
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+
+
+_read_history = read_history  # old name
 
 
 def _mask_figure(df: pd.DataFrame, path: Path) -> bool:

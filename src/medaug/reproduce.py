@@ -1,0 +1,194 @@
+"""Provenance of a run, and ``medaug reproduce RUN_DIR``: train it again and compare the metrics.
+
+:func:`provenance` is the small block ``train.fit`` writes into metrics.json: the git commit of
+the medaug source tree (when it is a git checkout), package versions, the Python version and a
+device string without the host name.
+
+:func:`reproduce` re-runs a finished run from its saved ``config.toml`` into a temporary folder
+on the same device type and compares every metric of metrics.json (valid, test, mask, best
+epoch, data fingerprint) and every per-epoch value of log.jsonl. On the CPU the match must be
+exact; on CUDA within ``CUDA_ATOL`` (absolute), see docs/reproducibility.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from .errors import MedaugError
+
+CUDA_ATOL = 1e-2  #: default absolute tolerance for metrics reproduced on CUDA (metrics in [0, 1]); 0 on CPU
+IGNORED = {"wall_s", "device", "provenance", "medaug_version", "world_size"}  #: metrics.json keys not compared
+IGNORED_LOG = {"time_s"}  #: log.jsonl keys not compared
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git checkout medaug is imported from; (None, None) if not a checkout."""
+    pkg = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", "-C", str(pkg), *args], capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    # the package must be tracked by that repository (not a site-packages copy inside some other repo)
+    if git("ls-files", "--error-unmatch", "__init__.py") is None:
+        return None, None
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return commit, (bool(status) if status is not None else None)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def device_string(device) -> str:
+    """'cpu x86_64, 2 threads' or 'cuda NVIDIA H100 80GB HBM3, CUDA 12.8, cuDNN 91002' (no host name)."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return (f"cuda {torch.cuda.get_device_name(dev)}, CUDA {torch.version.cuda}, "
+                f"cuDNN {torch.backends.cudnn.version()}")
+    return f"{dev.type} {platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def provenance(device="cpu") -> dict:
+    """The provenance block of metrics.json (tiny: a commit, versions, a device string)."""
+    import torch
+
+    commit, dirty = git_state()
+    return {"git_commit": commit, "git_dirty": dirty, "python": platform.python_version(),
+            "packages": {"torch": torch.__version__, "numpy": _version("numpy"), "monai": _version("monai")},
+            "device": device_string(device)}
+
+
+# --- reproduce ---------------------------------------------------------------------------------
+
+@dataclass
+class Reproduction:
+    run_dir: Path
+    device: str
+    atol: float
+    compared: int = 0
+    diffs: list[tuple[str, object, object]] = field(default_factory=list)  #: (key, saved, reproduced)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.diffs
+
+
+def flatten(metrics: dict, log: list[dict] | None = None) -> dict:
+    """metrics.json (and log.jsonl rows) as {'test.accuracy': 0.81, 'epoch 2.train_loss': 0.6, ...}."""
+    out = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = value
+
+    walk("", {k: v for k, v in metrics.items() if k not in IGNORED})
+    for i, row in enumerate(log or []):
+        for k, v in row.items():
+            if k not in IGNORED_LOG:
+                out[f"epoch {row.get('epoch', i + 1)}.{k}"] = v
+    return out
+
+
+def compare(saved: dict, new: dict, atol: float = 0.0) -> tuple[int, list[tuple[str, object, object]]]:
+    """Number of values compared and the differing ones; numbers within ``atol`` match, NaN matches NaN."""
+    diffs = []
+    for key in sorted(set(saved) | set(new), key=lambda k: (k.startswith("epoch"), k)):
+        a, b = saved.get(key, "<missing>"), new.get(key, "<missing>")
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            if (math.isnan(a) and math.isnan(b)) or abs(a - b) <= atol:
+                continue
+        elif a == b:
+            continue
+        diffs.append((key, a, b))
+    return len(set(saved) | set(new)), diffs
+
+
+def _read_log(run: Path) -> list[dict]:
+    log = run / "log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+
+
+def reproduce(run_dir: str | Path, *, device: str | None = None, atol: float | None = None, data: str | None = None,
+              work_dir: str | Path | None = None, keep: bool = False) -> Reproduction:
+    """Train ``run_dir`` again from its config.toml (in a temporary folder) and compare the results.
+
+    ``device`` defaults to the device type the run used; ``atol`` to 0 on CPU and ``CUDA_ATOL`` on
+    CUDA; ``data`` replaces the config's dataset folder (when it has moved).
+    """
+    from .config import TrainConfig, from_dict, load_toml
+    from .train import fit
+
+    run = Path(run_dir)
+    done, cfg_path = run / "metrics.json", run / "config.toml"
+    if not done.is_file() or not cfg_path.is_file():
+        raise MedaugError(f"{run}: not a finished run (needs metrics.json and config.toml); pass a folder like runs/x/data/none/shot-all/seed-0")
+    try:
+        saved = json.loads(done.read_text())
+    except json.JSONDecodeError:
+        raise MedaugError(f"{done}: not valid JSON") from None
+    values = load_toml(cfg_path).get("train", {})
+    cfg = from_dict(TrainConfig, values, str(cfg_path))
+    values = {**cfg.to_dict(), "progress": False}
+    if data:
+        values["data"] = str(data)
+    if not Path(values["data"]).exists() and not data:
+        raise MedaugError(f"{cfg_path}: data folder {values['data']} not found; pass --data with its new location")
+    saved_device = str(saved.get("device", "cpu"))
+    import torch
+
+    want = device or saved_device.split(":")[0]
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise MedaugError(f"{run}: trained on {saved_device}, and this machine has no CUDA; reproduce it on a CUDA machine, "
+                          "or pass --device cpu --atol 0.05 to compare across devices (not expected to match exactly)")
+    values["device"] = want
+    tol = atol if atol is not None else (CUDA_ATOL if want.startswith("cuda") else 0.0)
+    result = Reproduction(run, want, tol)
+    if want.split(":")[0] != saved_device.split(":")[0]:
+        result.notes.append(f"trained on {saved_device}, reproduced on {want}: bit-exact agreement is not expected")
+    prov = saved.get("provenance", {})
+    from . import __version__
+
+    commit, _ = git_state()
+    if saved.get("medaug_version") not in (None, __version__):
+        result.notes.append(f"run made with medaug {saved.get('medaug_version')}, reproduced with {__version__}")
+    if prov.get("git_commit") and commit and prov["git_commit"] != commit:
+        result.notes.append(f"run made at git commit {prov['git_commit'][:12]}, reproduced at {commit[:12]}")
+    if prov.get("packages", {}).get("torch") and prov["packages"]["torch"] != torch.__version__:
+        result.notes.append(f"run made with torch {prov['packages']['torch']}, reproduced with {torch.__version__}")
+    if values.get("baseline") and not (Path(values["baseline"]) / "best.pt").is_file():
+        raise MedaugError(f"{cfg_path}: baseline {values['baseline']} has no best.pt; it is needed to reproduce this run")
+
+    tmp = Path(tempfile.mkdtemp(prefix="medaug-reproduce-", dir=work_dir))
+    try:
+        new = fit(TrainConfig(**values), tmp / "run")
+        result.compared, result.diffs = compare(flatten(saved, _read_log(run)), flatten(new, _read_log(tmp / "run")), tol)
+    finally:
+        if keep:
+            result.notes.append(f"reproduced run kept in {tmp / 'run'}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result

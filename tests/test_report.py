@@ -1,0 +1,202 @@
+"""The study report: every run and method in the HTML, statistics against SciPy, bold follows the
+test (not the mean), and the CSV / LaTeX main tables parse."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from medaug.errors import MedaugError
+from medaug.report import (collect, format_main_table, latex_escape, mark_significance, summarise, write_report)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """none and cutout, seeds 0-2, one epoch: a small finished study (about 10 s on 2 cores)."""
+    from medaug.config import TrainConfig
+    from medaug.data.synth import generate
+    from medaug.experiments import ExperimentConfig, make_plan, run_plan
+
+    base = tmp_path_factory.mktemp("study")
+    data = generate(base / "synth", n_train=96, n_test=48, size=32, seed=0, progress=False)
+    exp = ExperimentConfig(name="s", out=str(base / "runs"), data=[str(data)], methods=["none", "cutout"], seeds=[0, 1, 2])
+    plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False, cache=str(base / "cache")))
+    run_plan(plan)
+    return plan.root
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_html_contains_every_run_and_method(study, tmp_path):
+    out = write_report(study, tmp_path / "rep", html=True, fmt="csv", bootstrap=200)
+    page = (out / "report.html").read_text()
+    parser = _Collect()
+    parser.feed(page)
+    df = collect(study)
+    assert len(df) == 6
+    runs = {a["data-run"] for t, a in parser.tags if "data-run" in a}
+    expected = {f"{r.dataset}/{r.method}/shot-{r.shot}/seed-{r.seed}" for r in df.itertuples()}
+    assert runs == expected
+    for run in df["run_dir"]:  # each run's exact config and provenance link
+        assert f'href="#run-' in page and os.path.basename(run) in page
+    tables = [a for t, a in parser.tags if t == "table" and "main" in a.get("class", "")]
+    assert {"accuracy", "auroc", "mask_iou"} <= {a["data-metric"] for a in tables}
+    methods = {a["data-method"] for t, a in parser.tags if "data-method" in a}
+    assert methods == {"none", "cutout"}
+    # self-contained: every image embedded, no external src/href, a CSP that forbids loading anything else
+    srcs = [a.get("src", "") for t, a in parser.tags if t == "img"]
+    assert len(srcs) >= 6 + 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert "@media print" in page
+    # per run: figures and study-level metrics; provenance; bootstrap CIs in cells
+    assert page.count("learning curves, confusion matrix, ROC, reliability") == 6
+    assert "<td class=\"key\">study</td>" in page
+    assert "data fingerprint" in page and "wall s" in page and "[train]" in page
+    assert re.search(r"\(n=3\) \[\d\.\d{3}, \d\.\d{3}\]", page)
+    assert "with 3 paired seeds the smallest possible two-sided Wilcoxon p" in page  # the reader is told why nothing is bold
+    main = pd.read_csv(out / "main_table.csv")
+    assert {"dataset", "shot", "metric", "none", "cutout", "best"} <= set(main.columns)
+
+
+def test_statistics_agree_with_scipy():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.6, 0.7, 8)
+    a = base + rng.normal(0.03, 0.01, 8)
+    b = base + rng.normal(0.0, 0.05, 8)
+    df = pd.DataFrame({"dataset": "d", "shot": "all", "seed": list(range(8)) * 3,
+                       "method": ["none"] * 8 + ["a"] * 8 + ["b"] * 8, "auroc": np.concatenate([base, a, b])})
+    s = summarise(df, ["auroc"], bootstrap=500).set_index("method")
+    for name, x in (("a", a), ("b", b)):
+        r = s.loc[name]
+        assert r["t_p"] == pytest.approx(sps.ttest_rel(x, base).pvalue, rel=1e-12)
+        assert r["wilcoxon_p"] == pytest.approx(sps.wilcoxon(x, base).pvalue, rel=1e-12)
+        assert r["diff"] == pytest.approx(np.mean(x - base)) and r["n_paired"] == 8
+        assert r["mean"] == pytest.approx(x.mean()) and r["std"] == pytest.approx(x.std(ddof=1))
+        lo, hi = r["ci_lo"], r["ci_hi"]
+        assert lo < x.mean() < hi
+    # Holm over the table's two comparisons, by hand
+    p = sorted([(s.loc["a", "t_p"], "a"), (s.loc["b", "t_p"], "b")])
+    first = min(1, 2 * p[0][0])
+    assert s.loc[p[0][1], "t_p_holm"] == pytest.approx(first)
+    assert s.loc[p[1][1], "t_p_holm"] == pytest.approx(max(first, min(1, p[1][0])))
+    pw = sorted([s.loc["a", "wilcoxon_p"], s.loc["b", "wilcoxon_p"]])
+    assert sorted(s.loc[["a", "b"], "wilcoxon_p_holm"]) == pytest.approx([min(1, 2 * pw[0]), max(min(1, 2 * pw[0]), pw[1])])
+
+
+def _bold_frame() -> pd.DataFrame:
+    """'big' has the best mean but flips sign across seeds; 'small' is lower but better than none on every seed."""
+    seeds = list(range(8))
+    none = np.array([0.60, 0.62, 0.61, 0.63, 0.60, 0.64, 0.62, 0.61])
+    big = none + np.array([0.30, -0.20, 0.35, -0.15, 0.30, -0.20, 0.40, -0.10])  # mean diff +0.0875, noisy
+    small = none + np.array([0.020, 0.022, 0.019, 0.021, 0.020, 0.023, 0.018, 0.021])  # +0.02, consistent
+    rows = []
+    for name, values in (("none", none), ("big_aug", big), ("small_aug", small)):
+        rows += [dict(dataset="mura_elbow", shot="all", method=name, seed=s, auroc=v, ece=0.1) for s, v in zip(seeds, values)]
+    return pd.DataFrame(rows)
+
+
+def test_bold_follows_the_test_not_the_mean():
+    df = _bold_frame()
+    s = mark_significance(summarise(df, ["auroc"]), level=0.05)
+    r = s.set_index("method")
+    assert r.loc["big_aug", "mean"] > r.loc["small_aug", "mean"] > r.loc["none", "mean"]
+    assert not r.loc["big_aug", "better"] and not r.loc["big_aug", "bold"]
+    assert r.loc["small_aug", "better"] and r.loc["small_aug", "bold"]
+    assert r.loc["small_aug", "t_p_holm"] < 0.05 and r.loc["small_aug", "wilcoxon_p_holm"] < 0.05
+    md = format_main_table(s, ["auroc"], "md")
+    assert "**" in md and re.search(r"\*\*0\.6\d\d ± 0\.0\d\d \(n=8\)\*\*", md)
+    big_cell = [c for c in md.splitlines()[-2].split("|") if "0.7" in c][0]
+    assert "**" not in big_cell
+    tex = format_main_table(s, ["auroc"], "latex")
+    assert tex.count("\\mathbf") == 1
+    # a stricter level, or a worse baseline direction, removes the bold
+    assert not mark_significance(summarise(df, ["auroc"]), level=0.001)["bold"].any()
+    # lower-is-better metrics flip the direction: 'small' lowers ECE on every seed -> bold
+    df2 = df.copy()
+    df2["ece"] = np.where(df2["method"] == "small_aug", 0.1 - 0.01 - 0.001 * df2["seed"], 0.1 + 0.0001 * df2["seed"])
+    s2 = mark_significance(summarise(df2, ["ece"]), level=0.05).set_index("method")
+    assert s2.loc["small_aug", "bold"] and not s2.loc["big_aug", "bold"]
+
+
+def test_wilcoxon_needs_enough_seeds_for_bold():
+    df = _bold_frame()
+    df = df[df["seed"] < 3]  # 3 seeds: the smallest two-sided Wilcoxon p is 0.25
+    s = mark_significance(summarise(df, ["auroc"]), level=0.05)
+    assert not s["bold"].any()
+    t_only = mark_significance(summarise(df, ["auroc"]), level=0.05, test="t").set_index("method")
+    assert t_only.loc["small_aug", "bold"]
+
+
+def test_csv_and_latex_tables_parse():
+    s = mark_significance(summarise(_bold_frame(), ["auroc", "ece"]), level=0.05)
+    csv = pd.read_csv(io.StringIO(format_main_table(s, ["auroc", "ece"], "csv")))
+    assert list(csv.columns) == ["dataset", "shot", "metric", "none", "big_aug", "small_aug", "best"]
+    assert len(csv) == 2 and csv.loc[csv.metric == "auroc", "best"].item() == "small_aug"
+    assert csv.loc[0, "none"].endswith("(n=8)") and "±" in csv.loc[0, "none"]
+
+    tex = format_main_table(s, ["auroc", "ece"], "latex")
+    stack = []
+    for kind, env in re.findall(r"\\(begin|end)\{(\w+)\}", tex):
+        if kind == "begin":
+            stack.append(env)
+        else:
+            assert stack and stack.pop() == env, tex
+    assert not stack
+    assert tex.count("\\begin{tabular}") == 2
+    body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    assert "±" not in body and "\\pm" in body
+    assert not re.search(r"(?<!\\)_", body.replace("\\label{tab:medaug-", "")), "unescaped underscore"
+    assert "mura\\_elbow" in body and "big\\_aug" in body and "small\\_aug" in body
+    assert body.count("$") % 2 == 0
+    for row in (line for line in body.splitlines() if line.endswith("\\\\")):
+        assert row.count("&") == 4  # dataset, shot, three methods
+    assert latex_escape("a_b & 50% #1 {x} ~ ^ \\ ±") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} \textasciicircum{} \textbackslash{} $\pm$"
+
+
+@pytest.mark.skipif(not any(os.access(os.path.join(p, "pdflatex"), os.X_OK) for p in os.environ.get("PATH", "").split(os.pathsep)),
+                    reason="pdflatex not installed: the LaTeX table is checked structurally only")
+def test_latex_compiles(tmp_path):
+    s = mark_significance(summarise(_bold_frame(), ["auroc"]), level=0.05)
+    doc = "\\documentclass{article}\\begin{document}\n" + format_main_table(s, ["auroc"], "latex") + "\\end{document}\n"
+    (tmp_path / "t.tex").write_text(doc)
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "t.tex"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_bad_options_are_clear_errors(study):
+    with pytest.raises(MedaugError, match="--format"):
+        format_main_table(summarise(collect(study), ["auroc"]), ["auroc"], "docx")
+    with pytest.raises(MedaugError, match="--level"):
+        mark_significance(summarise(collect(study), ["auroc"]), level=5)
+    with pytest.raises(MedaugError, match="--metric nope"):
+        write_report(study, metrics=["nope"])
+
+
+def test_cli_report_formats(study, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "medaug", "report", str(study), "--out", str(tmp_path / "r"), "--format", "latex",
+           "--html", "--level", "0.1", "--bootstrap", "100", "-m", "auroc", "-m", "accuracy"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "r" / "main_table.tex").is_file() and (tmp_path / "r" / "report.html").is_file()
+    assert "html report:" in proc.stdout and "p < 0.1" in (tmp_path / "r" / "report.md").read_text()
+    bad = subprocess.run([*cmd[:5], "--format", "docx", "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "--format 'docx'" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "x").exists()  # options are checked before anything is written
