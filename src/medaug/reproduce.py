@@ -75,7 +75,7 @@ def provenance(device="cpu") -> dict:
     commit, dirty = git_state()
     return {"git_commit": commit, "git_dirty": dirty, "python": platform.python_version(),
             "packages": {"torch": torch.__version__, "numpy": _version("numpy"), "monai": _version("monai")},
-            "device": device_string(device)}
+            "device": device_string(device), "threads": torch.get_num_threads()}
 
 
 # --- reproduce ---------------------------------------------------------------------------------
@@ -182,11 +182,20 @@ def reproduce(run_dir: str | Path, *, device: str | None = None, atol: float | N
     if values.get("baseline") and not (Path(values["baseline"]) / "best.pt").is_file():
         raise MedaugError(f"{cfg_path}: baseline {values['baseline']} has no best.pt; it is needed to reproduce this run")
 
+    # CPU kernels split reductions across threads: a different thread count changes the last bits
+    threads = torch.get_num_threads()
+    if isinstance(prov.get("threads"), int) and prov["threads"] != threads:
+        result.notes.append(f"using {prov['threads']} torch threads like the original run (this process had {threads})")
+        torch.set_num_threads(prov["threads"])
+    elif "threads" not in prov:
+        result.notes.append("the run did not record its torch thread count; CPU results can differ in the last bits "
+                            "if it differs from this process's")
     tmp = Path(tempfile.mkdtemp(prefix="medaug-reproduce-", dir=work_dir))
     try:
         new = fit(TrainConfig(**values), tmp / "run")
         result.compared, result.diffs = compare(flatten(saved, _read_log(run)), flatten(new, _read_log(tmp / "run")), tol)
     finally:
+        torch.set_num_threads(threads)
         if keep:
             result.notes.append(f"reproduced run kept in {tmp / 'run'}")
         else:

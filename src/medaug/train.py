@@ -35,6 +35,8 @@ from .methods import Method, create_method
 from .metrics import classification_metrics, mask_metrics
 from .models.classifiers import create_classifier
 from .progress import make_progress
+from . import tracking
+from .reproduce import provenance
 
 N_MASK_SNAPSHOTS = 8  # fixed validation images whose masks are saved every epoch
 
@@ -155,11 +157,12 @@ def load_data(cfg: TrainConfig) -> Dataset:
     )
 
 
-def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None) -> dict:
+def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, tracker=None) -> dict:
     """Train, select, test. Returns the metrics dict (also written to ``out_dir/metrics.json``).
 
     A finished run (metrics.json present) is returned as is; an interrupted one resumes from
     ``checkpoint.pt`` and ends with the same metrics as an uninterrupted run on the same device.
+    ``tracker``: optional MLflow/TensorBoard-like object (see :mod:`medaug.tracking`; $MEDAUG_TRACK otherwise).
     """
     out = Path(out_dir)
     done = out / "metrics.json"
@@ -180,6 +183,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None) -
     device = resolve_device(cfg.device)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.toml", dump_toml({"train": cfg.to_dict()}))
+    track = tracking.hook(cfg, out, tracker)
+    track.start(cfg.to_dict())
 
     torch.manual_seed(cfg.seed)
     model = create_classifier(cfg.model, cfg.in_channels, len(dataset.classes), cfg.pretrained or None).to(device)
@@ -255,6 +260,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None) -
                 "scaler": scaler.state_dict(), "method": method.state_dict(), "rng": rng_state(), "state": state,
             })
             write_text(out / "log.jsonl", "".join(_json_line(r) for r in state["history"]))
+            track.epoch(row)
             bar.update(task, advance=1, status=f"loss {logs.get('loss', float('nan')):.3f} val {cfg.monitor} {val.get(cfg.monitor, float('nan')):.3f}")
 
     best = torch.load(out / "best.pt", map_location=device, weights_only=True)
@@ -268,7 +274,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None) -
         "best_epoch": state["best_epoch"] + 1, "epochs_run": state["epoch"],
         "valid": valid_metrics, "test": test_metrics,
         "data_fingerprint": dataset.fingerprint, "device": str(device), "medaug_version": __version__,
-        "wall_s": round(time.time() - start, 2),
+        "wall_s": round(time.time() - start, 2), "provenance": provenance(device),
     }
     test_masks = predict_masks(method, ctx, dataset.test.images)
     if test_masks is not None and dataset.test.rois is not None:
@@ -276,6 +282,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None) -
         result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool), soft)
     _write_artifacts(out, dataset, test_probs, test_masks, state, snap_idx)
     write_json(done, result)  # last: its presence marks the run finished
+    track.finish(result, out)
     return result
 
 
