@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean browser
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	$(PY) -m venv $(VENV)
@@ -21,7 +21,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/medaug demo
 
-test: $(STAMP)
+# Headless Chromium for tests/test_html_browser.py (Debian's package; ~20 s with apt as root).
+# Never fails the build: without apt or root the browser test skips and says how to install.
+# BROWSER=0 skips this step.
+BROWSER ?= 1
+browser:
+ifeq ($(BROWSER),1)
+	-@command -v chromium >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1; } \
+		|| echo "chromium not installed: browser test will skip (Debian: apt-get install -y chromium)"
+endif
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest tests
 
 clean:

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 
 from . import __version__
@@ -40,6 +41,7 @@ nav{background:#f5f5f5;padding:6px 10px;border-radius:4px;font-size:13px}nav a{m
 table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
 th{background:#f0f0f0}td.key,th.key{text-align:left}td.bold{background:#e8f4e8}td.better{background:#f4faf4}
 .legend{font-size:12px;color:#444;max-width:1000px}
+.tables{display:flex;flex-wrap:wrap;gap:6px 28px}.tables h3{margin-top:6px}
 img.fig{max-width:100%;height:auto;display:block;margin:4px 0}
 .gallery{display:flex;flex-wrap:wrap;gap:4px;align-items:flex-start}.tile{text-align:center;font-size:11px}
 .tile img{width:88px;height:88px;image-rendering:pixelated;display:block}
@@ -108,6 +110,7 @@ def run_figure(history: list[dict], probs: np.ndarray | None, labels: np.ndarray
     ax.legend(fontsize=7)
     for ax in axes[:2]:
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if probs is None:
         for ax in axes[2:]:
             ax.text(0.5, 0.5, "no predictions.npz", ha="center", va="center")
@@ -164,6 +167,7 @@ def curves_figure(histories: dict[str, list[list[dict]]], key: str) -> str:
         ax.plot(x, mean, marker="o", ms=3, label=f"{name} (n={len(series)})")
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
     ax.set(xlabel="epoch", ylabel=key, title=f"{key}: mean ± std over seeds")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return png_uri(fig)
@@ -424,7 +428,7 @@ def write_html(runs_dir: str | Path, path: str | Path, *, df: pd.DataFrame | Non
              '<a href="#provenance">provenance</a><a href="#checks">checks</a></nav>']
     parts += ['<section id="main"><h2>Main table (test split)</h2>',
               f'<p class="legend">{esc(table_legend(level, test, ci_level=ci_level))}</p>']
-    parts += [main_table_html(summary, m) for m in metrics]
+    parts += ['<div class="tables">'] + [f"<div>{main_table_html(summary, m)}</div>" for m in metrics] + ["</div>"]
     parts.append("</section>")
     parts += ['<section id="tests"><h2>Paired tests against none</h2>', tests_html(summary, metrics), "</section>"]
 
