@@ -46,23 +46,23 @@ def parse_options(pairs: list[str]) -> dict:
 @app.command()
 def train(
     data: Optional[Path] = typer.Option(None, help="Dataset folder (or a prepared cache)."),
-    method: Optional[str] = typer.Option(None, help="Augmentation method (`medaug methods` lists them) [default: none]."),
-    seed: Optional[int] = typer.Option(None, help="[default: 0]"),
-    model: Optional[str] = typer.Option(None, help="Classifier: tiny, densenet121, densenet169, resnet18, resnet50 [default: tiny]."),
-    n_shot: Optional[int] = typer.Option(None, help="Training images per class [default: 0 = all]."),
-    epochs: Optional[int] = typer.Option(None, help="[default: 15]"),
+    method: Optional[str] = typer.Option(None, help="Augmentation method (`medaug methods` lists them) \\[default: none]."),
+    seed: Optional[int] = typer.Option(None, help="\\[default: 0]"),
+    model: Optional[str] = typer.Option(None, help="Classifier: tiny, densenet121, densenet169, resnet18, resnet50 \\[default: tiny]."),
+    n_shot: Optional[int] = typer.Option(None, help="Training images per class \\[default: 0 = all]."),
+    epochs: Optional[int] = typer.Option(None, help="\\[default: 15]"),
     out_dir: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (resumed if it holds a checkpoint)."),
-    size: Optional[int] = typer.Option(None, help="Image side in pixels [default: 64]."),
-    batch_size: Optional[int] = typer.Option(None, help="[default: 32]"),
-    lr: Optional[float] = typer.Option(None, help="[default: 1e-3]"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Dataset format [default: auto]."),
-    body_part: Optional[str] = typer.Option(None, help="MURA body part, e.g. XR_ELBOW [default: all]."),
+    size: Optional[int] = typer.Option(None, help="Image side in pixels \\[default: 64]."),
+    batch_size: Optional[int] = typer.Option(None, help="\\[default: 32]"),
+    lr: Optional[float] = typer.Option(None, help="\\[default: 1e-3]"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Dataset format \\[default: auto]."),
+    body_part: Optional[str] = typer.Option(None, help="MURA body part, e.g. XR_ELBOW \\[default: all]."),
     baseline: Optional[str] = typer.Option(None, help="Run folder of a trained `none` model (two-stage methods start from it)."),
     pretrained: Optional[str] = typer.Option(None, help="Local classifier weights file (nothing is downloaded)."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N [default: auto]"),
-    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 [default: fp32]"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N \\[default: auto]"),
+    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 \\[default: fp32]"),
     option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable)."),
-    config: Optional[Path] = typer.Option(None, help="TOML with a [train] table; flags given here override it."),
+    config: Optional[Path] = typer.Option(None, help="TOML with a \\[train] table; flags given here override it."),
 ):
     """Train and evaluate one run; writes metrics.json, checkpoints and figures to --out."""
     from .config import TrainConfig, from_dict, load_toml
@@ -114,7 +114,7 @@ def report(
     level: float = typer.Option(0.05, help="Significance level of the paired tests that decide bold cells."),
     test: str = typer.Option("both", help="Bold needs: both (paired t-test and Wilcoxon) | t | wilcoxon; Holm-adjusted."),
     bootstrap: int = typer.Option(0, help="Bootstrap resamples for 95% CIs of each cell's mean (0 = no CIs; e.g. 2000)."),
-    metric: list[str] = typer.Option([], "--metric", "-m", help="Metric(s) of the main table (repeatable) [default: all main metrics]."),
+    metric: list[str] = typer.Option([], "--metric", "-m", help="Metric(s) of the main table (repeatable) \\[default: all main metrics]."),
     track: Optional[str] = typer.Option(None, help="Also log the report as an artifact: mlflow | tensorboard."),
 ):
     """Rebuild tables, paired tests and figures from the run folders' files alone."""
@@ -140,8 +140,8 @@ def report(
 @app.command()
 def reproduce(
     run_dir: Path = typer.Argument(..., help="A finished run folder (holding config.toml and metrics.json)."),
-    device: Optional[str] = typer.Option(None, help="Device to re-run on [default: the device type the run used]."),
-    atol: Optional[float] = typer.Option(None, help="Absolute tolerance per metric [default: 0 on CPU, 0.01 on CUDA]."),
+    device: Optional[str] = typer.Option(None, help="Device to re-run on \\[default: the device type the run used]."),
+    atol: Optional[float] = typer.Option(None, help="Absolute tolerance per metric \\[default: 0 on CPU, 0.01 on CUDA]."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since the run."),
     keep: bool = typer.Option(False, help="Keep the re-run's folder (printed) instead of deleting it."),
 ):

@@ -12,8 +12,26 @@ import torch
 from .errors import MedaugError
 
 
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of a torchrun launch; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the torchrun process group (NCCL on CUDA, gloo on CPU) once."""
+    import torch.distributed as dist
+
+    if distributed()[1] > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda:1', 'cpu' as given (checked)."""
+    """'auto' -> cuda if available else cpu; 'cuda:1', 'cpu' as given (checked).
+
+    Under torchrun, 'auto' and 'cuda' mean this process's GPU (LOCAL_RANK).
+    """
+    if name in ("auto", "cuda") and torch.cuda.is_available() and distributed()[1] > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)

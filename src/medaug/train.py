@@ -28,7 +28,7 @@ from torch import nn
 from . import __version__
 from .config import TrainConfig, dump_toml
 from .data.cache import ArraySplit, Dataset, load_dataset
-from .device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
+from .device import autocast, distributed, init_distributed, resolve_device, rng_state, seed_everything, set_rng_state
 from .errors import MedaugError
 from .io_utils import save_torch, write_json, write_text
 from .methods import Method, create_method
@@ -52,6 +52,31 @@ class Context:
     num_classes: int
     scaler: torch.amp.GradScaler
     extras: dict = field(default_factory=dict)  # baseline dir etc., for methods that need them
+    rank: int = 0  #: this process under torchrun (0 otherwise)
+    world: int = 1  #: number of data-parallel processes
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """DistributedDataParallel under torchrun (gradients averaged across processes); as is otherwise."""
+        if self.world == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    @staticmethod
+    def unwrap(module: nn.Module) -> nn.Module:
+        """The network inside a DistributedDataParallel wrapper (for saving, copying, hooks)."""
+        return getattr(module, "module", module)
+
+    def all_mean(self, t: torch.Tensor) -> torch.Tensor:
+        """Mean of ``t`` over processes (every rank gets the same value); ``t`` itself when alone."""
+        if self.world == 1:
+            return t
+        import torch.distributed as dist
+
+        t = t.detach().clone()
+        dist.all_reduce(t)
+        return t / self.world
 
     def inputs(self, images: np.ndarray) -> torch.Tensor:
         """uint8 [B, H, W] -> float [B, 1, H, W] in [0, 1] on the device."""
@@ -95,16 +120,20 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> t
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
-def batches(n: int, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
-    """Shuffled index batches; a trailing batch of one is dropped (BatchNorm needs two)."""
+def batches(n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1) -> list[np.ndarray]:
+    """Shuffled index batches (this rank's share of each global batch of ``batch_size * world``).
+
+    A trailing batch that would give some rank fewer than two images is dropped (BatchNorm needs two).
+    """
     perm = torch.randperm(n, generator=generator).numpy()
-    out = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
-    return [b for b in out if len(b) > 1]
+    step = batch_size * world
+    out = [perm[i : i + step] for i in range(0, n, step)]
+    return [b[rank::world] for b in out if len(b) >= 2 * world]
 
 
 @torch.no_grad()
 def predict_probs(method: Method, ctx: Context, split: ArraySplit) -> np.ndarray:
-    """Softmax probabilities float64 [N, K] of ``method.predict`` over a split."""
+    """Softmax probabilities float64 [N, K] of ``method.predict`` over a split (every process: all of it)."""
     ctx.model.eval()
     out = []
     for i in range(0, len(split), ctx.cfg.eval_batch_size):
@@ -181,9 +210,13 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     if dataset is None:
         dataset = load_data(cfg)
     device = resolve_device(cfg.device)
+    rank, world = distributed()
+    init_distributed(device)
+    lead = rank == 0  # only the first process writes files
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.toml", dump_toml({"train": cfg.to_dict()}))
-    track = tracking.hook(cfg, out, tracker)
+    if lead:
+        write_text(out / "config.toml", dump_toml({"train": cfg.to_dict()}))
+    track = tracking.hook(cfg, out, tracker, enabled=lead)
     track.start(cfg.to_dict())
 
     torch.manual_seed(cfg.seed)
@@ -202,7 +235,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     )
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
     ctx = Context(model, optimizer, device, cfg, len(dataset.classes), scaler,
-                  extras={"baseline": cfg.baseline, "classes": dataset.classes})
+                  extras={"baseline": cfg.baseline, "classes": dataset.classes}, rank=rank, world=world)
+    ctx.model = ctx.wrap(model)
     method.setup(ctx)
 
     snap_idx = snapshot_indices(dataset.valid)
@@ -210,13 +244,15 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         method.load_state_dict(ckpt["method"])
         set_rng_state(ckpt["rng"])
         state = ckpt["state"]
+    if world > 1:
+        torch.manual_seed(cfg.seed * 1000 + rank + 1000 * state["epoch"])  # different augmentations per process
 
     train = dataset.train
     with make_progress() if cfg.progress else _NullProgress() as bar:
@@ -224,16 +260,16 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
         while state["epoch"] < cfg.epochs and not (cfg.patience and state["bad_epochs"] >= cfg.patience):
             epoch = state["epoch"]
             t0 = time.time()
-            model.train()
+            ctx.model.train()
             sums: dict[str, torch.Tensor] = {}
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            order = batches(len(train), cfg.batch_size, gen)
+            order = batches(len(train), cfg.batch_size, gen, rank, world)
             for idx in order:
                 x, y = ctx.inputs(train.images[idx]), torch.from_numpy(train.labels[idx]).to(device)
                 for k, v in method.train_step(ctx, x, y).items():
                     sums[k] = sums.get(k, 0.0) + v.float()
             scheduler.step()
-            logs = {k: float(v) / max(len(order), 1) for k, v in sums.items()}  # one host sync per epoch
+            logs = {k: float(ctx.all_mean(v)) / max(len(order), 1) for k, v in sums.items()}  # one host sync per epoch
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
                 raise MedaugError(
@@ -244,7 +280,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
             score = _score(val, cfg.monitor)
             if score > state["best_score"]:
                 state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-                save_torch(out / "best.pt", {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch})
+                if lead:
+                    save_torch(out / "best.pt", {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch})
             else:
                 state["bad_epochs"] += 1
             snap = predict_masks(method, ctx, dataset.valid.images[snap_idx])
@@ -255,14 +292,19 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
                    **{f"val_{k}": v for k, v in val.items() if k != "warnings"}}
             state["history"].append(row)
             state["epoch"] = epoch + 1
-            save_torch(ckpt_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "method": method.state_dict(), "rng": rng_state(), "state": state,
-            })
-            write_text(out / "log.jsonl", "".join(_json_line(r) for r in state["history"]))
-            track.epoch(row)
+            if lead:
+                save_torch(ckpt_path, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(), "method": method.state_dict(), "rng": rng_state(), "state": state,
+                })
+                write_text(out / "log.jsonl", "".join(_json_line(r) for r in state["history"]))
+                track.epoch(row)
             bar.update(task, advance=1, status=f"loss {logs.get('loss', float('nan')):.3f} val {cfg.monitor} {val.get(cfg.monitor, float('nan')):.3f}")
 
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # best.pt is written by the first process
     best = torch.load(out / "best.pt", map_location=device, weights_only=True)
     model.load_state_dict(best["model"])
     method.load_state_dict(best["method"])
@@ -280,8 +322,10 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     if test_masks is not None and dataset.test.rois is not None:
         soft = predict_masks(method, ctx, dataset.test.images, soft=True)
         result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool), soft)
-    _write_artifacts(out, dataset, test_probs, test_masks, state, snap_idx)
-    write_json(done, result)  # last: its presence marks the run finished
+    result["world_size"] = world
+    if lead:
+        _write_artifacts(out, dataset, test_probs, test_masks, state, snap_idx)
+        write_json(done, result)  # last: its presence marks the run finished
     track.finish(result, out)
     return result
 

@@ -122,7 +122,7 @@ class APGA(Method):
         if o.init_useful:
             last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
             torch.nn.init.constant_(last.bias, math.log(o.init_useful / (1 - o.init_useful)))
-        self.policy = PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device)
+        self.policy = ctx.wrap(PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device))
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
         self.baseline = torch.zeros((), device=ctx.device)  # EMA of the reward, b
 
@@ -138,12 +138,17 @@ class APGA(Method):
             return torch.bernoulli(p.detach())
         return (p.detach() > 0.5).to(p.dtype)
 
-    def reward_and_advantage(self, loss_adv: torch.Tensor, loss_orig: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Steps 3-4: per-image reward r [B] and the advantage (scalar or [B]); updates the EMA b."""
+    def reward_and_advantage(self, ctx, loss_adv: torch.Tensor, loss_orig: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 3-4: per-image reward r [B] and the advantage (scalar or [B]); updates the EMA b.
+
+        Under torchrun the batch reward and b are means over every process's images, so every
+        process takes the same policy step.
+        """
         o = self.opts
         r = loss_adv - loss_orig  # per image
-        reward = r.mean() if o.reward == "batch" else r
-        new_b = o.ema_decay * self.baseline + (1 - o.ema_decay) * r.mean()
+        batch_mean = ctx.all_mean(r.mean())
+        reward = batch_mean if o.reward == "batch" else r
+        new_b = o.ema_decay * self.baseline + (1 - o.ema_decay) * batch_mean
         advantage = reward - (new_b if o.baseline_update == "before" else self.baseline)
         self.baseline = new_b
         return r, advantage
@@ -173,7 +178,7 @@ class APGA(Method):
             per_image, loss_adv = per_all[: 2 * b], per_all[2 * b :].detach()
         loss_orig, loss_aid = per_image[:b], per_image[b:]
         with torch.no_grad():
-            r, advantage = self.reward_and_advantage(loss_adv, loss_orig.detach())
+            r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())
         lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights)
         loss = per_image.mean()
         ctx.step(loss + lp, ctx.optimizer, self.policy_opt)  # disjoint parameters: one backward serves both
@@ -199,7 +204,7 @@ class APGA(Method):
                 ctx.model.eval()
             loss_adv = F.cross_entropy(ctx.logits(x_adv), y, reduction="none")
             ctx.model.train()
-            r, advantage = self.reward_and_advantage(loss_adv, loss_orig.detach())  # 3-4. reward, EMA baseline
+            r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())  # 3-4. reward, EMA baseline
         # 5-6. policy step
         lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights)
         ctx.step(lp, self.policy_opt)
@@ -234,10 +239,10 @@ class APGA(Method):
             return PixelPolicy.upsample(self.policy_probs(ctx, x), *x.shape[-2:])
 
     def state_dict(self) -> dict:
-        return {"policy": self.policy.state_dict(), "policy_opt": self.policy_opt.state_dict(), "baseline": self.baseline}
+        return {"policy": getattr(self.policy, "module", self.policy).state_dict(), "policy_opt": self.policy_opt.state_dict(), "baseline": self.baseline}
 
     def load_state_dict(self, state: dict) -> None:
         if state:
-            self.policy.load_state_dict(state["policy"])
+            getattr(self.policy, "module", self.policy).load_state_dict(state["policy"])
             self.policy_opt.load_state_dict(state["policy_opt"])
             self.baseline = state["baseline"].to(self.baseline.device)

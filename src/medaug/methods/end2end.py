@@ -40,7 +40,7 @@ class EndToEnd(Method):
     def setup(self, ctx) -> None:
         o = self.opts
         net = create_policy(o.policy, 1, o.policy_width, o.policy_weights)
-        self.policy = PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device)
+        self.policy = ctx.wrap(PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device))
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
 
     def soft_hard_mask(self, ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,9 +75,9 @@ class EndToEnd(Method):
         return F.interpolate(p, size=x.shape[-2:], mode="nearest")
 
     def state_dict(self) -> dict:
-        return {"policy": self.policy.state_dict(), "policy_opt": self.policy_opt.state_dict()}
+        return {"policy": getattr(self.policy, "module", self.policy).state_dict(), "policy_opt": self.policy_opt.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         if state:
-            self.policy.load_state_dict(state["policy"])
+            getattr(self.policy, "module", self.policy).load_state_dict(state["policy"])
             self.policy_opt.load_state_dict(state["policy_opt"])

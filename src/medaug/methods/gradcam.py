@@ -61,7 +61,7 @@ class GradCAMMasks(Method):
 
     def setup(self, ctx) -> None:
         name = self.opts.layer or CAM_LAYERS.get(ctx.cfg.model, "")
-        self.saliency_model = copy.deepcopy(ctx.model).eval()  # the trained baseline, frozen
+        self.saliency_model = copy.deepcopy(ctx.unwrap(ctx.model)).eval()  # the trained baseline, frozen
         for p in self.saliency_model.parameters():
             p.requires_grad_(False)
         modules = dict(self.saliency_model.named_modules())
