@@ -59,6 +59,8 @@ def train(
     body_part: Optional[str] = typer.Option(None, help="MURA body part, e.g. XR_ELBOW \\[default: all]."),
     baseline: Optional[str] = typer.Option(None, help="Run folder of a trained `none` model (two-stage methods start from it)."),
     pretrained: Optional[str] = typer.Option(None, help="Local classifier weights file (nothing is downloaded)."),
+    finetune_epochs: Optional[int] = typer.Option(None, help="Stage 2: fine-tune without the method for N epochs "
+                                                  "(-1 = the method's default: pgnm 10, others 0) \\[default: -1]."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N \\[default: auto]"),
     precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 \\[default: fp32]"),
     option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable)."),
@@ -71,7 +73,7 @@ def train(
     values = from_dict(TrainConfig, load_toml(config).get("train", {}), str(config)).to_dict() if config else {}
     flags = dict(data=data, method=method, seed=seed, model=model, n_shot=n_shot, epochs=epochs, size=size,
                  batch_size=batch_size, lr=lr, format=fmt, body_part=body_part, baseline=baseline,
-                 pretrained=pretrained, device=device, precision=precision)
+                 pretrained=pretrained, finetune_epochs=finetune_epochs, device=device, precision=precision)
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
     if option:
         values["method_options"] = {**values.get("method_options", {}), **parse_options(option)}
@@ -324,6 +326,32 @@ def bench(
         out.print(f"wrote {json_out}")
 
 
+@app.command()
+def transfer(
+    backbone: list[str] = typer.Option(..., help="Trained run folder, as NAME=RUN_DIR or RUN_DIR (named by its method); repeatable."),
+    data: Path = typer.Option(..., help="Dataset of the new task (e.g. `medaug data synth --findings sclerosis,periosteal`)."),
+    shots: str = typer.Option("16,32,64,128,256", help="Training images per class, comma-separated."),
+    seeds: str = typer.Option("0,1,2", help="Seeds, comma-separated (each draws its own k-shot sample)."),
+    modes: str = typer.Option("finetune,linear", help="finetune (all layers) and/or linear (frozen backbone, new head)."),
+    epochs: int = typer.Option(15, help="Epochs per transfer run."),
+    lr: float = typer.Option(1e-3, help="Learning rate of the transfer runs."),
+    batch_size: int = typer.Option(32),
+    fmt: str = typer.Option("auto", "--format", help="Dataset format of --data."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    out_dir: Path = typer.Option(Path("runs/transfer"), "--out", help="Output folder (finished runs are reused)."),
+):
+    """Unseen-concept transfer: fine-tune / linear-probe trained backbones with k images per class of a new task."""
+    from .config import parse_ints
+    from .transfer import parse_backbones, run_transfer
+
+    names = parse_backbones(backbone)
+    mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+    run_transfer(names, str(data), parse_ints(shots, "shots"), parse_ints(seeds, "seeds"), out_dir, mode_list,
+                 epochs=epochs, lr=lr, batch_size=batch_size, format=fmt, device=device)
+    out.print((out_dir / "transfer.md").read_text())
+    out.print(f"wrote {out_dir}/transfer.csv, transfer.md, transfer.png")
+
+
 @app.command("methods")
 def list_methods():
     """List augmentation methods and their options (defaults)."""
@@ -337,7 +365,9 @@ def list_methods():
     for name in METHODS.names():
         cls = METHODS.get(name)
         opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Options))
-        table.add_row(name + (" (starts from `none`)" if cls.needs_baseline else ""), opts or "-")
+        note = " (starts from `none`)" if cls.needs_baseline else ""
+        note += f" (then {cls.finetune_epochs} epochs fine-tuning)" if cls.finetune_epochs else ""
+        table.add_row(name + note, opts or "-")
     out.print(table)
 
 

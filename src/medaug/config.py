@@ -25,6 +25,7 @@ class TrainConfig:
     method_options: dict = field(default_factory=dict)
     model: str = "tiny"
     pretrained: str = ""  #: local weights file for the classifier ('' = random init)
+    train_layers: str = "all"  #: all | head (a linear probe: the backbone frozen, BatchNorm statistics too)
     in_channels: int = 1  #: 1, or 3 to repeat the gray channel for RGB-pretrained networks
     epochs: int = 15
     batch_size: int = 32
@@ -41,7 +42,9 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast on the device)
     baseline: str = ""  #: run folder of a trained `none` model; two-stage methods start from its best checkpoint
-    finetune_lr: float = 0.0  #: lr when starting from a baseline (0 = use lr)
+    finetune_lr: float = 0.0  #: lr when starting from a baseline or in the fine-tuning stage (0 = use lr; stage 2: lr / 10)
+    finetune_epochs: int = -1  #: stage 2 without the method after training (-1 = the method's default: pgnm 10, others 0)
+    average_last: int = 3  #: stage 2 ends with the mean of its last N epochs' weights (0 = best validation epoch)
     eval_batch_size: int = 256
     cache: str = ""  #: cache folder ('' = $MEDAUG_CACHE or ~/.cache/medaug)
     progress: bool = True
@@ -54,9 +57,12 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
             (self.optimizer in ("adam", "sgd"), "optimizer must be adam or sgd"),
+            (self.train_layers in ("all", "head"), "train_layers must be all or head"),
             (self.schedule in ("cosine", "none"), "schedule must be cosine or none"),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
             (self.n_shot >= 0, "n_shot must be >= 0"),
+            (self.finetune_epochs >= -1, "finetune_epochs must be >= 0 (or -1 for the method's default)"),
+            (self.average_last >= 0, "average_last must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -96,3 +102,14 @@ def load_toml(path: str | Path) -> dict:
 
 def dump_toml(values: dict) -> str:
     return tomli_w.dumps(values)
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    """'16,32,64' -> [16, 32, 64] for the option ``--what``; anything else is a clear error."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values):
+        raise MedaugError(f"--{what} {text!r}: expected comma-separated non-negative integers, e.g. 20,50,100")
+    return values

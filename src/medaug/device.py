@@ -81,3 +81,12 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def fixed_rng(device: torch.device, seed: int):
+    """Run a block with torch's RNG (CPU, and ``device``'s when CUDA) seeded to ``seed``, then restore it."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

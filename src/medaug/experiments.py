@@ -3,6 +3,9 @@
 Layout: ``<out>/<experiment>/<dataset>/<method>/shot-<k>/seed-<s>/`` (shot-all when k = 0).
 Two-stage methods (``needs_baseline``) start from the best checkpoint of the ``none`` run with
 the same dataset, shot and seed, which is trained first and reused by every such method.
+When a plan holds a method with a fine-tuning stage (``pgnm``: a heated model, then 10 epochs
+without the policy), every other one-stage method gets the same stage unless ``finetune_epochs``
+is set, so ``none`` is trained for the same budget and compared like with like.
 
 A TOML config::
 
@@ -102,6 +105,8 @@ def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> Trai
                   method_options=plan.method_options.get(method, {}))
     if METHODS.get(method).needs_baseline:
         values["baseline"] = str(run_dir(plan, data, "none", shot, seed))
+    elif values["finetune_epochs"] == -1:  # the same budget: every one-stage method gets the plan's fine-tuning stage
+        values["finetune_epochs"] = max(METHODS.get(m).finetune_epochs for m in plan.experiment.methods)
     return TrainConfig(**values)
 
 

@@ -86,7 +86,12 @@ def learning_curves(histories: dict[str, list[list[dict]]], key: str, path: Path
 
 
 def mask_history_grid(history: np.ndarray, images: np.ndarray, path: Path, max_epochs: int = 10) -> None:
-    """Masks of fixed images over epochs: history uint8 [E, N, H, W]; rows = epochs (subsampled)."""
+    """Masks of fixed images over epochs; rows = epochs (subsampled, first and last kept).
+
+    history uint8 {0, 1} [E, N, H, W] (keep-masks: erased pixels red) or float [E, N, H, W] in
+    [0, 1] (noise masks: the image as the classifier saw it, i.e. ``0.5 + (x - 0.5) * m``).
+    """
+    soft = np.issubdtype(history.dtype, np.floating)
     e = len(history)
     pick = np.unique(np.linspace(0, e - 1, min(e, max_epochs)).round().astype(int))
     n = images.shape[0]
@@ -94,7 +99,11 @@ def mask_history_grid(history: np.ndarray, images: np.ndarray, path: Path, max_e
     for r, ep in enumerate(pick):
         for c in range(n):
             ax = axes[r][c]
-            ax.imshow(overlay(images[c], history[ep][c], None))
+            if soft:
+                seen = 0.5 + (images[c].astype(np.float32) / 255.0 - 0.5) * history[ep][c].astype(np.float32)
+                ax.imshow(seen, cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(overlay(images[c], history[ep][c], None))
             ax.set_xticks([]), ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(f"epoch {ep + 1}", fontsize=8)

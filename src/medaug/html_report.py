@@ -298,6 +298,22 @@ def gallery_html(df: pd.DataFrame) -> str:
     return "".join(parts)
 
 
+def per_class_html(labels: np.ndarray, probs: np.ndarray, classes: list[str], show: int = 5) -> str:
+    """Per-class precision, recall, F1, AUROC and support; with many classes (RadImageNet has 165)
+    only the ``show`` best and worst by F1, so the report stays readable."""
+    from .metrics import per_class_table
+
+    df = per_class_table(labels, probs, classes).sort_values("f1", ascending=False)
+    note = "per class (test)"
+    if len(df) > 2 * show + 2:
+        note = f"per class (test): the {show} best and {show} worst of {len(df)} classes by F1"
+        df = pd.concat([df.head(show), df.tail(show)])
+    head = "".join(f"<th>{c}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{esc(v) if isinstance(v, str) else _v(v)}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return f'<p class="small">{note}</p><table class="per-class"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def run_html(run: pd.Series, metrics: dict, config_text: str) -> str:
     folder = Path(run["run_dir"])
     history = read_history(folder)
@@ -307,6 +323,7 @@ def run_html(run: pd.Series, metrics: dict, config_text: str) -> str:
         data = np.load(pred)
         probs, labels = data["probs"], data["labels"]
     uri = run_figure(history, probs, labels, list(metrics.get("classes", [])))
+    key = f'{run["dataset"]}/{run["method"]}/shot-{run["shot"]}/seed-{run["seed"]}'
     test = metrics.get("test", {})
     names = ["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa", "ece", "loss", "n"]
     image_row = "".join(f"<td>{_v(test.get(k))}</td>" for k in names)
@@ -319,8 +336,14 @@ def run_html(run: pd.Series, metrics: dict, config_text: str) -> str:
     mask_line = ("<p class='small'>masks: " + ", ".join(f"{esc(k)} {_v(v)}" for k, v in mask.items() if isinstance(v, (int, float)))
                  + "</p>") if mask else ""
     warn = "".join(f'<div class="warn small">{esc(w)}</div>' for w in test.get("warnings", []))
+    classes = list(metrics.get("classes", []))
+    if probs is not None and len(classes) > 2:
+        table += per_class_html(labels, probs, classes)
+    noise = folder / "heated" / "mask_history.png"
+    if noise.is_file():
+        mask_line += (f'<details><summary class="small">stage 1 (heated model): sampled noise masks of fixed validation images, '
+                      f'first to last epoch</summary>{img(file_uri(noise), f"{key} noise masks")}</details>')
     prov = metrics.get("provenance", {})
-    key = f'{run["dataset"]}/{run["method"]}/shot-{run["shot"]}/seed-{run["seed"]}'
     return (f'<details class="run" id="{anchor(run["dataset"], run["method"], run["shot"], run["seed"])}" data-run="{esc(key)}">'
             f'<summary>{esc(key)} <span class="muted small">test AUROC {_v(test.get("auroc"))}, accuracy {_v(test.get("accuracy"))}, '
             f'best epoch {metrics.get("best_epoch", "?")}/{metrics.get("epochs_run", "?")}, {_v(metrics.get("wall_s"))} s</span></summary>'

@@ -15,6 +15,7 @@ A run folder holds::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from .errors import MedaugError
 from .io_utils import save_torch, write_json, write_text
 from .methods import Method, create_method
 from .metrics import classification_metrics, mask_metrics
-from .models.classifiers import create_classifier
+from .models.classifiers import HEAD_LAYERS, create_classifier
 from .progress import make_progress
 from . import tracking
 from .reproduce import provenance
@@ -114,6 +115,27 @@ def to_full(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
+def trainable_parameters(model: nn.Module, cfg: TrainConfig) -> list[nn.Parameter]:
+    """All parameters, or with ``train_layers='head'`` only the final layer's (the rest frozen)."""
+    if cfg.train_layers == "all":
+        return list(model.parameters())
+    head = model.get_submodule(HEAD_LAYERS[cfg.model])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in head.parameters():
+        p.requires_grad_(True)
+    return list(head.parameters())
+
+
+def set_train_mode(model: nn.Module, cfg: TrainConfig) -> None:
+    """Training mode; a linear probe keeps the frozen backbone in eval mode (BatchNorm statistics fixed)."""
+    if cfg.train_layers == "all":
+        model.train()
+        return
+    model.eval()
+    Context.unwrap(model).get_submodule(HEAD_LAYERS[cfg.model]).train()
+
+
 def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
@@ -155,6 +177,16 @@ def predict_masks(method: Method, ctx: Context, images: np.ndarray, soft: bool =
     return torch.cat(out).numpy()
 
 
+def snapshot_masks(method: Method, ctx: Context, images: np.ndarray) -> torch.Tensor | None:
+    """Masks of fixed images for the mask history: uint8 {0, 1} keep-masks, or float16 soft masks
+    ([N, H, W]) for methods without hard masks (PGNM's noise masks); None when the method has neither."""
+    hard = predict_masks(method, ctx, images)
+    if hard is not None:
+        return torch.from_numpy(hard)
+    soft = predict_masks(method, ctx, images, soft=True)
+    return None if soft is None else torch.from_numpy(soft).half()
+
+
 def evaluate(method: Method, ctx: Context, split: ArraySplit, studies: bool = True) -> tuple[dict, np.ndarray]:
     probs = predict_probs(method, ctx, split)
     return classification_metrics(split.labels, probs, split.studies if studies else None), probs
@@ -186,19 +218,70 @@ def load_data(cfg: TrainConfig) -> Dataset:
     )
 
 
+def finetune_epochs(cfg: TrainConfig) -> int:
+    """Epochs of stage 2 for ``cfg``: its own value, or the method's default when it is -1."""
+    from .methods import METHODS
+
+    return cfg.finetune_epochs if cfg.finetune_epochs >= 0 else METHODS.get(cfg.method).finetune_epochs
+
+
 def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, tracker=None) -> dict:
     """Train, select, test. Returns the metrics dict (also written to ``out_dir/metrics.json``).
 
     A finished run (metrics.json present) is returned as is; an interrupted one resumes from
     ``checkpoint.pt`` and ends with the same metrics as an uninterrupted run on the same device.
     ``tracker``: optional MLflow/TensorBoard-like object (see :mod:`medaug.tracking`; $MEDAUG_TRACK otherwise).
+
+    With a fine-tuning stage (``finetune_epochs``, PGNM's "heated" model), stage 1 trains with the
+    method in ``out_dir/heated/`` (a complete run of its own), then stage 2 fine-tunes its best
+    classifier in ``out_dir`` with no method, at ``finetune_lr`` (default lr / 10), and ends with
+    the mean of the last ``average_last`` epochs' weights. The test metrics are stage 2's.
     """
     out = Path(out_dir)
+    if (out / "metrics.json").is_file():
+        return _fit(cfg, out, dataset, tracker)
+    create_method(cfg.method, cfg.method_options)  # validate names before any work
+    stage2 = finetune_epochs(cfg)
+    if stage2 == 0:
+        return _fit(cfg, out, dataset, tracker)
+    stage1 = dataclasses.replace(cfg, finetune_epochs=0)
+    if dataset is None:
+        dataset = load_data(cfg)
+    heated = _fit(stage1, out / "heated", dataset, tracker, stage="heated")
+    lr = cfg.finetune_lr or cfg.lr / 10
+    tune = dataclasses.replace(cfg, method="none", method_options={}, epochs=stage2, lr=lr, finetune_lr=0.0,
+                               baseline=str(out / "heated"), finetune_epochs=0)
+    extra = {"stages": {"heated_epochs": cfg.epochs, "finetune_epochs": stage2, "finetune_lr": lr,
+                        "average_last": cfg.average_last},
+             "heated": {"test": heated["test"], "best_epoch": heated["best_epoch"]}}
+    return _fit(tune, out, dataset, tracker, record=cfg, average_last=cfg.average_last, extra=extra)
+
+
+def model_state(run_dir: str | Path, device: torch.device | str = "cpu") -> dict:
+    """The selected classifier weights of a finished or running run folder (its best.pt)."""
+    path = Path(run_dir) / "best.pt"
+    if not path.is_file():
+        raise MedaugError(f"{run_dir}: no best.pt; train a model there first (`medaug train --out {run_dir}`)")
+    return torch.load(path, map_location=device, weights_only=True)["model"]
+
+
+def average_weights(states: list[dict]) -> dict:
+    """Element-wise mean of state dicts (floating tensors); integer buffers (BatchNorm counters) from the last."""
+    out = {}
+    for key, last in states[-1].items():
+        out[key] = torch.stack([s[key] for s in states]).mean(0) if last.is_floating_point() else last.clone()
+    return out
+
+
+def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, record: TrainConfig | None = None,
+         average_last: int = 0, stage: str = "", extra: dict | None = None) -> dict:
+    """One stage: the training loop. ``record``: the config to save and report (stage 2 of a staged run)."""
     done = out / "metrics.json"
     if done.is_file():
         import json
 
         return json.loads(done.read_text())
+    record = record or cfg
     start = time.time()
     method = create_method(cfg.method, cfg.method_options)  # validate names before any work
     if method.needs_baseline and not cfg.baseline:
@@ -215,7 +298,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     lead = rank == 0  # only the first process writes files
     out.mkdir(parents=True, exist_ok=True)
     if lead:
-        write_text(out / "config.toml", dump_toml({"train": cfg.to_dict()}))
+        write_text(out / "config.toml", dump_toml({"train": record.to_dict()}))
     track = tracking.hook(cfg, out, tracker, enabled=lead)
     track.start(cfg.to_dict())
 
@@ -223,12 +306,11 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     model = create_classifier(cfg.model, cfg.in_channels, len(dataset.classes), cfg.pretrained or None).to(device)
     lr = cfg.lr
     if cfg.baseline:
-        base = Path(cfg.baseline) / "best.pt"
-        if not base.is_file():
+        if not (Path(cfg.baseline) / "best.pt").is_file():
             raise MedaugError(f"--baseline {cfg.baseline}: no best.pt; train the `none` baseline there first")
-        model.load_state_dict(torch.load(base, map_location=device, weights_only=True)["model"])
+        model.load_state_dict(model_state(cfg.baseline, device))
         lr = cfg.finetune_lr or cfg.lr
-    optimizer = make_optimizer(model.parameters(), cfg.optimizer, lr, cfg.weight_decay)
+    optimizer = make_optimizer(trainable_parameters(model, cfg), cfg.optimizer, lr, cfg.weight_decay)
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
         if cfg.schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
@@ -260,7 +342,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
         while state["epoch"] < cfg.epochs and not (cfg.patience and state["bad_epochs"] >= cfg.patience):
             epoch = state["epoch"]
             t0 = time.time()
-            ctx.model.train()
+            set_train_mode(ctx.model, cfg)
             sums: dict[str, torch.Tensor] = {}
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             order = batches(len(train), cfg.batch_size, gen, rank, world)
@@ -269,6 +351,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
                 for k, v in method.train_step(ctx, x, y).items():
                     sums[k] = sums.get(k, 0.0) + v.float()
             scheduler.step()
+            method.epoch_end(ctx)
             logs = {k: float(ctx.all_mean(v)) / max(len(order), 1) for k, v in sums.items()}  # one host sync per epoch
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
@@ -284,14 +367,18 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
                     save_torch(out / "best.pt", {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch})
             else:
                 state["bad_epochs"] += 1
-            snap = predict_masks(method, ctx, dataset.valid.images[snap_idx])
+            snap = snapshot_masks(method, ctx, dataset.valid.images[snap_idx])
             if snap is not None:
-                state["snapshots"].append(torch.from_numpy(snap))
+                state["snapshots"].append(snap)
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "time_s": round(time.time() - t0, 3),
                    **{f"train_{k}": v for k, v in logs.items()},
                    **{f"val_{k}": v for k, v in val.items() if k != "warnings"}}
             state["history"].append(row)
             state["epoch"] = epoch + 1
+            if lead and average_last:  # keep the weights of the last `average_last` epochs
+                save_torch(out / "last" / f"epoch-{epoch + 1:04d}.pt", {"model": model.state_dict(), "epoch": epoch})
+                for old in sorted((out / "last").glob("epoch-*.pt"))[:-average_last]:
+                    old.unlink()
             if lead:
                 save_torch(ckpt_path, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -305,13 +392,23 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
         import torch.distributed as dist
 
         dist.barrier()  # best.pt is written by the first process
+    if average_last:  # the selected model: the mean of the last epochs' weights, kept as best.pt
+        files = sorted((out / "last").glob("epoch-*.pt"))[-average_last:]
+        states = [torch.load(f, map_location=device, weights_only=True)["model"] for f in files]
+        if lead:
+            save_torch(out / "best.pt", {"model": average_weights(states), "method": method.state_dict(),
+                                         "epoch": state["epoch"] - 1, "averaged": [f.name for f in files]})
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
     best = torch.load(out / "best.pt", map_location=device, weights_only=True)
     model.load_state_dict(best["model"])
     method.load_state_dict(best["method"])
     valid_metrics, _ = evaluate(method, ctx, dataset.valid)
     test_metrics, test_probs = evaluate(method, ctx, dataset.test)
     result = {
-        "method": cfg.method, "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
+        "method": record.method, "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
         "classes": dataset.classes, "n_train": len(dataset.train), "n_valid": len(dataset.valid), "n_test": len(dataset.test),
         "best_epoch": state["best_epoch"] + 1, "epochs_run": state["epoch"],
         "valid": valid_metrics, "test": test_metrics,
@@ -323,6 +420,11 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
         soft = predict_masks(method, ctx, dataset.test.images, soft=True)
         result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool), soft)
     result["world_size"] = world
+    if stage:
+        result["stage"] = stage
+    if average_last:
+        result["selection"] = f"mean of the last {len(files)} epochs' weights"
+    result.update(extra or {})
     if lead:
         _write_artifacts(out, dataset, test_probs, test_masks, state, snap_idx)
         write_json(done, result)  # last: its presence marks the run finished

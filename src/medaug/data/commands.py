@@ -24,11 +24,14 @@ def data_synth(
     classes: int = typer.Option(2, help="2 = negative/positive; K > 2 = normal + K-1 finding types (needs --layout folders)."),
     shortcut: float = typer.Option(0.0, help="Probability that a distractor agrees with the label, train split only."),
     layout: str = typer.Option("mura", help="mura | folders"),
+    findings: str = typer.Option("", help="Comma list of finding types (fracture, lesion, hardware, sclerosis, periosteal): "
+                                 "classes = normal + these, overriding --classes; needs --layout folders."),
 ):
     """Write the built-in synthetic radiograph dataset (images, ground-truth finding masks, CSVs)."""
     from .synth import generate
 
-    root = generate(out_dir, n_train=n_train, n_test=n_test, size=size, seed=seed, classes=classes, shortcut=shortcut, layout=layout)
+    root = generate(out_dir, n_train=n_train, n_test=n_test, size=size, seed=seed, classes=classes, shortcut=shortcut,
+                    layout=layout, findings=findings)
     out.print(f"wrote {n_train} train + {n_test} test images to {root}")
 
 

@@ -120,8 +120,11 @@ def _ruler(canvas: np.ndarray, rng: np.random.Generator) -> None:
 # one image
 
 
-def _render(rng: np.random.Generator, size: int, label: int, classes: int, shortcut_on: bool):
-    """(image uint8, roi uint8, info dict) — :func:`render` plus what was drawn."""
+def _render(rng: np.random.Generator, size: int, label: int, classes: int, shortcut_on: bool,
+            kinds: list[str] | None = None):
+    """(image uint8, roi uint8, info dict) — :func:`render` plus what was drawn.
+
+    ``kinds``: finding type per label ('none' first) instead of the default order."""
     s = size
     px = 1.0 / s  # one pixel in normalised units
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
@@ -149,7 +152,7 @@ def _render(rng: np.random.Generator, size: int, label: int, classes: int, short
     tissue = rng.uniform(0.2, 0.3) * np.sqrt(np.clip(1 - (v / tissue_w) ** 2, 0, 1))
 
     # the finding is planned first: a fracture displaces the bone beyond its line
-    kind = finding_of(label, classes)
+    kind = kinds[label] if kinds else finding_of(label, classes)
     strength = rng.uniform(0.5, 1.0)  # some findings are faint
     site_bones = [int(rng.integers(n_bones))]
     while True:  # a site on the shaft, away from the joint gap
@@ -301,6 +304,17 @@ def _plan(n: int, classes: int, rng: np.random.Generator, first_patient: int) ->
     return rows
 
 
+def parse_findings(findings: str) -> list[str]:
+    """'sclerosis,periosteal' -> ['none', 'sclerosis', 'periosteal'] (label 0 = normal); [] for ''."""
+    if not findings.strip():
+        return []
+    names = [f.strip() for f in findings.split(",") if f.strip()]
+    bad = [f for f in names if f not in FINDING_TYPES]
+    if bad or len(set(names)) != len(names):
+        raise MedaugError(f"--findings {findings}: give distinct finding types from {', '.join(FINDING_TYPES)}")
+    return ["none", *names]
+
+
 def _check(out: Path, n_train: int, n_test: int, size: int, classes: int, shortcut: float, layout: str) -> None:
     if size < 32:
         raise MedaugError(f"--size {size}: use at least 32 pixels")
@@ -321,18 +335,25 @@ def _check(out: Path, n_train: int, n_test: int, size: int, classes: int, shortc
 
 
 def generate(out: str | Path, n_train: int = 400, n_test: int = 200, size: int = 64, seed: int = 0, classes: int = 2,
-             shortcut: float = 0.0, layout: str = "mura", progress: bool = True) -> Path:
+             shortcut: float = 0.0, layout: str = "mura", progress: bool = True, findings: str = "") -> Path:
     """Write a synthetic dataset to `out`; returns the dataset root. Raises medaug.errors.MedaugError on bad arguments.
 
     layout='mura': ``out/MURA-v1.1/{train,valid}/XR_ELBOW/patientNNNNN/studyN_{positive,negative}/imageK.png``
     plus the four headerless CSVs (test split -> ``valid``). layout='folders':
     ``out/{train,test}/<class>/<patient>_study<N>_<K>.png``. Every image has ``<stem>_roi.png``
     beside it, and ``out/synth_meta.csv`` describes every image. Written to a temporary sibling
-    folder and renamed, so ``out`` appears complete or not at all.
+    folder and renamed, so ``out`` appears complete or not at all. ``findings``: a comma list of
+    finding types (classes = normal + those, in that order; needs layout='folders'), e.g. a task
+    with findings a backbone never saw (``medaug transfer``).
     """
     out = Path(out).expanduser()
+    kinds = parse_findings(findings)
+    if kinds:
+        if layout != "folders":
+            raise MedaugError("--findings needs --layout folders")
+        classes = len(kinds)
     _check(out, n_train, n_test, size, classes, shortcut, layout)
-    names = class_names(classes)
+    names = ["normal", *kinds[1:]] if kinds else class_names(classes)
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     train_seq, test_seq, train_plan, test_plan = np.random.SeedSequence(seed).spawn(4)
@@ -348,7 +369,7 @@ def generate(out: str | Path, n_train: int = 400, n_test: int = 200, size: int =
         for split, i, row, seq in progress_bar(jobs, total=len(jobs), description="synthesising images", enabled=progress):
             rng = np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, i)))
             shortcut_on = split == "train" and bool(rng.random() < shortcut)
-            image, roi, info = _render(rng, size, row["label"], classes, shortcut_on)
+            image, roi, info = _render(rng, size, row["label"], classes, shortcut_on, kinds or None)
             if layout == "mura":
                 mura_split = "train" if split == "train" else "valid"
                 study = f"study{row['study']}_{names[row['label']]}"

@@ -121,7 +121,8 @@ def study_size(
     out_dir: Path = typer.Option(..., "--out", help="Study folder (finished runs are skipped on re-run)."),
 ):
     """Generator + classifiers per size and seed; table and plot: at which size does generative match classical?"""
-    from .study import METRICS, parse_ints, size_study
+    from ..config import parse_ints
+    from .study import METRICS, size_study
 
     r = size_study(str(data), parse_ints(per_class, "per-class"), [m.strip() for m in methods.split(",") if m.strip()],
                    parse_ints(seeds, "seeds"), out_dir, gen_model=gen_model, gen_steps=gen_steps, gen_options=_options(gen_option),

@@ -135,10 +135,5 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def parse_ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise MedaugError(f"--{what} {text!r}: expected comma-separated integers, e.g. 20,50,100") from None
 
 

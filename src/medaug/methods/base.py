@@ -29,6 +29,8 @@ class Method:
     name: ClassVar[str] = "base"
     #: Two-stage methods start from the best checkpoint of a trained ``none`` baseline.
     needs_baseline: ClassVar[bool] = False
+    #: Default epochs of stage 2 (the classifier fine-tuned without the method) when the config says -1.
+    finetune_epochs: ClassVar[int] = 0
 
     @dataclasses.dataclass
     class Options:
@@ -55,6 +57,9 @@ class Method:
         loss = ctx.loss(ctx.logits(x), y)
         ctx.step(loss)
         return {"loss": loss.detach()}
+
+    def epoch_end(self, ctx: "Context") -> None:
+        """Called after every training epoch (learning-rate schedules of the method's own networks)."""
 
     def predict(self, ctx: "Context", x: torch.Tensor) -> torch.Tensor:
         """Logits [B, K] at evaluation time (test-time augmentation lives here)."""

@@ -25,6 +25,17 @@ CAM_LAYERS = {
 }
 
 
+# The final linear layer per model: re-initialised when pretrained weights have another number of
+# classes, and the only layer a linear probe trains.
+HEAD_LAYERS = {
+    "tiny": "head.3",
+    "densenet121": "class_layers.out",
+    "densenet169": "class_layers.out",
+    "resnet18": "fc",
+    "resnet50": "fc",
+}
+
+
 class TinyCNN(nn.Module):
     """Four conv blocks (16-32-64-64 channels) and a linear head; ~70k parameters."""
 
@@ -78,5 +89,5 @@ def create_classifier(name: str, in_channels: int = 1, num_classes: int = 2, pre
     if pretrained:
         from .weights import load_pretrained
 
-        load_pretrained(model, pretrained, arch=name)
+        load_pretrained(model, pretrained, arch=name, head=HEAD_LAYERS.get(name, ""))
     return model

@@ -31,10 +31,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_pretrained(model: nn.Module, path: str | Path, arch: str = "") -> None:
-    """Load ``path`` into ``model``; a missing, unexpected or mis-shaped key is a clear error."""
+def load_pretrained(model: nn.Module, path: str | Path, arch: str = "", head: str = "") -> list[str]:
+    """Load ``path`` into ``model``; a missing, unexpected or mis-shaped key is a clear error.
+
+    Exception: the final layer ``head`` (e.g. 'fc') keeps its fresh initialisation when its shape
+    differs (weights trained for another number of classes). Returns the keys left so.
+    """
     state = read_state_dict(path)
     own = model.state_dict()
+    fresh = [k for k in own if head and k.startswith(head + ".") and k in state and state[k].shape != own[k].shape]
+    state = {k: (own[k] if k in fresh else v) for k, v in state.items()}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shape = [k for k in own if k in state and state[k].shape != own[k].shape]
@@ -45,3 +51,4 @@ def load_pretrained(model: nn.Module, path: str | Path, arch: str = "") -> None:
                  f"shape mismatch {show(shape)}" if shape else ""]
         raise MedaugError(f"--pretrained {path}: does not fit model {arch!r}: " + "; ".join(p for p in parts if p))
     model.load_state_dict(state)
+    return fresh
