@@ -287,7 +287,7 @@ def bench(
     size: int = typer.Option(64, help="Image side."),
     batch: int = typer.Option(32, help="Batch size (source images)."),
     precision: str = typer.Option("fp32", help="fp32 | bf16 | fp16"),
-    methods: str = typer.Option("none,cutout,classical,gradcam,apga", help="Comma-separated methods."),
+    methods: str = typer.Option("none,cutout,classical,gradcam,apga,pgnm", help="Comma-separated methods."),
     steps: int = typer.Option(5, help="Steps per timed window."),
     windows: int = typer.Option(5, help="Timed windows (the median is reported)."),
     warmup: int = typer.Option(3, help="Untimed steps first."),

@@ -29,3 +29,19 @@ def progress_bar(items: Iterable[T], total: int | None = None, description: str 
         for item in items:
             yield item
             bar.advance(task)
+
+
+class NullProgress:
+    """Stands in for :func:`make_progress` when progress bars are off (same calls, no output)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass

@@ -35,7 +35,7 @@ from .io_utils import save_torch, write_json, write_text
 from .methods import Method, create_method
 from .metrics import classification_metrics, mask_metrics
 from .models.classifiers import HEAD_LAYERS, create_classifier
-from .progress import make_progress
+from .progress import NullProgress, make_progress
 from . import tracking
 from .reproduce import provenance
 
@@ -252,7 +252,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     tune = dataclasses.replace(cfg, method="none", method_options={}, epochs=stage2, lr=lr, finetune_lr=0.0,
                                baseline=str(out / "heated"), finetune_epochs=0)
     extra = {"stages": {"heated_epochs": cfg.epochs, "finetune_epochs": stage2, "finetune_lr": lr,
-                        "average_last": cfg.average_last},
+                        "average_last": cfg.average_last, "heated_wall_s": heated["wall_s"]},
              "heated": {"test": heated["test"], "best_epoch": heated["best_epoch"]}}
     return _fit(tune, out, dataset, tracker, record=cfg, average_last=cfg.average_last, extra=extra)
 
@@ -337,7 +337,7 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
         torch.manual_seed(cfg.seed * 1000 + rank + 1000 * state["epoch"])  # different augmentations per process
 
     train = dataset.train
-    with make_progress() if cfg.progress else _NullProgress() as bar:
+    with make_progress() if cfg.progress else NullProgress() as bar:
         task = bar.add_task(f"{cfg.method} seed {cfg.seed}", total=cfg.epochs, completed=state["epoch"], status="")
         while state["epoch"] < cfg.epochs and not (cfg.patience and state["bad_epochs"] >= cfg.patience):
             epoch = state["epoch"]
@@ -413,7 +413,8 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
         "best_epoch": state["best_epoch"] + 1, "epochs_run": state["epoch"],
         "valid": valid_metrics, "test": test_metrics,
         "data_fingerprint": dataset.fingerprint, "device": str(device), "medaug_version": __version__,
-        "wall_s": round(time.time() - start, 2), "provenance": provenance(device),
+        "wall_s": round(time.time() - start + (extra or {}).get("stages", {}).get("heated_wall_s", 0.0), 2),
+        "provenance": provenance(device),
     }
     test_masks = predict_masks(method, ctx, dataset.test.images)
     if test_masks is not None and dataset.test.rois is not None:
@@ -462,17 +463,3 @@ def _json_line(row: dict) -> str:
     import json
 
     return json.dumps(row) + "\n"
-
-
-class _NullProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *a, **k):
-        return 0
-
-    def update(self, *a, **k):
-        pass

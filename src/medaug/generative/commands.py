@@ -111,7 +111,7 @@ def study_size(
     gen_model: str = typer.Option("gan", help="gan | diffusion"),
     gen_steps: int = typer.Option(300, help="Generator training steps per (size, seed)."),
     gen_option: list[str] = typer.Option([], "--gen-option", help="Generator option KEY=VALUE (repeatable)."),
-    samples_per_class: int = typer.Option(0, help="Synthetic pool per class \\[default: max(size, 64)]."),
+    samples_per_class: int = typer.Option(0, help="Synthetic pool per class (0 = max(size, 64))."),
     ratio: float = typer.Option(1.0, help="Synthetic images per real image, per class."),
     size: int = typer.Option(32, help="Image side."),
     epochs: int = typer.Option(10, help="Classifier epochs."),

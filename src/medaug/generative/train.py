@@ -30,7 +30,7 @@ from ..data.cache import Dataset, load_dataset
 from ..device import resolve_device, rng_state, seed_everything, set_rng_state
 from ..errors import MedaugError
 from ..io_utils import save_torch, write_json, write_text
-from ..progress import make_progress
+from ..progress import NullProgress, make_progress
 from . import model_class
 
 
@@ -125,7 +125,7 @@ def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None
                                "config": cfg.to_dict(), "classes": classes, "wall_s": wall + time.time() - t0})
         write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
-    with make_progress() if cfg.progress else _Null() as bar:
+    with make_progress() if cfg.progress else NullProgress() as bar:
         task = bar.add_task(f"{cfg.model} {cfg.size}px", total=cfg.steps, completed=step, status="")
         while step < cfg.steps:
             # the batch depends only on (seed, step): a resumed run sees the same batches
@@ -186,20 +186,6 @@ def preview(model, classes: list[str], path: Path, per_class: int = 8, seed: int
 
     images, labels = sample_per_class(model, len(classes), per_class, seed)
     image_grid(images.reshape(len(classes), per_class, *images.shape[1:]), path, row_names=classes)
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def add_task(self, *a, **k):
-        return 0
-
-    def update(self, *a, **k):
-        pass
 
 
 def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: int = 0, device: str = "auto",
