@@ -22,7 +22,7 @@ import pandas as pd
 from ..errors import MedaugError
 from ..progress import progress_bar
 from .index import DataIndex, read_index
-from .io import load_sample
+from .io import load_sample, source_file
 from .splits import carve_validation, group_split, k_shot
 
 CACHE_VERSION = 1
@@ -35,7 +35,7 @@ def default_cache_root() -> Path:
 def fingerprint(index: DataIndex, size: int) -> tuple[str, pd.DataFrame]:
     """Hash of every source file's path, byte size and mtime plus the image size and index columns."""
     frame = index.frame.copy()
-    stats = [os.stat(p) for p in frame["path"]]
+    stats = [os.stat(source_file(p)) for p in frame["path"]]  # an npz item: its archive
     frame["bytes"] = [s.st_size for s in stats]
     frame["mtime_ns"] = [s.st_mtime_ns for s in stats]
     h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{index.format}|{index.classes}".encode())

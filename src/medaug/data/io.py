@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +16,19 @@ from ..errors import MedaugError
 Image.MAX_IMAGE_PIXELS = 200_000_000  # decompression-bomb guard; 10k x 10k radiographs are fine
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+NPZ_SEP = "::"  # "<file.npz>::<array>::<index>": one image of an array stored in a .npz
 
 
 def load_image(path: str | Path, slice_index: int | None = None, axis: int = 2) -> np.ndarray:
     """Decode ``path`` to float32 [H, W] in [0, 1] (gray; RGB/RGBA are converted to luminance).
 
     PNG/JPEG/TIFF (8 or 16 bit), DICOM (.dcm; modality and VOI LUTs, MONOCHROME1 inverted) and
-    NIfTI (.nii, .nii.gz; a 2D slice: ``slice_index`` along ``axis``, default the middle one).
+    NIfTI (.nii, .nii.gz; a 2D slice: ``slice_index`` along ``axis``, default the middle one),
+    and one image of an array inside a .npz file (``"<file.npz>::<array>::<index>"``, see :func:`npz_item`).
     """
+    item = _npz_parts(path)
+    if item is not None:
+        return _load_npz_item(*item)
     path = Path(path)
     if not path.is_file():
         raise MedaugError(f"{path}: file not found; re-run `medaug data check` on the dataset")
@@ -33,6 +42,91 @@ def load_image(path: str | Path, slice_index: int | None = None, axis: int = 2) 
     if path.name.lower().endswith((".nii", ".nii.gz")):
         return _load_nifti(path, slice_index, axis)
     raise MedaugError(f"{path}: unsupported image type {suffix!r}; use PNG, JPEG, TIFF, DICOM or NIfTI")
+
+
+def npz_item(npz: str | Path, array: str, index: int) -> str:
+    """The index ``path`` of image ``index`` of ``array`` in ``npz`` (MedMNIST-style archives)."""
+    return f"{os.path.abspath(npz)}{NPZ_SEP}{array}{NPZ_SEP}{int(index)}"
+
+
+def _npz_parts(path: str | Path) -> tuple[str, str, int] | None:
+    parts = str(path).rsplit(NPZ_SEP, 2)
+    if len(parts) == 3 and parts[0].lower().endswith(".npz") and parts[2].isdigit():
+        return parts[0], parts[1], int(parts[2])
+    return None
+
+
+def source_file(path: str | Path) -> str:
+    """The file on disk that holds ``path``'s pixels: the .npz for an :func:`npz_item`, else ``path``."""
+    item = _npz_parts(path)
+    return str(path) if item is None else item[0]
+
+
+def npz_header(npz: str | Path, array: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of ``array`` in ``npz`` from its .npy header, without reading the data."""
+    try:
+        with zipfile.ZipFile(npz) as zf, zf.open(array + ".npy") as fh:
+            shape, _, dtype, _ = _npy_header(fh)
+    except KeyError:
+        raise MedaugError(f"{npz}: no array {array!r} in the archive") from None
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise MedaugError(f"{npz}: not a readable .npz archive ({exc.__class__.__name__}: {exc}); download it again") from None
+    return shape, dtype
+
+
+def _npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    version = np.lib.format.read_magic(fh)
+    read = getattr(np.lib.format, f"read_array_header_{version[0]}_{version[1]}", None)
+    if read is None:
+        raise ValueError(f".npy format version {version} is not supported")
+    shape, fortran, dtype = read(fh)
+    return shape, fortran, dtype, fh.tell()
+
+
+@functools.lru_cache(maxsize=2)
+def _npz_array(npz: str, array: str, stamp: tuple[int, int]) -> np.ndarray:
+    """``array`` of ``npz``: memory-mapped when stored uncompressed (np.savez), else decompressed once.
+
+    Cached (``stamp`` = size and mtime, so a replaced file is read again); readers visit one array
+    at a time, so two entries keep memory at about one split of the archive.
+    """
+    with zipfile.ZipFile(npz) as zf:
+        info = zf.getinfo(array + ".npy")
+        if info.compress_type == zipfile.ZIP_STORED:
+            with zf.open(info) as fh:
+                shape, fortran, dtype, header = _npy_header(fh)
+            with open(npz, "rb") as raw:  # local file header: 30 bytes + name + extra field
+                raw.seek(info.header_offset)
+                name_len, extra_len = struct.unpack("<HH", raw.read(30)[26:30])
+            offset = info.header_offset + 30 + name_len + extra_len + header
+            if not dtype.hasobject and int(np.prod(shape)) > 0:
+                return np.memmap(npz, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    with np.load(npz, allow_pickle=False) as data:
+        return data[array]
+
+
+def _load_npz_item(npz: str, array: str, i: int) -> np.ndarray:
+    if not os.path.isfile(npz):
+        raise MedaugError(f"{npz}: file not found; re-run `medaug data check` on the dataset")
+    st = os.stat(npz)
+    try:
+        arr = _npz_array(npz, array, (st.st_size, st.st_mtime_ns))
+    except KeyError:
+        raise MedaugError(f"{npz}: no array {array!r} in the archive; the file does not match the dataset index") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise MedaugError(f"{npz}: cannot read array {array!r} ({exc.__class__.__name__}: {exc}); download the file again") from None
+    if not 0 <= i < len(arr):
+        raise MedaugError(f"{npz}: image {i} out of range 0..{len(arr) - 1} in {array!r}; the file changed since it was indexed")
+    img = np.asarray(arr[i])
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        img = img[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # RGB -> luminance (ITU-R 601)
+    elif img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim != 2:
+        raise MedaugError(f"{npz}: {array!r} holds images of shape {img.shape}; expected [H, W] or [H, W, 3]")
+    if arr.dtype == np.uint8:
+        return (img / 255.0).astype(np.float32)
+    return _scale(img)
 
 
 def _load_pil(path: Path) -> np.ndarray:
