@@ -193,3 +193,14 @@ def test_synth_findings_option(tmp_path):
         generate(tmp_path / "g", findings="fracture,nope", layout="folders", progress=False)
     with pytest.raises(MedaugError, match="layout folders"):
         generate(tmp_path / "h", findings="lesion", progress=False)
+
+
+def test_separable_blur_equals_kornia():
+    import kornia
+
+    ctx = make_ctx()
+    m = PGNM()
+    m.setup(ctx)
+    mask = torch.rand(3, 1, 64, 64)
+    ref = kornia.filters.gaussian_blur2d(mask, (m.kernel, m.kernel), (m.sigma, m.sigma), border_type="replicate")
+    assert torch.allclose(m.blur(mask), ref, atol=1e-6)

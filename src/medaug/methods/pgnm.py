@@ -152,9 +152,16 @@ class PGNM(Method):
         """Grid mask m [B, 1, G, G] -> noised images [B, 1, H, W]: upsample, blur, multiply the normalised image."""
         if m.shape[-2:] != x.shape[-2:]:
             m = F.interpolate(m, size=x.shape[-2:], mode="nearest")
-        k, s = self.kernel, self.sigma
-        m = kornia.filters.gaussian_blur2d(m, (k, k), (s, s), border_type="replicate")
-        return 0.5 + (x - 0.5) * m
+        return 0.5 + (x - 0.5) * self.blur(m)
+
+    def blur(self, m: torch.Tensor) -> torch.Tensor:
+        """Gaussian blur [B, 1, H, W] (replicate border): two 1-D convolutions with a cached kornia kernel."""
+        k = self.kernel
+        g = getattr(self, "_gauss", None)
+        if g is None or g.device != m.device or g.dtype != m.dtype:
+            g = self._gauss = kornia.filters.get_gaussian_kernel1d(k, self.sigma).to(m).view(1, 1, 1, k)
+        m = F.pad(m, (k // 2,) * 4, mode="replicate")
+        return F.conv2d(F.conv2d(m, g), g.transpose(-1, -2))
 
     def train_step(self, ctx, x, y):
         o = self.opts
