@@ -57,6 +57,8 @@ def train(
     lr: Optional[float] = typer.Option(None, help="\\[default: 1e-3]"),
     fmt: Optional[str] = typer.Option(None, "--format", help="Dataset format \\[default: auto]."),
     body_part: Optional[str] = typer.Option(None, help="MURA body part, e.g. XR_ELBOW \\[default: all]."),
+    crop: Optional[str] = typer.Option(None, help="hipcsv: none | bbox (one sample per box) \\[default: none]."),
+    split_ratios: Optional[str] = typer.Option(None, help="train:valid:test for data without splits \\[default: 60:25:15]."),
     baseline: Optional[str] = typer.Option(None, help="Run folder of a trained `none` model (two-stage methods start from it)."),
     pretrained: Optional[str] = typer.Option(None, help="Local classifier weights file (nothing is downloaded)."),
     finetune_epochs: Optional[int] = typer.Option(None, help="Stage 2: fine-tune without the method for N epochs "
@@ -72,7 +74,8 @@ def train(
 
     values = from_dict(TrainConfig, load_toml(config).get("train", {}), str(config)).to_dict() if config else {}
     flags = dict(data=data, method=method, seed=seed, model=model, n_shot=n_shot, epochs=epochs, size=size,
-                 batch_size=batch_size, lr=lr, format=fmt, body_part=body_part, baseline=baseline,
+                 batch_size=batch_size, lr=lr, format=fmt, body_part=body_part, crop=crop,
+                 split_ratios=split_ratios, baseline=baseline,
                  pretrained=pretrained, finetune_epochs=finetune_epochs, device=device, precision=precision)
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
     if option:

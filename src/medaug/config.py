@@ -20,6 +20,8 @@ class TrainConfig:
     data: str = ""
     format: str = "auto"
     body_part: str = "all"
+    crop: str = "none"  #: none | bbox (hipcsv: train on the boxed regions, one sample per box)
+    split_ratios: str = "60:25:15"  #: train:valid:test, patient-disjoint, for datasets without splits
     size: int = 64  #: image side in pixels after resizing
     method: str = "none"
     method_options: dict = field(default_factory=dict)
@@ -61,6 +63,7 @@ class TrainConfig:
             (self.schedule in ("cosine", "none"), "schedule must be cosine or none"),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
             (self.n_shot >= 0, "n_shot must be >= 0"),
+            (self.crop in ("none", "bbox"), "crop must be none or bbox"),
             (self.finetune_epochs >= -1, "finetune_epochs must be >= 0 (or -1 for the method's default)"),
             (self.average_last >= 0, "average_last must be >= 0"),
         ]

@@ -214,7 +214,7 @@ def load_data(cfg: TrainConfig) -> Dataset:
     return load_dataset(
         cfg.data, size=cfg.size, fmt=cfg.format, cache=cfg.cache or None, val_fraction=cfg.val_fraction,
         split_seed=cfg.split_seed, n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress,
-        body_part=cfg.body_part,
+        split_ratios=cfg.split_ratios, body_part=cfg.body_part, crop=cfg.crop,
     )
 
 

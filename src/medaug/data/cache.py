@@ -140,12 +140,23 @@ class Dataset:
     info: dict = field(default_factory=dict)
 
 
-def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
-    """Fill in splits: unsplit -> 60:25:15 patient-disjoint; train+test only -> carve valid from train."""
+def parse_ratios(text: str) -> dict[str, float]:
+    """'60:25:15' -> {'train': 60, 'valid': 25, 'test': 15} (any positive numbers; only ratios count)."""
+    try:
+        values = [float(v) for v in str(text).split(":")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or min(values) <= 0:
+        raise MedaugError(f"--split-ratios {text!r}: give three positive numbers train:valid:test, e.g. 60:25:15")
+    return dict(zip(("train", "valid", "test"), values))
+
+
+def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int, ratios: str = "60:25:15") -> pd.DataFrame:
+    """Fill in splits: unsplit -> ``ratios`` patient-disjoint; train+test only -> carve valid from train."""
     frame = manifest.copy()
     splits = set(frame["split"].fillna(""))
     if splits <= {""}:
-        frame["split"] = group_split(frame, {"train": 0.60, "valid": 0.25, "test": 0.15}, seed)
+        frame["split"] = group_split(frame, parse_ratios(ratios), seed)
     elif "valid" not in splits:
         frame = carve_validation(frame, val_fraction, seed)
     for name in ("train", "valid", "test"):
@@ -164,6 +175,7 @@ def load_dataset(
     n_shot: int | None = None,
     shot_seed: int = 0,
     progress: bool = True,
+    split_ratios: str = "60:25:15",
     **reader_options,
 ) -> Dataset:
     """Read, cache and split a dataset: the one entry point training uses."""
@@ -177,7 +189,7 @@ def load_dataset(
     if meta["size"] != size:
         raise MedaugError(f"{folder}: cache holds {meta['size']} px images but --size is {size}; prepare it again at {size}")
     manifest = pd.read_csv(folder / "manifest.csv", dtype={"group": str, "study": str, "split": str, "roi": str}, keep_default_na=False)
-    frame = assign_splits(manifest, val_fraction, split_seed)
+    frame = assign_splits(manifest, val_fraction, split_seed, split_ratios)
     if n_shot:
         frame = k_shot(frame, n_shot, shot_seed, meta["classes"])
     images = np.load(folder / "images.npy", mmap_mode="r")

@@ -37,11 +37,17 @@ def data_synth(
 
 
 
+def reader_options(body_part: str, crop: str) -> dict:
+    """The reader options given on the command line (defaults left out)."""
+    return {k: v for k, v in dict(body_part=body_part, crop=crop).items() if v not in ("all", "none")}
+
+
 @data_app.command("check")
 def data_check(
     data: Path = typer.Argument(..., help="Dataset folder or CSV."),
     fmt: str = typer.Option("auto", "--format", help="Dataset format (auto-detected)."),
     body_part: str = typer.Option("all", help="MURA body part."),
+    crop: str = typer.Option("none", help="hipcsv: none | bbox (one sample per box)."),
     all_files: bool = typer.Option(False, "--all", help="Decode every file (default: a sample of 500)."),
     fix_list: Optional[Path] = typer.Option(None, help="Write the unreadable paths to this file, one per line."),
 ):
@@ -49,7 +55,7 @@ def data_check(
     from ..io_utils import write_text
     from .check import check_dataset
 
-    options = {"body_part": body_part} if body_part != "all" else {}
+    options = reader_options(body_part, crop)
     r = check_dataset(data, fmt, sample=None if all_files else 500, **options)
     out.print(f"format: [bold]{r.index.format}[/]  root: {r.index.root}  classes: {', '.join(r.index.classes)}")
     table = Table(title="images per split and class")
@@ -81,6 +87,7 @@ def data_prepare(
     out_dir: Path = typer.Option(..., "--out", help="Cache folder to write (reused while the sources are unchanged)."),
     fmt: str = typer.Option("auto", "--format", help="Dataset format (auto-detected)."),
     body_part: str = typer.Option("all", help="MURA body part."),
+    crop: str = typer.Option("none", help="hipcsv: none | bbox (one sample per box)."),
 ):
     """Decode once into a uint8 memory map; unreadable files are skipped, counted and listed."""
     import json
@@ -88,7 +95,7 @@ def data_prepare(
     from .cache import build_cache
     from .index import read_index
 
-    options = {"body_part": body_part} if body_part != "all" else {}
+    options = reader_options(body_part, crop)
     index = read_index(data, fmt, **options)
     folder = build_cache(index, size, out_dir, strict=False)
     meta = json.loads((folder / "meta.json").read_text())

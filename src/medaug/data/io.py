@@ -217,12 +217,26 @@ def resize(arr: np.ndarray, size: int, order: str = "area") -> np.ndarray:
     return np.asarray(img.resize((size, size), resample=resample), dtype=np.float32)
 
 
+def crop_box(arr: np.ndarray, box: tuple[int, int, int, int] | None, path: str) -> np.ndarray:
+    """``arr[y1:y2, x1:x2]`` for ``box = (x1, y1, x2, y2)`` in pixels, clipped to the image; None = all."""
+    if box is None:
+        return arr
+    x1, y1, x2, y2 = box
+    h, w = arr.shape
+    out = arr[min(y1, h):min(y2, h), min(x1, w):min(x2, w)]
+    if out.shape[0] < 2 or out.shape[1] < 2:
+        raise MedaugError(f"{path}: box {box} lies outside the {w}x{h} image; fix the box columns of its CSV row")
+    return out
+
+
 def load_sample(row, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Image and ROI of one index row, resized: (uint8 [size, size], uint8 0/1 [size, size] or None)."""
     slice_index = row.get("slice", None)
     slice_index = None if slice_index in (None, "") or (isinstance(slice_index, float) and np.isnan(slice_index)) else int(slice_index)
-    image = resize(load_image(row["path"], slice_index), size)
+    box = row.get("bbox", "")
+    box = tuple(int(v) for v in box.split(",")) if isinstance(box, str) and box else None
+    image = resize(crop_box(load_image(row["path"], slice_index), box, row["path"]), size)
     roi = None
     if row.get("roi", ""):
-        roi = (resize(load_image(row["roi"]), size, order="nearest") > 0).astype(np.uint8)
+        roi = (resize(crop_box(load_image(row["roi"]), box, row["roi"]), size, order="nearest") > 0).astype(np.uint8)
     return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), roi
