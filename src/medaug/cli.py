@@ -98,12 +98,20 @@ def show_run(result: dict) -> None:
 
 
 @app.command()
-def run(config: Path = typer.Argument(..., help="Experiment TOML (see docs/experiments.md).")):
+def run(
+    config: Path = typer.Argument(..., help="Experiment TOML (see docs/experiments.md)."),
+    executor: Optional[str] = typer.Option(None, help="local | ray (overrides [experiment] executor; ray: see README 'GPUs and clusters')."),
+):
     """Run methods x seeds x shots x datasets from a TOML config; finished runs are skipped."""
-    from .experiments import load_plan, run_plan
+    import dataclasses
+
+    from .experiments import EXECUTORS, load_plan, run_plan
     from .report import write_report
 
     plan = load_plan(config)
+    if executor:
+        EXECUTORS.get(executor)
+        plan = dataclasses.replace(plan, experiment=dataclasses.replace(plan.experiment, executor=executor))
     run_plan(plan)
     folder = write_report(plan.root)
     print_summary(plan.root)

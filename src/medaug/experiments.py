@@ -37,6 +37,7 @@ from typing import Callable
 from .config import TrainConfig, from_dict, load_toml
 from .errors import MedaugError
 from .methods import METHODS
+from .registry import Registry
 
 
 @dataclass
@@ -47,7 +48,11 @@ class ExperimentConfig:
     methods: list = field(default_factory=lambda: ["none", "classical", "cutout"])
     seeds: list = field(default_factory=lambda: [0, 1])
     shots: list = field(default_factory=lambda: [0])
-    executor: str = "local"
+    executor: str = "local"  #: local (one after another in this process) | ray (see medaug.ray_executor)
+    ray_address: str = ""  #: Ray cluster to join ('' = $RAY_ADDRESS, else start a local one)
+    ray_local_cpus: int = 0  #: CPUs of a local Ray instance (0 = all)
+    ray_cpus_per_run: float = 1.0
+    ray_gpus_per_run: float = -1.0  #: -1 = one GPU per run when the cluster has GPUs; fractions share a GPU
 
 
 @dataclass
@@ -77,6 +82,7 @@ def make_plan(exp: ExperimentConfig, train: TrainConfig, method_options: dict | 
     method_options, overrides = method_options or {}, overrides or {}
     if not exp.data:
         raise MedaugError(f"{where}: [experiment] data is empty; list at least one dataset folder")
+    EXECUTORS.get(exp.executor)  # an unknown executor fails here
     for name in list(exp.methods) + list(method_options) + list(overrides):
         METHODS.get(name)  # unknown names fail here, before any training
     for name, values in overrides.items():
@@ -110,23 +116,43 @@ def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> Trai
     return TrainConfig(**values)
 
 
-def run_plan(plan: Plan, on_result: Callable[[Path, dict], None] | None = None) -> list[tuple[Path, dict]]:
-    """Run every (dataset, shot, seed, method) of ``plan`` in order; returns (run dir, metrics) pairs."""
+def plan_runs(plan: Plan) -> list[tuple[Path, TrainConfig, bool]]:
+    """(run dir, config, needs a baseline) for every (dataset, shot, seed, method), baselines first."""
+    exp = plan.experiment
+    return [(run_dir(plan, data, method, shot, seed), run_config(plan, data, method, shot, seed), METHODS.get(method).needs_baseline)
+            for data in exp.data for shot in exp.shots for seed in exp.seeds for method in exp.methods]
+
+
+# the TrainConfig fields that decide which images a run sees: runs agreeing on them share a dataset
+DATA_FIELDS = ("data", "format", "body_part", "crop", "size", "split_ratios", "split_seed", "val_fraction", "n_shot", "seed", "cache")
+OnResult = Callable[[Path, dict], None] | None
+EXECUTORS: Registry[Callable[[Plan, list, OnResult], list]] = Registry("executor")
+
+
+@EXECUTORS.register("local")
+def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[Path, dict]]:
+    """One run after another in this process; runs that see the same images share one loaded dataset."""
     from .train import fit, load_data
 
-    results = []
-    exp = plan.experiment
-    for data in exp.data:
-        for shot in exp.shots:
-            for seed in exp.seeds:
-                dataset = None  # loaded once per (data, shot, seed), shared by the methods
-                for method in exp.methods:
-                    cfg = run_config(plan, data, method, shot, seed)
-                    out = run_dir(plan, data, method, shot, seed)
-                    if not (out / "metrics.json").is_file() and dataset is None:
-                        dataset = load_data(cfg)
-                    metrics = fit(cfg, out, dataset)
-                    results.append((out, metrics))
-                    if on_result:
-                        on_result(out, metrics)
+    results, loaded, dataset = [], None, None
+    for out, cfg, _ in runs:
+        key = tuple(getattr(cfg, k) for k in DATA_FIELDS)
+        if not (out / "metrics.json").is_file() and loaded != key:
+            dataset, loaded = load_data(cfg), key
+        metrics = fit(cfg, out, dataset if loaded == key else None)
+        results.append((out, metrics))
+        if on_result:
+            on_result(out, metrics)
     return results
+
+
+@EXECUTORS.register("ray")
+def _ray(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[Path, dict]]:
+    from .ray_executor import run_ray
+
+    return run_ray(plan, runs, on_result)
+
+
+def run_plan(plan: Plan, on_result: OnResult = None) -> list[tuple[Path, dict]]:
+    """Run every (dataset, shot, seed, method) of ``plan`` with its executor; returns (run dir, metrics) pairs."""
+    return EXECUTORS.get(plan.experiment.executor)(plan, plan_runs(plan), on_result)
