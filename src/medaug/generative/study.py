@@ -116,7 +116,7 @@ def _markdown(table: pd.DataFrame) -> str:
 
 
 def _plot(table: pd.DataFrame, path: Path) -> None:
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     from ..figures import plt, _save
 
@@ -128,10 +128,11 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xticks(sorted(table["per_class"].unique()))
         ax.get_xaxis().set_major_formatter(ScalarFormatter())
+        ax.get_xaxis().set_minor_formatter(NullFormatter())  # no 3x10^1-style labels between the sizes
         ax.set_xlabel("training images per class")
         ax.set_title(m, fontsize=9)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("test metrics vs training-set size (mean ± std over seeds)", fontsize=9)
+    fig.suptitle("test metrics vs training-set size (mean ± std over seeds)", fontsize=9, y=1.02)
     _save(fig, path)
 
 

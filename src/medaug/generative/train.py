@@ -111,7 +111,7 @@ def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None
         step, history, wall = ckpt["step"], ckpt["history"], ckpt.get("wall_s", 0.0)
 
     images = torch.from_numpy(np.ascontiguousarray(train.images))  # uint8 [N, S, S], stays on the host
-    labels = torch.from_numpy(train.labels)
+    labels = torch.from_numpy(np.array(train.labels))  # a writable copy (the split may be a read-only view)
     n = len(labels)
     if n < 2:
         raise MedaugError(f"{cfg.data}: only {n} training image(s); a generator needs at least 2")
