@@ -72,7 +72,8 @@ def _monai_resnet(fn_name: str):
     def make(in_channels: int, num_classes: int) -> nn.Module:
         from monai.networks import nets
 
-        return getattr(nets, fn_name)(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes)
+        # conv1_t_stride=2: the standard (torchvision/ImageNet) ResNet stem; MONAI's default is 1
+        return getattr(nets, fn_name)(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, conv1_t_stride=2)
 
     return make
 
