@@ -45,26 +45,37 @@ def resolve_inside(base: Path, rel: str, where: str) -> Path:
     return path
 
 
-@register_reader("csv", detect=looks_like_csv)
-def read_csv_list(root: Path, classes: list[str] | None = None, **_) -> DataIndex:
-    csv = _csv_file(root)
-    if csv is None:
-        raise MedaugError(f"{root}: expected a .csv file (or a folder with exactly one) with columns path,label")
+def read_table(csv: Path) -> pd.DataFrame:
+    """The CSV as strings (empty cells ''), or a one-line error naming the file."""
     try:
-        frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        return pd.read_csv(csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise MedaugError(f"{csv}: not a readable CSV ({exc.__class__.__name__}); save it as UTF-8 with a header row") from None
-    frame.columns = [c.strip().lower() for c in frame.columns]
-    missing = {"path", "label"} - set(frame.columns)
-    if missing:
-        raise MedaugError(f"{csv}: missing column(s) {', '.join(sorted(missing))}; found {', '.join(frame.columns)}; "
-                          "expected path,label[,group][,split]")
-    names = sorted(frame["label"].unique(), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
+
+
+def class_names(labels: pd.Series, classes: list[str] | None, csv: Path) -> list[str]:
+    """Sorted unique labels (numbers numerically), or ``classes`` when given (every label must be in it)."""
+    names = sorted(labels.unique(), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
     if classes:
         unknown = sorted(set(names) - set(classes))
         if unknown:
             raise MedaugError(f"{csv}: label(s) {', '.join(unknown)} are not in the class list {classes}")
         names = list(classes)
+    return names
+
+
+@register_reader("csv", detect=looks_like_csv)
+def read_csv_list(root: Path, classes: list[str] | None = None, **_) -> DataIndex:
+    csv = _csv_file(root)
+    if csv is None:
+        raise MedaugError(f"{root}: expected a .csv file (or a folder with exactly one) with columns path,label")
+    frame = read_table(csv)
+    frame.columns = [c.strip().lower() for c in frame.columns]
+    missing = {"path", "label"} - set(frame.columns)
+    if missing:
+        raise MedaugError(f"{csv}: missing column(s) {', '.join(sorted(missing))}; found {', '.join(frame.columns)}; "
+                          "expected path,label[,group][,split]")
+    names = class_names(frame["label"], classes, csv)
     base = csv.parent
     rows = []
     for i, r in frame.iterrows():

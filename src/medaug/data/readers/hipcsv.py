@@ -23,7 +23,7 @@ import pandas as pd
 
 from ...errors import MedaugError
 from ..index import DataIndex, register_reader
-from .csvlist import _csv_file, resolve_inside
+from .csvlist import _csv_file, class_names, read_table, resolve_inside
 from .imagefolder import SPLIT_NAMES
 
 ALIASES = {
@@ -89,10 +89,7 @@ def read_hipcsv(root: Path, crop: str = "none", classes: list[str] | None = None
     csv = _csv_file(root)
     if csv is None:
         raise MedaugError(f"{root}: expected a .csv file (or a folder with exactly one) with image and label columns")
-    try:
-        frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise MedaugError(f"{csv}: not a readable CSV ({exc.__class__.__name__}); save it as UTF-8 with a header row") from None
+    frame = read_table(csv)
     cols, boxes = _columns(list(frame.columns))
     missing = [k for k in ("path", "label") if k not in cols]
     if missing:
@@ -101,12 +98,7 @@ def read_hipcsv(root: Path, crop: str = "none", classes: list[str] | None = None
     if crop == "bbox" and boxes is None:
         raise MedaugError(f"{csv}: --crop bbox needs box columns (xmin,ymin,xmax,ymax | x1,y1,x2,y2 | x,y,width,height)")
     labels = frame[cols["label"]].str.strip()
-    names = sorted(labels.unique(), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
-    if classes:
-        unknown = sorted(set(names) - set(classes))
-        if unknown:
-            raise MedaugError(f"{csv}: label(s) {', '.join(unknown)} are not in the class list {classes}")
-        names = list(classes)
+    names = class_names(labels, classes, csv)
     base = csv.parent
     rows = []
     for i, r in frame.iterrows():
