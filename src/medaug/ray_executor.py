@@ -19,6 +19,7 @@ from typing import Callable
 
 from .config import TrainConfig
 from .errors import MedaugError
+from .progress import NullProgress, make_progress
 
 
 def _fit_task(cfg: dict, out: str, _baseline=None) -> tuple[str, dict]:
@@ -78,20 +79,23 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
             pending[ref] = out
             if cfg.method == "none":
                 baselines[out] = ref
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            ref = ready[0]
-            out = pending.pop(ref)
-            try:
-                _, metrics = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                for other in pending:
-                    ray.cancel(other)
-                cause = exc.cause if isinstance(exc.cause, MedaugError) else exc
-                raise MedaugError(f"{out}: {cause}".splitlines()[0]) from None
-            done[out] = metrics
-            if on_result:
-                on_result(out, metrics)
+        with make_progress() if plan.train.progress else NullProgress() as bar:
+            task = bar.add_task("runs on Ray", total=len(pending), status=f"{resources}")
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                ref = ready[0]
+                out = pending.pop(ref)
+                try:
+                    _, metrics = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    for other in pending:
+                        ray.cancel(other)
+                    cause = exc.cause if isinstance(exc.cause, MedaugError) else exc
+                    raise MedaugError(f"{out}: {cause}".splitlines()[0]) from None
+                done[out] = metrics
+                bar.update(task, advance=1, status=f"last: {metrics['method']} seed {metrics['seed']}")
+                if on_result:
+                    on_result(out, metrics)
         return [(out.resolve(), done[out.resolve()]) for out, _, _ in runs]
     finally:
         if started:
