@@ -55,3 +55,15 @@ def test_metrics_json_is_complete_json(tiny_cfg, tmp_path):
     data = json.loads((tmp_path / "r" / "metrics.json").read_text())
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa"):
         assert key in data["test"]
+
+
+def test_every_example_config_is_valid():
+    from pathlib import Path
+
+    from medaug.experiments import load_plan
+
+    examples = sorted((Path(__file__).parent.parent / "examples").glob("*.toml"))
+    assert len(examples) >= 4
+    for path in examples:
+        plan = load_plan(path)  # unknown keys, methods or options raise here
+        assert plan.experiment.methods[0] == "none", path
