@@ -1,9 +1,10 @@
 """``medaug bench``: training-step throughput of each method, measured side by side in one process.
 
 Each method gets a fresh classifier, its own ``setup`` and synthetic tensors of the requested
-shape; warm-up steps are excluded, CUDA is synchronised around every timed window, and the
-figure is the median images/s (source images, not counting augmented copies) over repeated
-windows. Ratios to ``cutout`` and ``none`` are what the speed targets in docs/performance.md are
+shape; warm-up steps are excluded, CUDA is synchronised around every timed window, the methods'
+windows are interleaved round-robin, and the figure is the median images/s (source images, not
+counting augmented copies) over repeated windows. Peak memory (CUDA) is each method's own: all
+methods' models stay resident, and the peak counter is reset before each of its windows. Ratios to ``cutout`` and ``none`` are what the speed targets in docs/performance.md are
 stated in, since absolute numbers move with the machine.
 """
 
@@ -14,6 +15,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -39,9 +41,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup: int, steps: int, windows: int,
-                 channels_last: bool = False) -> BenchResult:
-    """Median images/s of ``name``'s train_step on random data of the config's shape."""
+def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup: int,
+                   channels_last: bool = False) -> Callable[[], None]:
+    """A fresh classifier and ``name``'s setup on random data of the config's shape, warmed up.
+
+    Returns ``step()``: one ``train_step`` of the method on that batch.
+    """
     from .train import Context, make_optimizer
 
     device = resolve_device(cfg.device)
@@ -56,22 +61,43 @@ def bench_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup:
     x = torch.rand(batch, 1, cfg.size, cfg.size, device=device)
     y = torch.randint(0, 2, (batch,), device=device)
     model.train()
-    for _ in range(warmup):
+
+    def step() -> None:
         method.train_step(ctx, x, y)
-    _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    rates = []
+
+    for _ in range(warmup):
+        step()
+    return step
+
+
+def bench_methods(names: list[str], cfg: TrainConfig, options: dict[str, dict], batch: int, warmup: int, steps: int,
+                  windows: int, channels_last: bool = False) -> list[BenchResult]:
+    """Median images/s of each method, its timed windows interleaved round-robin.
+
+    Window k of every method runs before window k + 1 of any, so a slow spell of the machine
+    (another process, thermal throttling) falls on all methods alike and the ratios stay fair.
+    """
+    device = resolve_device(cfg.device)
+    steppers = {n: prepare_method(n, cfg, options.get(n, {}), batch, warmup, channels_last) for n in names}
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    peaks: dict[str, float] = {n: 0.0 for n in names}
     for _ in range(windows):
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            method.train_step(ctx, x, y)
-        _sync(device)
-        rates.append(batch * steps / (time.perf_counter() - t0))
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    med = statistics.median(rates)
-    return BenchResult(name, med, 1000 * batch / med, peak, rates)
+        for name, step in steppers.items():
+            _sync(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _sync(device)
+            rates[name].append(batch * steps / (time.perf_counter() - t0))
+            if device.type == "cuda":
+                peaks[name] = max(peaks[name], torch.cuda.max_memory_allocated(device) / 2**20)
+    out = []
+    for name in names:
+        med = statistics.median(rates[name])
+        out.append(BenchResult(name, med, 1000 * batch / med, peaks[name] if device.type == "cuda" else None, rates[name]))
+    return out
 
 
 def loader_throughput(cache: str | Path, batch: int = 256, seconds: float = 3.0) -> float:
@@ -88,7 +114,7 @@ def loader_throughput(cache: str | Path, batch: int = 256, seconds: float = 3.0)
 
 def run_bench(methods: list[str], cfg: TrainConfig, options: dict[str, dict], batch: int, warmup: int = 3,
               steps: int = 5, windows: int = 5, channels_last: bool = False, data: str | None = None) -> dict:
-    results = [bench_method(m, cfg, options.get(m, {}), batch, warmup, steps, windows, channels_last) for m in methods]
+    results = bench_methods(methods, cfg, options, batch, warmup, steps, windows, channels_last)
     by = {r.method: r.images_per_s for r in results}
     device = resolve_device(cfg.device)
     report = {
