@@ -147,3 +147,23 @@ def test_env_switch_uses_mlflow_with_a_local_sqlite_store(monkeypatch, tiny_cfg,
     monkeypatch.setenv("MEDAUG_TRACK", "bogus")
     with pytest.raises(MedaugError, match="--track 'bogus'"):
         fit(tiny_cfg(epochs=1), tmp_path / "r2")
+
+
+def test_tensorboard_tracker_writes_real_event_files(monkeypatch, tiny_cfg, tmp_path):
+    """The real TensorBoard writer (installed by `make install`): scalars per epoch, final metrics, config text."""
+    pytest.importorskip("tensorboard", reason="pip install tensorboard (requirements-lock.txt installs it)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from medaug.train import fit
+
+    monkeypatch.setenv("MEDAUG_TRACK", "tensorboard")
+    monkeypatch.delenv("MEDAUG_TRACK_URI", raising=False)
+    fit(tiny_cfg(epochs=2), tmp_path / "r")
+    acc = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
+    acc.Reload()
+    scalars = acc.Tags()["scalars"]
+    assert "train_loss" in scalars and "val_auroc" in scalars and "test.accuracy" in scalars
+    assert [e.step for e in acc.Scalars("train_loss")] == [1, 2]
+    final = json.loads((tmp_path / "r" / "metrics.json").read_text())["test"]["accuracy"]
+    assert acc.Scalars("test.accuracy")[-1].value == pytest.approx(final)
+    assert "config" in " ".join(acc.Tags()["tensors"])
