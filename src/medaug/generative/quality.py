@@ -22,6 +22,8 @@ different extractors do not compare, so every number is reported with the extrac
 
 from __future__ import annotations
 
+import warnings
+
 import math
 from pathlib import Path
 
@@ -162,8 +164,10 @@ def fid(real: np.ndarray, fake: np.ndarray) -> float:
 
     mu1, mu2 = real.mean(0), fake.mean(0)
     s1, s2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():  # near-singular products: offset the diagonals (the pytorch-fid fix)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s1 @ s2)
+    if caught or not np.isfinite(covmean).all():  # (near-)singular product: offset the diagonals (the pytorch-fid fix)
         off = np.eye(len(s1)) * 1e-6
         covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
     covmean = covmean.real
