@@ -100,7 +100,7 @@ def show_run(result: dict) -> None:
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="Experiment TOML (see docs/experiments.md)."),
-    executor: Optional[str] = typer.Option(None, help="local | ray (overrides [experiment] executor; ray: see README 'GPUs and clusters')."),
+    executor: Optional[str] = typer.Option(None, help="local | ray (overrides \\[experiment] executor; ray: see README 'GPUs and clusters')."),
 ):
     """Run methods x seeds x shots x datasets from a TOML config; finished runs are skipped."""
     import dataclasses
