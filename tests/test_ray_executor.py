@@ -42,3 +42,13 @@ def test_unknown_executor_and_missing_ray(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
     with pytest.raises(MedaugError, match=r"pip install 'medaug\[ray\]'"):
         run_plan(plan_for(tiny_data, tmp_path, "ray"))
+
+
+def test_a_failing_run_is_one_clear_error(tiny_data, tmp_path):
+    exp = ExperimentConfig(name="f", out=str(tmp_path), data=[str(tiny_data)], methods=["none"], seeds=[0],
+                           executor="ray", ray_local_cpus=2)
+    plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False, pretrained=str(tmp_path / "gone.pt")))
+    with pytest.raises(MedaugError, match=r"seed-0: --pretrained .*gone\.pt: file not found") as info:
+        run_plan(plan)
+    assert "\n" not in str(info.value)
+    assert not list(tmp_path.rglob("metrics.json"))
