@@ -117,3 +117,21 @@ def test_torchrun_two_processes_write_one_result(tiny_data, tmp_path):
     assert result["world_size"] == 2
     assert len((out / "log.jsonl").read_text().splitlines()) == 2
     assert 0.0 <= result["test"]["accuracy"] <= 1.0
+
+
+def test_channels_last_trains_the_same_model(tiny_cfg, tmp_path):
+    """NHWC weights change the memory layout, not the maths: same seed, metrics equal to round-off."""
+    import torch
+
+    from medaug.device import place
+    from medaug.models.classifiers import create_classifier
+
+    assert place(create_classifier("tiny"), torch.device("cpu"), True).features[0][0].weight.is_contiguous(
+        memory_format=torch.channels_last)
+    a = fit(tiny_cfg(epochs=2), tmp_path / "nchw")
+    b = fit(tiny_cfg(epochs=2, channels_last=True), tmp_path / "nhwc")
+    assert b["test"]["auroc"] == pytest.approx(a["test"]["auroc"], abs=0.02)
+    assert b["test"]["loss"] == pytest.approx(a["test"]["loss"], abs=1e-3)
+    assert b == fit(tiny_cfg(epochs=2, channels_last=True), tmp_path / "nhwc")  # finished: read back, same
+    again = fit(tiny_cfg(epochs=2, channels_last=True), tmp_path / "nhwc2")
+    assert again["test"] == b["test"]  # deterministic on CPU

@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from .config import TrainConfig
-from .device import resolve_device, seed_everything
+from .device import place, resolve_device, seed_everything
 from .methods import create_method
 from .models.classifiers import create_classifier
 
@@ -51,9 +51,7 @@ def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmu
 
     device = resolve_device(cfg.device)
     seed_everything(0)
-    model = create_classifier(cfg.model, cfg.in_channels, 2).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = place(create_classifier(cfg.model, cfg.in_channels, 2), device, channels_last)
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
     ctx = Context(model, opt, device, cfg, 2, torch.amp.GradScaler(device.type, enabled=False), extras={})
     method = create_method(name, options)

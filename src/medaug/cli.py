@@ -65,6 +65,8 @@ def train(
                                                   "(-1 = the method's default: pgnm 10, others 0) \\[default: -1]."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N \\[default: auto]"),
     precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 \\[default: fp32]"),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="NHWC classifier weights (faster convolutions) \\[default: off]."),
     option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable)."),
     config: Optional[Path] = typer.Option(None, help="TOML with a \\[train] table; flags given here override it."),
 ):
@@ -76,7 +78,8 @@ def train(
     flags = dict(data=data, method=method, seed=seed, model=model, n_shot=n_shot, epochs=epochs, size=size,
                  batch_size=batch_size, lr=lr, format=fmt, body_part=body_part, crop=crop,
                  split_ratios=split_ratios, baseline=baseline,
-                 pretrained=pretrained, finetune_epochs=finetune_epochs, device=device, precision=precision)
+                 pretrained=pretrained, finetune_epochs=finetune_epochs, device=device, precision=precision,
+                 channels_last=channels_last)
     values.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
     if option:
         values["method_options"] = {**values.get("method_options", {}), **parse_options(option)}

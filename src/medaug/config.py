@@ -42,6 +42,7 @@ class TrainConfig:
     n_shot: int = 0  #: training images per class (0 = all)
     val_fraction: float = 0.2
     device: str = "auto"
+    channels_last: bool = False  #: NHWC memory format for the classifier (faster convolutions; see docs/performance.md)
     precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast on the device)
     baseline: str = ""  #: run folder of a trained `none` model; two-stage methods start from its best checkpoint
     finetune_lr: float = 0.0  #: lr when starting from a baseline or in the fine-tuning stage (0 = use lr; stage 2: lr / 10)

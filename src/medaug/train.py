@@ -29,7 +29,7 @@ from torch import nn
 from . import __version__
 from .config import TrainConfig, dump_toml
 from .data.cache import ArraySplit, Dataset, load_dataset
-from .device import autocast, distributed, init_distributed, resolve_device, rng_state, seed_everything, set_rng_state
+from .device import autocast, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
 from .errors import MedaugError
 from .io_utils import save_torch, write_json, write_text
 from .methods import Method, create_method
@@ -303,7 +303,8 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     track.start(cfg.to_dict())
 
     torch.manual_seed(cfg.seed)
-    model = create_classifier(cfg.model, cfg.in_channels, len(dataset.classes), cfg.pretrained or None).to(device)
+    model = place(create_classifier(cfg.model, cfg.in_channels, len(dataset.classes), cfg.pretrained or None), device,
+                  cfg.channels_last)
     lr = cfg.lr
     if cfg.baseline:
         if not (Path(cfg.baseline) / "best.pt").is_file():
