@@ -10,6 +10,7 @@ stated in, since absolute numbers move with the machine.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import statistics
 import time
@@ -53,7 +54,7 @@ def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmu
     seed_everything(0)
     model = place(create_classifier(cfg.model, cfg.in_channels, 2), device, channels_last)
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
-    ctx = Context(model, opt, device, cfg, 2, torch.amp.GradScaler(device.type, enabled=False), extras={})
+    ctx = Context(model, opt, device, dataclasses.replace(cfg, channels_last=channels_last), 2, torch.amp.GradScaler(device.type, enabled=False), extras={})
     method = create_method(name, options)
     method.setup(ctx)
     x = torch.rand(batch, 1, cfg.size, cfg.size, device=device)

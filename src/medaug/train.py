@@ -64,6 +64,10 @@ class Context:
 
         return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
+    def place(self, module: nn.Module) -> nn.Module:
+        """A method's network on the device, in the classifier's memory format, wrapped for DDP."""
+        return self.wrap(place(module, self.device, self.cfg.channels_last))
+
     @staticmethod
     def unwrap(module: nn.Module) -> nn.Module:
         """The network inside a DistributedDataParallel wrapper (for saving, copying, hooks)."""

@@ -122,7 +122,7 @@ class APGA(Method):
         if o.init_useful:
             last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
             torch.nn.init.constant_(last.bias, math.log(o.init_useful / (1 - o.init_useful)))
-        self.policy = ctx.wrap(PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device))
+        self.policy = ctx.place(PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size))
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
         self.baseline = torch.zeros((), device=ctx.device)  # EMA of the reward, b
 

@@ -40,7 +40,7 @@ class EndToEnd(Method):
     def setup(self, ctx) -> None:
         o = self.opts
         net = create_policy(o.policy, 1, o.policy_width, o.policy_weights)
-        self.policy = ctx.wrap(PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size).to(ctx.device))
+        self.policy = ctx.place(PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size))
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
 
     def soft_hard_mask(self, ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -126,7 +126,7 @@ class PGNM(Method):
     def setup(self, ctx) -> None:
         o = self.opts
         self.grid, self.kernel, self.sigma = mask_geometry(o.grid, o.kernel, o.sigma, ctx.cfg.size, o.scale_to_image)
-        self.policy = ctx.wrap(BetaPolicy(ctx.cfg.in_channels, o.policy_width, self.grid).to(ctx.device))
+        self.policy = ctx.place(BetaPolicy(ctx.cfg.in_channels, o.policy_width, self.grid))
         params = self.policy.parameters()
         self.policy_opt = (torch.optim.SGD(params, lr=o.policy_lr, momentum=0.9) if o.policy_optimizer == "sgd"
                            else torch.optim.Adam(params, lr=o.policy_lr))
