@@ -25,6 +25,14 @@ def init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+def barrier() -> None:
+    """Wait for every torchrun process (nothing to wait for when alone)."""
+    if distributed()[1] > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> cuda if available else cpu; 'cuda:1', 'cpu' as given (checked).
 

@@ -123,8 +123,10 @@ def plan_runs(plan: Plan) -> list[tuple[Path, TrainConfig, bool]]:
             for data in exp.data for shot in exp.shots for seed in exp.seeds for method in exp.methods]
 
 
-# the TrainConfig fields that decide which images a run sees: runs agreeing on them share a dataset
-DATA_FIELDS = ("data", "format", "body_part", "crop", "size", "split_ratios", "split_seed", "val_fraction", "n_shot", "seed", "cache")
+# the TrainConfig fields that decide the decoded cache, and (with the split fields) the images a run
+# sees: runs agreeing on them share one cache / one loaded dataset
+CACHE_FIELDS = ("data", "format", "body_part", "crop", "size", "cache")
+DATA_FIELDS = CACHE_FIELDS + ("split_ratios", "split_seed", "val_fraction", "n_shot", "seed")
 OnResult = Callable[[Path, dict], None] | None
 EXECUTORS: Registry[Callable[[Plan, list, OnResult], list]] = Registry("executor")
 

@@ -48,7 +48,8 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
     except ImportError:
         raise MedaugError("executor 'ray': Ray is not installed; pip install 'medaug[ray]' (or use executor = \"local\")") from None
     from .data.cache import default_cache_root
-    from .train import fit, load_data
+    from .experiments import CACHE_FIELDS
+    from .train import data_cache, fit
 
     exp = plan.experiment
     address = exp.ray_address or os.environ.get("RAY_ADDRESS") or None
@@ -63,7 +64,7 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
         done: dict[Path, dict] = {}
         pending: dict = {}  # ObjectRef -> run dir
         baselines: dict[Path, object] = {}  # none run dir -> its ObjectRef
-        decoded: set[tuple[str, int]] = set()
+        decoded: set[tuple] = set()
         for out, cfg, needs_baseline in runs:
             out, cfg = out.resolve(), absolute_paths(cfg)
             if (out / "metrics.json").is_file():  # finished: read, do not schedule
@@ -71,9 +72,10 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
                 if on_result:
                     on_result(out, done[out])
                 continue
-            if (cfg.data, cfg.size) not in decoded:  # decode the cache once here, not racing in every task
-                load_data(dataclasses.replace(cfg, n_shot=0))
-                decoded.add((cfg.data, cfg.size))
+            key = tuple(getattr(cfg, k) for k in CACHE_FIELDS)
+            if key not in decoded:  # decode the cache once here, not racing in every task
+                data_cache(cfg)
+                decoded.add(key)
             after = baselines.get(Path(cfg.baseline).resolve()) if needs_baseline else None
             ref = task.remote(cfg.to_dict(), str(out), after)
             pending[ref] = out

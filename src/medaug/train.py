@@ -28,8 +28,8 @@ from torch import nn
 
 from . import __version__
 from .config import TrainConfig, dump_toml
-from .data.cache import ArraySplit, Dataset, load_dataset
-from .device import autocast, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
+from .data.cache import ArraySplit, Dataset, cached, load_dataset
+from .device import autocast, barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
 from .errors import MedaugError
 from .io_utils import save_torch, write_json, write_text
 from .methods import Method, create_method
@@ -213,12 +213,16 @@ def _score(metrics: dict, monitor: str) -> float:
     return -metrics["loss"] if value is None or math.isnan(value) else value
 
 
+def data_cache(cfg: TrainConfig) -> Path:
+    """The decoded cache of a config's data (built once, reused while the sources are unchanged)."""
+    return cached(cfg.data, cfg.size, cfg.format, cfg.cache or None, cfg.progress, body_part=cfg.body_part, crop=cfg.crop)
+
+
 def load_data(cfg: TrainConfig) -> Dataset:
     """The dataset a config asks for: read, cached, split, k-shot sampled with the run's seed."""
     return load_dataset(
-        cfg.data, size=cfg.size, fmt=cfg.format, cache=cfg.cache or None, val_fraction=cfg.val_fraction,
-        split_seed=cfg.split_seed, n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress,
-        split_ratios=cfg.split_ratios, body_part=cfg.body_part, crop=cfg.crop,
+        data_cache(cfg), size=cfg.size, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
+        n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress, split_ratios=cfg.split_ratios,
     )
 
 
@@ -393,20 +397,14 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
                 track.epoch(row)
             bar.update(task, advance=1, status=f"loss {logs.get('loss', float('nan')):.3f} val {cfg.monitor} {val.get(cfg.monitor, float('nan')):.3f}")
 
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()  # best.pt is written by the first process
+    barrier()  # best.pt is written by the first process
     if average_last:  # the selected model: the mean of the last epochs' weights, kept as best.pt
         files = sorted((out / "last").glob("epoch-*.pt"))[-average_last:]
         states = [torch.load(f, map_location=device, weights_only=True)["model"] for f in files]
         if lead:
             save_torch(out / "best.pt", {"model": average_weights(states), "method": method.state_dict(),
                                          "epoch": state["epoch"] - 1, "averaged": [f.name for f in files]})
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+        barrier()
     best = torch.load(out / "best.pt", map_location=device, weights_only=True)
     model.load_state_dict(best["model"])
     method.load_state_dict(best["method"])

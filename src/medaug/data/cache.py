@@ -165,6 +165,15 @@ def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int, ratios
     return frame
 
 
+def cached(data: str | Path, size: int, fmt: str = "auto", cache: str | Path | None = None, progress: bool = True,
+           **reader_options) -> Path:
+    """The cache folder holding ``data`` at ``size`` px: a prepared cache given directly, else built or reused."""
+    data = Path(data)
+    if (data / "meta.json").is_file() and (data / "images.npy").is_file():
+        return data
+    return build_cache(read_index(data, fmt, **reader_options), size, cache, strict=True, progress=progress)
+
+
 def load_dataset(
     data: str | Path,
     size: int = 64,
@@ -179,12 +188,7 @@ def load_dataset(
     **reader_options,
 ) -> Dataset:
     """Read, cache and split a dataset: the one entry point training uses."""
-    data = Path(data)
-    if (data / "meta.json").is_file() and (data / "images.npy").is_file():
-        folder = data  # a prepared cache given directly
-    else:
-        index = read_index(data, fmt, **reader_options)
-        folder = build_cache(index, size, cache, strict=True, progress=progress)
+    folder = cached(data, size, fmt, cache, progress, **reader_options)
     meta = json.loads((folder / "meta.json").read_text())
     if meta["size"] != size:
         raise MedaugError(f"{folder}: cache holds {meta['size']} px images but --size is {size}; prepare it again at {size}")

@@ -90,8 +90,9 @@ def detect_format(root: Path) -> str:
         if READERS.create(name).detect(root):
             return name
     if root.suffix.lower() == ".csv":
-        header = root.read_text(errors="replace").splitlines()[:1]
-        raise MedaugError(f"{root}: CSV header {header[0] if header else '(empty)'!r} names no image and label columns; "
+        with open(root, errors="replace") as fh:
+            header = fh.readline().rstrip("\r\n")
+        raise MedaugError(f"{root}: CSV header {header or '(empty)'!r} names no image and label columns; "
                           "expected path,label[,group][,split] (csv) or image,label with patient_id or box columns (hipcsv)")
     raise MedaugError(
         f"{root}: layout not recognised; expected one of {', '.join(READERS.names())} (see README 'Datasets'), "

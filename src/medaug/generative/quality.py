@@ -22,9 +22,8 @@ different extractors do not compare, so every number is reported with the extrac
 
 from __future__ import annotations
 
-import warnings
-
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np

@@ -134,7 +134,3 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("test metrics vs training-set size (mean ± std over seeds)", fontsize=9, y=1.02)
     _save(fig, path)
-
-
-
-

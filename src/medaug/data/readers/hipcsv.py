@@ -39,6 +39,7 @@ BOX_COLUMNS = (  # each converted to (x1, y1, x2, y2)
     (("x", "y", "width", "height"), lambda a, b, w, h: (a, b, a + w, b + h)),
 )
 CROPS = ("none", "bbox")
+GENERIC_IDS = ("group", "study", "study_id")  # id columns that alone leave a CSV to the generic reader
 
 
 def _columns(header: list[str]) -> tuple[dict[str, str], tuple | None]:
@@ -63,7 +64,7 @@ def looks_like_hipcsv(root: Path) -> bool:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
         return False
     found, boxes = _columns(header)
-    named_id = {c.strip().lower() for c in header} & {"patient_id", "patient", "patientid", "accession", "accession_number"}
+    named_id = {c.strip().lower() for c in header} & ({*ALIASES["group"], *ALIASES["study"]} - set(GENERIC_IDS))
     return "path" in found and "label" in found and (boxes is not None or bool(named_id))
 
 
