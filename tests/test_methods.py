@@ -214,6 +214,44 @@ def test_fused_apga_step_equals_pass_by_pass_reference_float64():
         torch.set_default_dtype(torch.float32)
 
 
+def test_fused_apga_with_batchnorm_rewards_nothing_erased_with_zero_and_trains_on_clean_halves_only():
+    """With BatchNorm (float64): L_adv is computed with the statistics of [x ; aided x], so a policy
+    that erases nothing earns R = 0 exactly, and the classifier's update (weights and running
+    statistics) is the plain 1:1 update on [x ; aided x]: the adversarial images do not touch it."""
+    import copy
+
+    from torch import nn
+
+    from medaug.methods.base import concat_step
+
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                            nn.Flatten(), nn.Linear(16, 2))
+        cfg = TrainConfig(data="x", size=32)
+        ctx = Context(net, torch.optim.Adam(net.parameters(), 1e-2), torch.device("cpu"), cfg, 2,
+                      torch.amp.GradScaler("cpu", enabled=False))
+        x, y = torch.rand(6, 1, 32, 32), torch.randint(0, 2, (6,))
+        for init_useful, erased in ((1e-4, False), (0.5, True)):  # P ~ 0: nothing useful, nothing erased
+            apga = APGA(policy_width=4, step="fused", init_useful=init_useful)
+            apga.setup(ctx)
+            with torch.no_grad():
+                aid = (apga.policy(x) > 0.5).double()
+            ref = copy.deepcopy(net)
+            ref_ctx = Context(ref, torch.optim.Adam(ref.parameters(), 1e-2), ctx.device, cfg, 2, ctx.scaler)
+            ref_ctx.optimizer.load_state_dict(copy.deepcopy(ctx.optimizer.state_dict()))
+            logs = apga.train_step(ctx, x, y)
+            concat_step(ref_ctx, x, y, x * aid)
+            assert (logs["useful_fraction"] > 0) == erased
+            if not erased:
+                assert logs["reward"] == 0 and logs["loss_adv"] == logs["loss"]
+            for got, want in zip(net.state_dict().values(), ref.state_dict().values()):
+                torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
 def test_apga_run_learns_where_the_finding_is(tmp_path):
     """Tiny end-to-end APGA on synthetic data with known findings: the trained policy ranks finding
     pixels higher (pixel AUROC of P against the true regions) than the same policy at initialisation."""

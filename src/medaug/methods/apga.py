@@ -31,9 +31,10 @@ Options (each changes one equation; ``preset="code"`` sets the authors' code's c
 - ``step``: 'sequential' (Algorithm 1 as written: three classifier passes, two classifier updates,
   two policy passes) | 'fused' (the fast schedule, see ``fused_step``): one policy forward, one
   classifier forward/backward on [x ; a_aid * x] with the aiding mask taken from the same
-  (pre-update) policy output, L_adv from the pre-update classifier in the same pass (so L_orig
-  and L_adv share BatchNorm statistics), one backward for both networks, no host
-  synchronisation. It changes Algorithm 1 in exactly those places.
+  (pre-update) policy output, L_adv from the pre-update classifier in a gradient-free pass that
+  normalises with the BatchNorm statistics of [x ; a_aid * x] (so L_orig and L_adv are the same
+  function, and the adversarial images do not touch the classifier's update), one backward for
+  both networks, no host synchronisation. It changes Algorithm 1 in exactly those places.
 - ``action_grid``: act on G x G cells (P average-pooled over each cell) instead of pixels: far
   fewer actions per image, so one scalar reward assigns credit better (not in the paper).
 - ``init_useful``: initial P (last-layer bias); a low value makes the first adversarial masks sparse.
@@ -45,11 +46,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 
 from ..device import autocast
+from ..models.batch_stats import eval_mode, normalise_with, record_batch_stats
 from ..models.policies import PixelPolicy, create_policy
 from .base import Method, register
 
@@ -165,17 +168,13 @@ class APGA(Method):
         a = self.act(p)
         aid = PixelPolicy.upsample((p.detach() > 0.5).to(x.dtype), h, w)
         x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
-        if o.adv_eval:
-            with torch.no_grad():
-                ctx.model.eval()
-                loss_adv = F.cross_entropy(ctx.logits(x_adv), y, reduction="none")
-                ctx.model.train()
+        with (nullcontext() if o.adv_eval else record_batch_stats(ctx.model)) as stats:
             per_image = F.cross_entropy(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
-        else:
-            # one pass over [x ; aided x ; adversarial x]: L_orig and L_adv see the same BatchNorm
-            # statistics, so erasing nothing gives exactly R = 0; only L_orig and L_aid train theta_c
-            per_all = F.cross_entropy(ctx.logits(torch.cat([x, x * aid, x_adv])), torch.cat([y, y, y]), reduction="none")
-            per_image, loss_adv = per_all[: 2 * b], per_all[2 * b :].detach()
+        # L_adv without gradient: in eval mode (code), or (paper, training mode) with the batch
+        # statistics of [x ; aided x], so L_orig and L_adv are the same function and erasing nothing
+        # gives R = 0, while the adversarial images leave the classifier's update untouched
+        with torch.no_grad(), (eval_mode(ctx.model) if o.adv_eval else normalise_with(stats)):
+            loss_adv = F.cross_entropy(ctx.logits(x_adv, ctx.unwrap(ctx.model)), y, reduction="none")
         loss_orig, loss_aid = per_image[:b], per_image[b:]
         with torch.no_grad():
             r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())
@@ -199,11 +198,9 @@ class APGA(Method):
         p = self.policy_probs(ctx, x)
         a = self.act(p)
         x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
-        with torch.no_grad():
-            if o.adv_eval:
-                ctx.model.eval()
+        with torch.no_grad(), (eval_mode(ctx.model) if o.adv_eval else nullcontext()):
             loss_adv = F.cross_entropy(ctx.logits(x_adv), y, reduction="none")
-            ctx.model.train()
+        with torch.no_grad():
             r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())  # 3-4. reward, EMA baseline
         # 5-6. policy step
         lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights)
