@@ -25,6 +25,11 @@ def test_bench_cpu_writes_well_formed_json(tmp_path):
     assert rows["none"]["vs_none"] == 1.0 and rows["cutout"]["vs_cutout"] == 1.0
     assert abs(rows["apga"]["vs_cutout"] - rows["apga"]["images_per_s"] / rows["cutout"]["images_per_s"]) < 1e-12
     assert "x cutout" in res.output
+    # images trained on per source image, counted: none and pgnm 1, the 1:1 mixes (cutout, APGA's
+    # original + aided halves; its adversarial pass has no gradient) 2
+    assert {m: r["trained_per_source"] for m, r in rows.items()} == {"none": 1, "cutout": 2, "apga": 2, "pgnm": 1}
+    want = 2 * rows["cutout"]["images_per_s"] / rows["none"]["images_per_s"]
+    assert abs(rows["cutout"]["trained_vs_none"] - want) < 1e-12
 
 
 def test_bench_unknown_method_is_a_clear_error():

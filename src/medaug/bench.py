@@ -4,8 +4,11 @@ Each method gets a fresh classifier, its own ``setup`` and synthetic tensors of 
 shape; warm-up steps are excluded, CUDA is synchronised around every timed window, the methods'
 windows are interleaved round-robin, and the figure is the median images/s (source images, not
 counting augmented copies) over repeated windows. Peak memory (CUDA) is each method's own: all
-methods' models stay resident, and the peak counter is reset before each of its windows. Ratios to ``cutout`` and ``none`` are what the speed targets in docs/performance.md are
-stated in, since absolute numbers move with the machine.
+methods' models stay resident, and the peak counter is reset before each of its windows. Ratios
+to ``cutout`` and ``none`` are what the speed targets in docs/performance.md are stated in, since
+absolute numbers move with the machine. ``trained_vs_none`` compares images the classifier trains
+on per second (counted by a hook in the first warm-up step: a 1:1 mix trains on two per source
+image), i.e. what the augmentation itself costs beyond the extra classifier work.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class BenchResult:
     step_ms: float
     peak_mem_mb: float | None
     windows: list[float]
+    trained_per_source: float  #: images the classifier trains on per source image (1:1 mixes: 2)
 
 
 def _sync(device: torch.device) -> None:
@@ -43,10 +47,11 @@ def _sync(device: torch.device) -> None:
 
 
 def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup: int,
-                   channels_last: bool = False) -> Callable[[], None]:
+                   channels_last: bool = False) -> tuple[Callable[[], None], float]:
     """A fresh classifier and ``name``'s setup on random data of the config's shape, warmed up.
 
-    Returns ``step()``: one ``train_step`` of the method on that batch.
+    Returns ``step()``, one ``train_step`` of the method on that batch, and the number of images
+    the classifier trains on (forward with gradient) per source image: 2 for the 1:1 mixes.
     """
     from .train import Context, make_optimizer
 
@@ -64,9 +69,13 @@ def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmu
     def step() -> None:
         method.train_step(ctx, x, y)
 
-    for _ in range(warmup):
+    rows: list[int] = []  # classifier inputs that carry a gradient, i.e. images trained on
+    hook = model.register_forward_pre_hook(lambda _, inputs: rows.append(len(inputs[0])) if torch.is_grad_enabled() else None)
+    step()
+    hook.remove()
+    for _ in range(warmup - 1):
         step()
-    return step
+    return step, sum(rows) / batch
 
 
 def bench_methods(names: list[str], cfg: TrainConfig, options: dict[str, dict], batch: int, warmup: int, steps: int,
@@ -77,7 +86,8 @@ def bench_methods(names: list[str], cfg: TrainConfig, options: dict[str, dict], 
     (another process, thermal throttling) falls on all methods alike and the ratios stay fair.
     """
     device = resolve_device(cfg.device)
-    steppers = {n: prepare_method(n, cfg, options.get(n, {}), batch, warmup, channels_last) for n in names}
+    prepared = {n: prepare_method(n, cfg, options.get(n, {}), batch, warmup, channels_last) for n in names}
+    steppers = {n: step for n, (step, _) in prepared.items()}
     rates: dict[str, list[float]] = {n: [] for n in names}
     peaks: dict[str, float] = {n: 0.0 for n in names}
     for _ in range(windows):
@@ -95,7 +105,8 @@ def bench_methods(names: list[str], cfg: TrainConfig, options: dict[str, dict], 
     out = []
     for name in names:
         med = statistics.median(rates[name])
-        out.append(BenchResult(name, med, 1000 * batch / med, peaks[name] if device.type == "cuda" else None, rates[name]))
+        out.append(BenchResult(name, med, 1000 * batch / med, peaks[name] if device.type == "cuda" else None, rates[name],
+                               prepared[name][1]))
     return out
 
 
@@ -115,6 +126,7 @@ def run_bench(methods: list[str], cfg: TrainConfig, options: dict[str, dict], ba
               steps: int = 5, windows: int = 5, channels_last: bool = False, data: str | None = None) -> dict:
     results = bench_methods(methods, cfg, options, batch, warmup, steps, windows, channels_last)
     by = {r.method: r.images_per_s for r in results}
+    trained = {r.method: r.trained_per_source for r in results}
     device = resolve_device(cfg.device)
     report = {
         "date": time.strftime("%Y-%m-%d"),
@@ -124,7 +136,8 @@ def run_bench(methods: list[str], cfg: TrainConfig, options: dict[str, dict], ba
         "model": cfg.model, "size": cfg.size, "batch": batch, "precision": cfg.precision,
         "methods": [
             {**asdict(r), "vs_none": r.images_per_s / by["none"] if "none" in by else None,
-             "vs_cutout": r.images_per_s / by["cutout"] if "cutout" in by else None}
+             "vs_cutout": r.images_per_s / by["cutout"] if "cutout" in by else None,
+             "trained_vs_none": r.images_per_s * r.trained_per_source / (by["none"] * trained["none"]) if "none" in by else None}
             for r in results
         ],
     }
