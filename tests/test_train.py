@@ -100,14 +100,16 @@ def test_two_stage_method_needs_a_baseline(tiny_cfg, tmp_path):
         fit(tiny_cfg(method="apga"), tmp_path / "run")
 
 
-def test_torchrun_two_processes_write_one_result(tiny_data, tmp_path):
-    """DistributedDataParallel on CPU (gloo): two processes share the batches, one writes the result."""
+@pytest.mark.parametrize("step", ["sequential", "fused"])
+def test_torchrun_two_processes_write_one_result(tiny_data, tmp_path, step):
+    """DistributedDataParallel on CPU (gloo): two processes share the batches, one writes the result
+    (APGA's pass-by-pass step, and the fused one whose L_adv pass borrows BatchNorm statistics)."""
     env = {**os.environ, "MEDAUG_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
             "-m", "medaug", "train", "--data", str(tiny_data), "--size", "32", "--epochs", "2",
             "--method", "apga", "--baseline", str(tmp_path / "base"), "--batch-size", "8", "--device", "cpu",
-            "-o", "policy_size=32", "-o", "policy_width=4", "--out", str(out)]
+            "-o", "policy_size=32", "-o", "policy_width=4", "-o", f"step={step}", "--out", str(out)]
     base = [sys.executable, "-m", "medaug", "train", "--data", str(tiny_data), "--size", "32", "--epochs", "1",
             "--batch-size", "16", "--out", str(tmp_path / "base")]
     assert subprocess.run(base, env=env, capture_output=True, text=True).returncode == 0
