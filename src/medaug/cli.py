@@ -312,8 +312,7 @@ def bench(
 ):
     """Images/s of each method's training step, side by side, with ratios to cutout and none.
 
-    'trained/image' is how many images the classifier trains on per source image (2 for the 1:1
-    mixes); 'x none per trained' compares throughput per trained image: the augmentation's own cost.
+    'trained/image': images the classifier trains on per source image (2 for the 1:1 mixes); 'x none per trained': throughput per trained image, i.e. the augmentation's own cost.
     """
     from .bench import run_bench
     from .config import TrainConfig
