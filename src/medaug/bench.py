@@ -87,11 +87,10 @@ def bench_methods(names: list[str], cfg: TrainConfig, options: dict[str, dict], 
     """
     device = resolve_device(cfg.device)
     prepared = {n: prepare_method(n, cfg, options.get(n, {}), batch, warmup, channels_last) for n in names}
-    steppers = {n: step for n, (step, _) in prepared.items()}
     rates: dict[str, list[float]] = {n: [] for n in names}
     peaks: dict[str, float] = {n: 0.0 for n in names}
     for _ in range(windows):
-        for name, step in steppers.items():
+        for name, (step, _) in prepared.items():
             _sync(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
