@@ -4,4 +4,4 @@ Importing this package registers every method in ``METHODS``.
 """
 
 from .base import METHODS, Method, create_method  # noqa: F401
-from . import apga, classical, cutout, end2end, generative, gradcam, none, pgnm  # noqa: F401,E401  (registration)
+from . import apga, autoaugment, classical, cutout, end2end, generative, gradcam, mix, none, pgnm  # noqa: F401,E401  (registration)

@@ -94,12 +94,20 @@ def create_method(name: str, options: dict | None = None) -> Method:
     return METHODS.create(name, **(options or {}))
 
 
-def concat_step(ctx: "Context", x: torch.Tensor, y: torch.Tensor, x_aug: torch.Tensor) -> dict[str, torch.Tensor]:
+def concat_step(ctx: "Context", x: torch.Tensor, y: torch.Tensor, x_aug: torch.Tensor,
+                targets_aug: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One classifier update on originals and augmented copies together (the 1:1 mix).
 
     x, x_aug float [B, C, H, W]; y int64 [B]. The mean loss over the 2B images equals the average
     of the two halves' losses, so this is the paper's 1:1 ratio in one forward/backward.
+    ``targets_aug``: soft targets float [B, K] of the augmented half (mixup, cutmix; rows sum to 1),
+    else its labels are ``y``; cross-entropy with a soft target t is -sum_k t_k log p_k.
     """
-    loss = ctx.loss(ctx.logits(torch.cat([x, x_aug])), torch.cat([y, y]))
+    logits = ctx.logits(torch.cat([x, x_aug]))
+    if targets_aug is None:
+        loss = ctx.loss(logits, torch.cat([y, y]))
+    else:
+        onehot = torch.nn.functional.one_hot(y, ctx.num_classes).to(targets_aug.dtype)
+        loss = ctx.loss(logits, torch.cat([onehot, targets_aug]))
     ctx.step(loss)
     return {"loss": loss.detach()}
