@@ -35,4 +35,4 @@ def test_bench_cpu_writes_well_formed_json(tmp_path):
 def test_bench_unknown_method_is_a_clear_error():
     from test_cli import assert_clean_error, medaug
 
-    assert_clean_error(medaug("bench", "--device", "cpu", "--methods", "none,mixup"), "unknown method 'mixup'")
+    assert_clean_error(medaug("bench", "--device", "cpu", "--methods", "none,mixupp"), "unknown method 'mixupp'")
