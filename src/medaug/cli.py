@@ -48,7 +48,7 @@ def train(
     data: Optional[Path] = typer.Option(None, help="Dataset folder (or a prepared cache)."),
     method: Optional[str] = typer.Option(None, help="Augmentation method (`medaug methods` lists them) \\[default: none]."),
     seed: Optional[int] = typer.Option(None, help="\\[default: 0]"),
-    model: Optional[str] = typer.Option(None, help="Classifier: tiny, densenet121, densenet169, resnet18, resnet50 \\[default: tiny]."),
+    model: Optional[str] = typer.Option(None, help="Classifier: tiny, densenet121, densenet169, resnet18, resnet50, resnet18_small, resnet50_small (28-px MedMNIST stem) \\[default: tiny]."),
     n_shot: Optional[int] = typer.Option(None, help="Training images per class \\[default: 0 = all]."),
     epochs: Optional[int] = typer.Option(None, help="\\[default: 15]"),
     out_dir: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (resumed if it holds a checkpoint)."),

@@ -34,7 +34,9 @@ class TrainConfig:
     optimizer: str = "adam"  #: adam | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0
-    schedule: str = "cosine"  #: cosine | none
+    schedule: str = "cosine"  #: cosine | none | multistep (lr x lr_gamma at each of `milestones`)
+    milestones: list = field(default_factory=list)  #: multistep: epochs after which the lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1  #: multistep: the factor at each milestone
     patience: int = 0  #: early stopping after this many epochs without improvement (0 = off)
     monitor: str = "auroc"  #: validation metric for best-checkpoint selection
     seed: int = 0
@@ -61,7 +63,12 @@ class TrainConfig:
             (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
             (self.optimizer in ("adam", "sgd"), "optimizer must be adam or sgd"),
             (self.train_layers in ("all", "head"), "train_layers must be all or head"),
-            (self.schedule in ("cosine", "none"), "schedule must be cosine or none"),
+            (self.schedule in ("cosine", "none", "multistep"), "schedule must be cosine, none or multistep"),
+            (self.schedule != "multistep" or bool(self.milestones), "schedule multistep needs milestones, e.g. [50, 75]"),
+            (all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.milestones)
+             and list(self.milestones) == sorted(set(self.milestones)),
+             "milestones must be increasing whole epochs >= 1, e.g. [50, 75]"),
+            (0 < self.lr_gamma <= 1, "lr_gamma must be in (0, 1]"),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
             (self.n_shot >= 0, "n_shot must be >= 0"),
             (self.crop in ("none", "bbox"), "crop must be none or bbox"),

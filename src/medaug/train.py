@@ -146,6 +146,16 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> t
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The epoch-wise lr schedule of ``cfg.schedule``: cosine to 0 over the epochs, multistep, or constant."""
+    lrs = torch.optim.lr_scheduler
+    if cfg.schedule == "cosine":
+        return lrs.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.schedule == "multistep":
+        return lrs.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.lr_gamma)
+    return lrs.LambdaLR(optimizer, lambda e: 1.0)
+
+
 def batches(n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1) -> list[np.ndarray]:
     """Shuffled index batches (this rank's share of each global batch of ``batch_size * world``).
 
@@ -320,10 +330,7 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
         model.load_state_dict(model_state(cfg.baseline, device))
         lr = cfg.finetune_lr or cfg.lr
     optimizer = make_optimizer(trainable_parameters(model, cfg), cfg.optimizer, lr, cfg.weight_decay)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-        if cfg.schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
-    )
+    scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
     ctx = Context(model, optimizer, device, cfg, len(dataset.classes), scaler,
                   extras={"baseline": cfg.baseline, "classes": dataset.classes}, rank=rank, world=world)

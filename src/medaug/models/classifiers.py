@@ -2,6 +2,8 @@
 
 ``create_classifier(name, in_channels, num_classes, pretrained=path)``: every network maps
 float [B, C, H, W] to logits [B, num_classes]. ``CAM_LAYERS`` names the layer GradCAM uses.
+``resnet18_small`` / ``resnet50_small`` are the 28-px ResNets of the MedMNIST v2 benchmark: a 3x3
+stride-1 stem and no max-pool (a 28-px input reaches layer4 at 4 x 4 instead of 1 x 1).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ CAM_LAYERS = {
     "densenet169": "features.norm5",
     "resnet18": "layer4",
     "resnet50": "layer4",
+    "resnet18_small": "layer4",
+    "resnet50_small": "layer4",
 }
 
 
@@ -33,6 +37,8 @@ HEAD_LAYERS = {
     "densenet169": "class_layers.out",
     "resnet18": "fc",
     "resnet50": "fc",
+    "resnet18_small": "fc",
+    "resnet50_small": "fc",
 }
 
 
@@ -68,12 +74,14 @@ def _monai_densenet(cls_name: str):
     return make
 
 
-def _monai_resnet(fn_name: str):
+def _monai_resnet(fn_name: str, small: bool = False):
     def make(in_channels: int, num_classes: int) -> nn.Module:
         from monai.networks import nets
 
-        # conv1_t_stride=2: the standard (torchvision/ImageNet) ResNet stem; MONAI's default is 1
-        return getattr(nets, fn_name)(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, conv1_t_stride=2)
+        # standard (torchvision/ImageNet) stem: 7x7 stride 2 + max-pool (MONAI's default stride is 1);
+        # small (MedMNIST v2's 28-px ResNets): 3x3 stride 1, no max-pool
+        stem = dict(conv1_t_size=3, conv1_t_stride=1, no_max_pool=True) if small else dict(conv1_t_stride=2)
+        return getattr(nets, fn_name)(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, **stem)
 
     return make
 
@@ -82,6 +90,8 @@ CLASSIFIERS.register("densenet121")(_monai_densenet("DenseNet121"))
 CLASSIFIERS.register("densenet169")(_monai_densenet("DenseNet169"))
 CLASSIFIERS.register("resnet18")(_monai_resnet("resnet18"))
 CLASSIFIERS.register("resnet50")(_monai_resnet("resnet50"))
+CLASSIFIERS.register("resnet18_small")(_monai_resnet("resnet18", small=True))
+CLASSIFIERS.register("resnet50_small")(_monai_resnet("resnet50", small=True))
 
 
 def create_classifier(name: str, in_channels: int = 1, num_classes: int = 2, pretrained: str | Path | None = None) -> nn.Module:
