@@ -70,13 +70,13 @@ def test_malformed_config(tmp_path):
 
 
 def test_class_with_no_images(tmp_path):
-    root = tmp_path / "MURA-v1.1"
+    root = tmp_path / "d" / "MURA-v1.1"
     (root / "train" / "XR_ELBOW" / "patient1" / "study1_negative").mkdir(parents=True)
     from PIL import Image
 
     Image.new("L", (32, 32)).save(root / "train" / "XR_ELBOW" / "patient1" / "study1_negative" / "image1.png")
     (root / "train_image_paths.csv").write_text("MURA-v1.1/train/XR_ELBOW/patient1/study1_negative/image1.png\n")
-    assert_clean_error(medaug("train", "--data", tmp_path, "--out", tmp_path / "run"), "positive", "no images")
+    assert_clean_error(medaug("train", "--data", tmp_path / "d", "--out", tmp_path / "run"), "positive", "no images")
 
 
 @pytest.mark.parametrize("cmd", [["--help"], ["train", "--help"], ["run", "--help"], ["report", "--help"], ["demo", "--help"], ["data", "synth", "--help"]])

@@ -69,6 +69,7 @@ def train(
                                                  help="NHWC classifier weights (faster convolutions) \\[default: off]."),
     option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable)."),
     config: Optional[Path] = typer.Option(None, help="TOML with a \\[train] table; flags given here override it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start fresh: remove what medaug wrote in --out before (never other files)."),
 ):
     """Train and evaluate one run; writes metrics.json, checkpoints and figures to --out."""
     from .config import TrainConfig, from_dict, load_toml
@@ -85,7 +86,7 @@ def train(
         values["method_options"] = {**values.get("method_options", {}), **parse_options(option)}
     if not values.get("data"):
         raise MedaugError("train: give --data DIR (or a --config whose [train] table sets data)")
-    result = fit(TrainConfig(**values), out_dir)
+    result = fit(TrainConfig(**values), out_dir, overwrite=overwrite)
     show_run(result)
     out.print(f"results in {out_dir}")
 
@@ -104,6 +105,7 @@ def show_run(result: dict) -> None:
 def run(
     config: Path = typer.Argument(..., help="Experiment TOML (see docs/experiments.md)."),
     executor: Optional[str] = typer.Option(None, help="local | ray (overrides \\[experiment] executor; ray: see README 'GPUs and clusters')."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start fresh: remove what medaug wrote in the experiment folder before."),
 ):
     """Run methods x seeds x shots x datasets from a TOML config; finished runs are skipped."""
     import dataclasses
@@ -115,7 +117,7 @@ def run(
     if executor:
         EXECUTORS.get(executor)
         plan = dataclasses.replace(plan, experiment=dataclasses.replace(plan.experiment, executor=executor))
-    run_plan(plan)
+    run_plan(plan, overwrite=overwrite)
     folder = write_report(plan.root)
     print_summary(plan.root)
     out.print(f"report: {folder / 'report.md'}")
@@ -356,6 +358,7 @@ def transfer(
     fmt: str = typer.Option("auto", "--format", help="Dataset format of --data."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     out_dir: Path = typer.Option(Path("runs/transfer"), "--out", help="Output folder (finished runs are reused)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start fresh: remove what medaug wrote in --out before (never other files)."),
 ):
     """Unseen-concept transfer: fine-tune / linear-probe trained backbones with k images per class of a new task."""
     from .config import parse_ints
@@ -364,7 +367,7 @@ def transfer(
     names = parse_backbones(backbone)
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     run_transfer(names, str(data), parse_ints(shots, "shots"), parse_ints(seeds, "seeds"), out_dir, mode_list,
-                 epochs=epochs, lr=lr, batch_size=batch_size, format=fmt, device=device)
+                 epochs=epochs, lr=lr, batch_size=batch_size, format=fmt, device=device, overwrite=overwrite)
     out.print((out_dir / "transfer.md").read_text())
     out.print(f"wrote {out_dir}/transfer.csv, transfer.md, transfer.png")
 

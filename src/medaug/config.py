@@ -58,7 +58,7 @@ class TrainConfig:
         checks = [
             (self.size >= 16, "size must be >= 16"),
             (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.batch_size >= 2, "batch_size must be >= 2 (BatchNorm needs two images per batch)"),
             (self.lr > 0, "lr must be > 0"),
             (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
             (self.optimizer in ("adam", "sgd"), "optimizer must be adam or sgd"),

@@ -96,13 +96,21 @@ def make_plan(exp: ExperimentConfig, train: TrainConfig, method_options: dict | 
     return Plan(exp, train, method_options, overrides)
 
 
-def dataset_name(data: str, body_part: str = "all") -> str:
-    name = Path(data).resolve().name
+def dataset_name(data: str, body_part: str = "all", others: list | tuple = ()) -> str:
+    """A dataset's folder key in a plan: its folder name (with the body part), plus a short hash of its
+    full path when another dataset of ``others`` has the same folder name (so run folders stay distinct)."""
+    import hashlib
+
+    path = Path(data).expanduser().resolve()
+    name = path.name
+    if any(Path(o).expanduser().resolve() != path and Path(o).expanduser().resolve().name == name for o in others):
+        name = f"{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:6]}"
     return name if body_part == "all" else f"{name}-{body_part}"
 
 
 def run_dir(plan: Plan, data: str, method: str, shot: int, seed: int) -> Path:
-    return plan.root / dataset_name(data, plan.train.body_part) / method / (f"shot-{shot}" if shot else "shot-all") / f"seed-{seed}"
+    key = dataset_name(data, plan.train.body_part, plan.experiment.data)
+    return plan.root / key / method / (f"shot-{shot}" if shot else "shot-all") / f"seed-{seed}"
 
 
 def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> TrainConfig:
@@ -119,6 +127,11 @@ def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> Trai
 def plan_runs(plan: Plan) -> list[tuple[Path, TrainConfig, bool]]:
     """(run dir, config, needs a baseline) for every (dataset, shot, seed, method), baselines first."""
     exp = plan.experiment
+    for what, values in (("data", [str(Path(d).expanduser().resolve()) for d in exp.data]), ("methods", exp.methods),
+                         ("seeds", exp.seeds), ("shots", exp.shots)):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            raise MedaugError(f"[experiment] {what}: {', '.join(twice)} listed twice; list each once (every run needs its own folder)")
     return [(run_dir(plan, data, method, shot, seed), run_config(plan, data, method, shot, seed), METHODS.get(method).needs_baseline)
             for data in exp.data for shot in exp.shots for seed in exp.seeds for method in exp.methods]
 
@@ -155,6 +168,29 @@ def _ray(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[Path,
     return run_ray(plan, runs, on_result)
 
 
-def run_plan(plan: Plan, on_result: OnResult = None) -> list[tuple[Path, dict]]:
-    """Run every (dataset, shot, seed, method) of ``plan`` with its executor; returns (run dir, metrics) pairs."""
-    return EXECUTORS.get(plan.experiment.executor)(plan, plan_runs(plan), on_result)
+def run_plan(plan: Plan, on_result: OnResult = None, overwrite: bool = False) -> list[tuple[Path, dict]]:
+    """Run every (dataset, shot, seed, method) of ``plan`` with its executor; returns (run dir, metrics) pairs.
+
+    The experiment folder is claimed first (``overwrite``: what medaug wrote there is removed); a run
+    folder holding another configuration's results is refused before any training.
+    """
+    from .io_utils import output_folder, record
+
+    runs = plan_runs(plan)
+    inputs = tuple(d for d in plan.experiment.data if Path(d).is_dir())
+    output_folder(plan.root, "experiment", inputs=inputs, overwrite=overwrite,
+                  flag=f"[experiment] out/name ({plan.experiment.out}/{plan.experiment.name})")
+    for out, _, _ in runs:
+        record(out)  # here, once: parallel runs then never rewrite the experiment's marker
+    check_finished(runs)
+    return EXECUTORS.get(plan.experiment.executor)(plan, runs, on_result)
+
+
+def check_finished(runs: list) -> None:
+    """Refuse, before any training, finished run folders whose config.toml is not their run's (a changed [train])."""
+    from .train import check_identity, read_toml, run_identity
+
+    for out, cfg, _ in runs:
+        if (out / "metrics.json").is_file():
+            saved = run_identity(read_toml(out / "config.toml").get("train", {}), None)
+            check_identity(out, saved, run_identity(cfg, None), "a finished run", "--overwrite to start the experiment fresh")

@@ -12,12 +12,12 @@ import numpy as np  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    from .io_utils import save_with
+
+    try:
+        save_with(Path(path), lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    finally:
+        plt.close(fig)
 
 
 def overlay(image: np.ndarray, keep: np.ndarray | None, roi: np.ndarray | None) -> np.ndarray:

@@ -1,21 +1,201 @@
-"""Atomic writes: a result file is either complete or absent."""
+"""Atomic writes and output folders: a result file is complete or absent, and medaug deletes only what it wrote.
+
+Every folder medaug writes (run, experiment, cache, generator, samples, report, transfer, study,
+dataset) is claimed with :func:`output_folder` first. Claiming writes a marker file
+(``.medaug-output.json``: the folder's kind and the top-level entries medaug wrote in it), and
+refuses: a path that is a file, an output inside an input (the data folder), a folder of another
+kind, and an existing folder without the marker that holds anything. ``overwrite=True`` removes
+only the entries the marker lists (a file you added to a medaug folder stays). Atomic writes
+record their entry in the nearest marker above them, and leave no temporary file behind.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 
+from .errors import MedaugError
 
-def _atomic(path: Path, write) -> None:
+MARKER = ".medaug-output.json"
+TMP = ".medaug-tmp"  #: every temporary file or folder medaug writes has this in its name
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+# a folder that predates markers is adopted when it holds these files (a run, a cache, ... written by an older medaug)
+LEGACY = {"run": ("config.toml",), "cache": ("meta.json", "images.npy"), "generator": ("gen_config.toml",),
+          "samples": ("samples.json",), "report": ("report.md",), "dataset": ("synth_meta.csv",),
+          "transfer": ("transfer.csv",), "study": ("study.json",)}
+
+
+def _marker(folder: Path) -> dict | None:
+    path = folder / MARKER
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+        if isinstance(value, dict) and isinstance(value.get("kind"), str):
+            value["entries"] = [e for e in value.get("entries", []) if isinstance(e, str)]
+            return value
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        pass
+    raise MedaugError(f"{path}: damaged medaug marker file; delete {folder} yourself if it is medaug's output, or choose another --out")
+
+
+def _write_marker(folder: Path, marker: dict) -> None:
+    _atomic(folder / MARKER, lambda fh: fh.write((json.dumps(marker, indent=1) + "\n").encode()), note=False)
+
+
+def tmp_sibling(path: Path) -> Path:
+    """A temporary name beside ``path`` for building a folder or file, then renaming it into place."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP}")
+
+
+def _inside(a: Path, b: Path) -> bool:
+    return a == b or a.is_relative_to(b)
+
+
+def output_folder(path: str | Path, kind: str, *, inputs: tuple = (), overwrite: bool = False, flag: str = "--out") -> Path:
+    """Claim ``path`` as medaug's output folder of ``kind`` (created if missing); returns it.
+
+    Refused with one line naming ``flag``: a file, a folder overlapping one of ``inputs``, a medaug
+    folder of another kind, a folder holding files medaug did not write. ``overwrite``: empty the
+    folder of what medaug wrote first. Stale temporary files of killed runs are removed.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise MedaugError(f"{flag} {path}: is a file, not a folder; give a folder path (medaug does not replace files it did not write)")
+    full = path.resolve()
+    for src in inputs:
+        src_full = Path(src).expanduser().resolve()
+        if _inside(full, src_full) or _inside(src_full, full):
+            raise MedaugError(f"{flag} {path}: overlaps the input {src}; write outputs to a folder outside the data")
+    marker = _marker(path) if path.is_dir() else None
+    if marker is None and path.is_dir():
+        entries = sorted(p.name for p in path.iterdir())
+        legacy = LEGACY.get(kind, ())
+        if entries and not (legacy and all((path / name).exists() for name in legacy)):
+            example = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise MedaugError(f"{flag} {path}: the folder holds files medaug did not write ({example}); "
+                              "choose a new or empty folder (medaug never deletes what it did not write)")
+        marker = {"kind": kind, "entries": entries}  # empty, or a medaug folder older than markers (adopted)
+    elif marker is not None and marker["kind"] != kind:
+        raise MedaugError(f"{flag} {path}: holds medaug's {marker['kind']} output, not a {kind}; choose another {flag}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if marker is None:
+            marker = {"kind": kind, "entries": []}
+        if overwrite:
+            clear(path, marker)
+            marker["entries"] = []
+        _clean_tmp(path, marker)
+        _write_marker(path, marker)
+    except PermissionError as exc:
+        raise MedaugError(f"{flag} {path}: cannot write there ({exc.strerror}); choose a writable folder") from None
+    record(path)  # in the folder above, when that is medaug's too (a run inside an experiment)
+    return path
+
+
+def owned(path: str | Path, kind: str | None = None) -> bool:
+    """Whether ``path`` is a folder medaug claimed (of ``kind``, when given)."""
+    try:
+        marker = _marker(Path(path)) if Path(path).is_dir() else None
+    except MedaugError:
+        return False
+    return marker is not None and (kind is None or marker["kind"] == kind)
+
+
+def clear(folder: Path, marker: dict | None = None) -> None:
+    """Remove the entries medaug recorded in ``folder`` (nested medaug folders: their recorded entries)."""
+    marker = marker or _marker(folder) or {"entries": []}
+    for name in marker["entries"]:
+        entry = folder / name
+        if entry.is_dir() and not entry.is_symlink():
+            _clear_tree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+
+
+def _clear_tree(folder: Path) -> None:
+    marker = _marker(folder)
+    if marker is None:  # a folder medaug created inside its own (e.g. last/, heated/ parents)
+        for child in folder.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                _clear_tree(child)
+            else:
+                child.unlink()
+    else:
+        clear(folder, marker)
+        (folder / MARKER).unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def remove_output(folder: str | Path) -> None:
+    """Undo a claim whose command failed before writing a result: medaug's entries, the marker, the empty folder."""
+    folder = Path(folder)
+    if owned(folder):
+        _clear_tree(folder)
+        parent = _owner(folder.parent)
+        if parent is not None and not folder.exists():
+            marker = _marker(parent)
+            rel = folder.relative_to(parent).parts[0]
+            if not (parent / rel).exists() and rel in marker["entries"]:
+                marker["entries"].remove(rel)
+                _write_marker(parent, marker)
+
+
+def _clean_tmp(folder: Path, marker: dict) -> None:
+    """Delete temporary files of killed medaug processes (``*.medaug-tmp*``; older medaug: ``<entry>.*.tmp``)."""
+    known = tuple(f"{e}." for e in marker["entries"])
+    for child in folder.iterdir():
+        stale = TMP in child.name or (child.name.endswith(".tmp") and child.name.startswith(known))
+        if stale and child.is_file():
+            child.unlink(missing_ok=True)
+        elif stale and child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def _owner(folder: Path, depth: int = 4) -> Path | None:
+    """The nearest folder at or above ``folder`` (up to ``depth`` levels) that holds a marker."""
+    for cand in [folder, *folder.parents][:depth]:
+        if (cand / MARKER).is_file():
+            return cand
+    return None
+
+
+def record(path: Path) -> None:
+    """Note ``path``'s top-level entry in the marker of the medaug folder above it (if any)."""
+    path = Path(path)
+    owner = _owner(path.parent)
+    if owner is None:
+        return
+    try:
+        marker = _marker(owner)
+    except MedaugError:
+        return
+    name = path.relative_to(owner).parts[0]
+    if name != MARKER and name not in marker["entries"]:
+        marker["entries"].append(name)
+        _write_marker(owner, marker)
+
+
+def _atomic(path: Path, write: Callable, note: bool = True) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise MedaugError(f"{path}: is a folder; give a file path")
+    if note:
+        record(path)  # before the file exists: an interrupted write never leaves an unrecorded file
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # the mode a plain open() would give, not mkstemp's 0600
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -36,6 +216,40 @@ def write_text(path: Path, text: str) -> None:
 
 def save_torch(path: Path, obj: Any) -> None:
     _atomic(path, lambda fh: torch.save(obj, fh))
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez_compressed, atomically."""
+    _atomic(path, lambda fh: np.savez_compressed(fh, **arrays))
+
+
+def save_with(path: Path, save: Callable[[Path], None]) -> None:
+    """Atomic write through a library's save-to-path function (matplotlib, PIL): ``save(tmp_path)``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{TMP}{path.suffix}")
+    try:
+        save(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def install(tmp: Path, folder: Path) -> None:
+    """Move the entries of the finished temporary folder ``tmp`` into the claimed ``folder`` (after
+    removing what medaug wrote there before), ``done_file`` last; ``tmp`` is removed."""
+    tmp, folder = Path(tmp), Path(folder)
+    marker = _marker(folder) or {"kind": "?", "entries": []}
+    clear(folder, marker)
+    marker["entries"] = sorted(p.name for p in tmp.iterdir())
+    _write_marker(folder, marker)
+    names = sorted(marker["entries"], key=lambda n: n in ("meta.json", "samples.json"))  # the completion file last
+    for name in names:
+        os.replace(tmp / name, folder / name)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _jsonable(obj: Any):

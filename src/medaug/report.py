@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MedaugError
-from .io_utils import write_text
+from .io_utils import output_folder, save_with, write_text
 from .stats import bootstrap_ci, holm, mean_std, paired_tests
 
 MAIN_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa"]
@@ -299,10 +299,12 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
         raise MedaugError(f"--level {level}: choose a significance level in (0, 1), e.g. 0.05")
     root = Path(runs_dir)
     out = Path(out) if out else root / "report"
+    if bootstrap < 0:
+        raise MedaugError(f"--bootstrap {bootstrap}: give 0 (no CIs) or a number of resamples, e.g. 2000")
     df = collect(root)
     metrics = report_metrics(df, metrics)
     summary = mark_significance(summarise(df, metrics, bootstrap=bootstrap, ci_level=ci_level), level, test)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out, "report", flag="--out")
     write_text(out / "results.csv", df.to_csv(index=False))
     write_text(out / "summary.csv", summary.to_csv(index=False))
     if fmt:
@@ -338,7 +340,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
         hist = Path(first["run_dir"]) / "mask_history.png"
         if hist.is_file():
             name = f"mask_history_{method}.png"
-            shutil.copyfile(hist, out / name)
+            save_with(out / name, lambda tmp, src=hist: shutil.copyfile(src, tmp))
             figures.append((f"{method}: masks of fixed validation images over epochs (seed {first['seed']})", name))
     lines += ["## Figures", ""] + [f"![{t}]({f})\n\n{t}\n" for t, f in figures]
     write_text(out / "report.md", "\n".join(lines) + "\n")

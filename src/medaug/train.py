@@ -16,8 +16,10 @@ A run folder holds::
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +30,11 @@ from torch import nn
 
 from . import __version__
 from .config import TrainConfig, dump_toml
-from .data.cache import ArraySplit, Dataset, cached, load_dataset
+from .data.cache import ArraySplit, Dataset, cached, fingerprint, is_cache, load_dataset
+from .data.index import read_index
 from .device import autocast, barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
 from .errors import MedaugError
-from .io_utils import save_torch, write_json, write_text
+from .io_utils import output_folder, remove_output, save_npz, save_torch, write_json, write_text
 from .methods import Method, create_method
 from .metrics import classification_metrics, mask_metrics
 from .models.classifiers import HEAD_LAYERS, create_classifier
@@ -236,6 +239,16 @@ def load_data(cfg: TrainConfig) -> Dataset:
     )
 
 
+def warn_data(dataset: Dataset, out: Path) -> None:
+    """Print the dataset's warnings (e.g. test images identical to training images) on stderr, once per run."""
+    if dataset.info.get("warnings") and distributed()[0] == 0:
+        from rich.console import Console
+        from rich.markup import escape
+
+        for w in dataset.info["warnings"]:
+            Console(stderr=True).print(f"[yellow]warning:[/] {escape(w)} (run {escape(str(out))})", highlight=False)
+
+
 def finetune_epochs(cfg: TrainConfig) -> int:
     """Epochs of stage 2 for ``cfg``: its own value, or the method's default when it is -1."""
     from .methods import METHODS
@@ -243,11 +256,14 @@ def finetune_epochs(cfg: TrainConfig) -> int:
     return cfg.finetune_epochs if cfg.finetune_epochs >= 0 else METHODS.get(cfg.method).finetune_epochs
 
 
-def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, tracker=None) -> dict:
+def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, tracker=None, overwrite: bool = False) -> dict:
     """Train, select, test. Returns the metrics dict (also written to ``out_dir/metrics.json``).
 
     A finished run (metrics.json present) is returned as is; an interrupted one resumes from
     ``checkpoint.pt`` and ends with the same metrics as an uninterrupted run on the same device.
+    Both only when the folder's config.toml and data fingerprint are this run's (:func:`run_identity`);
+    another configuration's results are refused, never reused (``overwrite``: start fresh).
+    A run that fails before its first checkpoint leaves no folder behind.
     ``tracker``: optional MLflow/TensorBoard-like object (see :mod:`medaug.tracking`; $MEDAUG_TRACK otherwise).
 
     With a fine-tuning stage (``finetune_epochs``, PGNM's "heated" model), stage 1 trains with the
@@ -256,23 +272,77 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     the mean of the last ``average_last`` epochs' weights. The test metrics are stage 2's.
     """
     out = Path(out_dir)
-    if (out / "metrics.json").is_file():
-        return _fit(cfg, out, dataset, tracker)
     create_method(cfg.method, cfg.method_options)  # validate names before any work
-    stage2 = finetune_epochs(cfg)
-    if stage2 == 0:
-        return _fit(cfg, out, dataset, tracker)
-    stage1 = dataclasses.replace(cfg, finetune_epochs=0)
-    if dataset is None:
-        dataset = load_data(cfg)
-    heated = _fit(stage1, out / "heated", dataset, tracker, stage="heated")
-    lr = cfg.finetune_lr or cfg.lr / 10
-    tune = dataclasses.replace(cfg, method="none", method_options={}, epochs=stage2, lr=lr, finetune_lr=0.0,
-                               baseline=str(out / "heated"), finetune_epochs=0)
-    extra = {"stages": {"heated_epochs": cfg.epochs, "finetune_epochs": stage2, "finetune_lr": lr,
-                        "average_last": cfg.average_last, "heated_wall_s": heated["wall_s"]},
-             "heated": {"test": heated["test"], "best_epoch": heated["best_epoch"]}}
-    return _fit(tune, out, dataset, tracker, record=cfg, average_last=cfg.average_last, extra=extra)
+    if distributed()[0] == 0:  # one process claims and writes the folder
+        output_folder(out, "run", inputs=data_inputs(cfg), overwrite=overwrite)
+    fp = dataset.fingerprint if dataset is not None else data_fingerprint(cfg) if _has_results(out) else None
+    try:
+        stage2 = finetune_epochs(cfg) if not (out / "metrics.json").is_file() else 0
+        if stage2 == 0:
+            return _fit(cfg, out, dataset, tracker, fingerprint=fp)
+        stage1 = dataclasses.replace(cfg, finetune_epochs=0)
+        if dataset is None:
+            dataset = load_data(cfg)
+        heated = _fit(stage1, out / "heated", dataset, tracker, stage="heated", fingerprint=dataset.fingerprint)
+        lr = cfg.finetune_lr or cfg.lr / 10
+        tune = dataclasses.replace(cfg, method="none", method_options={}, epochs=stage2, lr=lr, finetune_lr=0.0,
+                                   baseline=str(out / "heated"), finetune_epochs=0)
+        extra = {"stages": {"heated_epochs": cfg.epochs, "finetune_epochs": stage2, "finetune_lr": lr,
+                            "average_last": cfg.average_last, "heated_wall_s": heated["wall_s"]},
+                 "heated": {"test": heated["test"], "best_epoch": heated["best_epoch"]}}
+        return _fit(tune, out, dataset, tracker, record=cfg, average_last=cfg.average_last, extra=extra,
+                    fingerprint=dataset.fingerprint)
+    except BaseException:
+        if distributed()[0] == 0 and not _has_results(out):
+            remove_output(out)  # nothing to resume: no half-written folder
+        raise
+
+
+def _has_results(out: Path) -> bool:
+    """A checkpoint or metrics.json in ``out`` or its stage folders (something to resume or reuse)."""
+    return any((d / name).is_file() for d in (out, out / "heated") for name in ("checkpoint.pt", "metrics.json"))
+
+
+def data_inputs(cfg: TrainConfig) -> tuple[str, ...]:
+    """The dataset folder a run reads (its outputs may not lie inside it); none for a prepared cache."""
+    data = Path(cfg.data)
+    return () if not cfg.data or is_cache(data) or not data.is_dir() else (cfg.data,)
+
+
+#: TrainConfig fields that do not change a run's results (where it runs and how it reports)
+NOT_IDENTITY = ("progress", "cache", "device", "eval_batch_size")
+PATH_FIELDS = ("data", "baseline", "pretrained")
+
+
+def run_identity(cfg: TrainConfig | dict, fingerprint: str | None) -> dict:
+    """What makes a run folder this configuration's: its TrainConfig (paths resolved) and the data fingerprint."""
+    values = tomllib.loads(dump_toml(cfg if isinstance(cfg, dict) else cfg.to_dict()))  # TOML round trip: like with like
+    for key in NOT_IDENTITY:
+        values.pop(key, None)
+    for key in PATH_FIELDS:
+        if values.get(key):
+            values[key] = str(Path(values[key]).expanduser().resolve())
+    values["data_fingerprint"] = fingerprint
+    return values
+
+
+def check_identity(out: Path, saved: dict, current: dict, what: str, fix: str = "--overwrite to start fresh") -> None:
+    """One line naming the keys where a folder's saved identity differs from this run's."""
+    diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if diff:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in diff[:4])
+        more = f" (and {len(diff) - 4} more)" if len(diff) > 4 else ""
+        raise MedaugError(f"{out}: holds {what} of another configuration ({shown}{more}); use another --out, or {fix}")
+
+
+def data_fingerprint(cfg: TrainConfig) -> str:
+    """The fingerprint a run's dataset has now (from the sources' index; no decoding, no cache built)."""
+    data = Path(cfg.data)
+    if is_cache(data):
+        return read_json(data / "meta.json", "the cache's").get("fingerprint", "")
+    index = read_index(data, cfg.format, **({"body_part": cfg.body_part} if cfg.body_part != "all" else {}),
+                       **({"crop": cfg.crop} if cfg.crop != "none" else {}))
+    return fingerprint(index, cfg.size)[0]
 
 
 def model_state(run_dir: str | Path, device: torch.device | str = "cpu") -> dict:
@@ -280,7 +350,10 @@ def model_state(run_dir: str | Path, device: torch.device | str = "cpu") -> dict
     path = Path(run_dir) / "best.pt"
     if not path.is_file():
         raise MedaugError(f"{run_dir}: no best.pt; train a model there first (`medaug train --out {run_dir}`)")
-    return torch.load(path, map_location=device, weights_only=True)["model"]
+    ckpt = load_checkpoint(path, device)
+    if not isinstance(ckpt.get("model"), dict):
+        raise MedaugError(f"{path}: holds no classifier weights ('model'); train a model there again")
+    return ckpt["model"]
 
 
 def average_weights(states: list[dict]) -> dict:
@@ -292,14 +365,15 @@ def average_weights(states: list[dict]) -> dict:
 
 
 def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, record: TrainConfig | None = None,
-         average_last: int = 0, stage: str = "", extra: dict | None = None) -> dict:
+         average_last: int = 0, stage: str = "", extra: dict | None = None, fingerprint: str | None = None) -> dict:
     """One stage: the training loop. ``record``: the config to save and report (stage 2 of a staged run)."""
     done = out / "metrics.json"
-    if done.is_file():
-        import json
-
-        return json.loads(done.read_text())
     record = record or cfg
+    if done.is_file():
+        saved = read_json(done, "the run's")
+        check_identity(out, run_identity(read_toml(out / "config.toml").get("train", {}), saved.get("data_fingerprint")),
+                       run_identity(record, fingerprint or data_fingerprint(cfg)), "a finished run")
+        return saved
     start = time.time()
     method = create_method(cfg.method, cfg.method_options)  # validate names before any work
     if method.needs_baseline and not cfg.baseline:
@@ -310,12 +384,14 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     seed_everything(cfg.seed)
     if dataset is None:
         dataset = load_data(cfg)
+    warn_data(dataset, out)
+    identity = run_identity(record, dataset.fingerprint)
     device = resolve_device(cfg.device)
     rank, world = distributed()
     init_distributed(device)
     lead = rank == 0  # only the first process writes files
-    out.mkdir(parents=True, exist_ok=True)
     if lead:
+        output_folder(out, "run")
         write_text(out / "config.toml", dump_toml({"train": record.to_dict()}))
     track = tracking.hook(cfg, out, tracker, enabled=lead)
     track.start(cfg.to_dict())
@@ -327,7 +403,12 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     if cfg.baseline:
         if not (Path(cfg.baseline) / "best.pt").is_file():
             raise MedaugError(f"--baseline {cfg.baseline}: no best.pt; train the `none` baseline there first")
-        model.load_state_dict(model_state(cfg.baseline, device))
+        try:
+            model.load_state_dict(model_state(cfg.baseline, device))
+        except RuntimeError as exc:  # another model or class count
+            raise MedaugError(f"--baseline {cfg.baseline}: its classifier does not fit this run ({cfg.model}, "
+                              f"{len(dataset.classes)} classes): {str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()[:120]}; "
+                              "train the `none` baseline on the same data and model") from None
         lr = cfg.finetune_lr or cfg.lr
     optimizer = make_optimizer(trainable_parameters(model, cfg), cfg.optimizer, lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
@@ -341,14 +422,19 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     state = dict(epoch=0, history=[], best_score=-math.inf, best_epoch=-1, bad_epochs=0, snapshots=[])
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        method.load_state_dict(ckpt["method"])
-        set_rng_state(ckpt["rng"])
-        state = ckpt["state"]
+        ckpt = load_checkpoint(ckpt_path, device)
+        check_identity(out, ckpt.get("identity") or {"written by": "an older medaug"}, identity, "a checkpoint")
+        try:
+            model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
+            method.load_state_dict(ckpt["method"])
+            set_rng_state(ckpt["rng"])
+            state = ckpt["state"]
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise MedaugError(f"{ckpt_path}: does not fit this run ({exc.__class__.__name__}: {str(exc)[:120]}); "
+                              "--overwrite to start fresh") from None
     if world > 1:
         torch.manual_seed(cfg.seed * 1000 + rank + 1000 * state["epoch"])  # different augmentations per process
 
@@ -362,6 +448,9 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
             sums: dict[str, torch.Tensor] = {}
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             order = batches(len(train), cfg.batch_size, gen, rank, world)
+            if not order:
+                raise MedaugError(f"{cfg.data}: the train split has {len(train)} image(s), too few for one batch of 2 per "
+                                  f"process (--batch-size {cfg.batch_size}, {world} process(es)); add training images")
             for idx in order:
                 x, y = ctx.inputs(train.images[idx]), torch.from_numpy(train.labels[idx]).to(device)
                 for k, v in method.train_step(ctx, x, y).items():
@@ -399,6 +488,7 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
                 save_torch(ckpt_path, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "method": method.state_dict(), "rng": rng_state(), "state": state,
+                    "identity": identity,
                 })
                 write_text(out / "log.jsonl", "".join(_json_line(r) for r in state["history"]))
                 track.epoch(row)
@@ -431,6 +521,8 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
         soft = predict_masks(method, ctx, dataset.test.images, soft=True)
         result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool), soft)
     result["world_size"] = world
+    if dataset.info.get("warnings"):
+        result["data_warnings"] = list(dataset.info["warnings"])
     if stage:
         result["stage"] = stage
     if average_last:
@@ -447,29 +539,57 @@ def _write_artifacts(out: Path, dataset: Dataset, probs: np.ndarray, masks: np.n
     from .figures import mask_grid
 
     test = dataset.test
-    path = out / "predictions.npz"
-    tmp = out / "predictions.tmp.npz"
-    np.savez_compressed(tmp, probs=probs, labels=test.labels, studies=test.studies)
-    tmp.replace(path)
+    save_npz(out / "predictions.npz", probs=probs, labels=test.labels, studies=test.studies)
     if masks is not None:
         pick = snapshot_indices(test)
         rois = None if test.rois is None else test.rois[pick]
         mask_grid(test.images[pick], masks[pick], rois, out / "masks.png")
-        tmp = out / "masks.tmp.npz"
         extra = {} if rois is None else {"rois": rois}
-        np.savez_compressed(tmp, images=test.images[pick], masks=masks[pick], **extra)
-        tmp.replace(out / "masks.npz")
+        save_npz(out / "masks.npz", images=test.images[pick], masks=masks[pick], **extra)
     if state["snapshots"]:
         from .figures import mask_history_grid
 
         hist = torch.stack(state["snapshots"]).numpy()
-        tmp = out / "mask_history.tmp.npz"
-        np.savez_compressed(tmp, masks=hist, images=dataset.valid.images[snap_idx])
-        tmp.replace(out / "mask_history.npz")
+        save_npz(out / "mask_history.npz", masks=hist, images=dataset.valid.images[snap_idx])
         mask_history_grid(hist, dataset.valid.images[snap_idx], out / "mask_history.png")
 
 
 def _json_line(row: dict) -> str:
-    import json
-
     return json.dumps(row) + "\n"
+
+
+def read_json(path: Path, what: str = "") -> dict:
+    """A medaug JSON file (metrics.json, meta.json) as a dict, or one line naming the file and the fix."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MedaugError(f"{path}: {what + ' ' if what else ''}file is unreadable ({exc.__class__.__name__}); "
+                          "delete the folder's results or use --overwrite") from None
+    if not isinstance(value, dict):
+        raise MedaugError(f"{path}: expected a JSON object, found {type(value).__name__}; delete it or use --overwrite")
+    return value
+
+
+def read_toml(path: Path) -> dict:
+    """A run folder's config.toml ({} when absent), or one line naming the file and the fix."""
+    if not Path(path).is_file():
+        return {}
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MedaugError(f"{path}: unreadable config ({exc.__class__.__name__}); delete the run folder or use --overwrite") from None
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """torch.load of a medaug checkpoint (weights only), or one line naming the file: truncated, garbage, not a dict."""
+    import pickle
+    import zipfile
+
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, AttributeError) as exc:
+        raise MedaugError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}); "
+                          "the file is truncated or not medaug's: delete it (or use --overwrite) to start fresh") from None
+    if not isinstance(ckpt, dict):
+        raise MedaugError(f"{path}: not a medaug checkpoint (holds a {type(ckpt).__name__}); delete it or use --overwrite")
+    return ckpt

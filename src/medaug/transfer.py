@@ -47,9 +47,17 @@ def parse_backbones(specs: list[str]) -> dict[str, Path]:
 
 
 def backbone_config(run: Path) -> TrainConfig:
-    values = tomllib.loads((run / "config.toml").read_text())["train"]
+    from .config import from_dict
+
+    path = run / "config.toml"
+    try:
+        values = tomllib.loads(path.read_text()).get("train")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MedaugError(f"--backbone {run}: {path} is unreadable ({exc.__class__.__name__}); pass a run folder medaug wrote") from None
+    if not isinstance(values, dict):
+        raise MedaugError(f"--backbone {run}: {path} has no [train] table; pass a run folder medaug wrote")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in values.items() if k in known})
+    return from_dict(TrainConfig, {k: v for k, v in values.items() if k in known}, f"--backbone {run}: {path} [train]")
 
 
 def transfer_config(backbone: Path, data: str, shot: int, seed: int, mode: str, **train: object) -> TrainConfig:
@@ -63,14 +71,21 @@ def transfer_config(backbone: Path, data: str, shot: int, seed: int, mode: str, 
 
 
 def run_transfer(backbones: dict[str, Path], data: str, shots: list[int], seeds: list[int], out: str | Path,
-                 modes: list[str] = ("finetune", "linear"), **train: object) -> pd.DataFrame:
+                 modes: list[str] = ("finetune", "linear"), overwrite: bool = False, **train: object) -> pd.DataFrame:
     """Train every backbone x mode x shot x seed on ``data``; returns one row per run (also written as CSV/MD/PNG)."""
+    from .io_utils import output_folder
     from .train import fit, load_data
 
     out = Path(out)
     for mode in modes:
         if mode not in MODES:
             raise MedaugError(f"--modes {mode}: choose from {', '.join(MODES)}")
+    if not modes:
+        raise MedaugError("--modes: give finetune and/or linear")
+    if any(k < 1 for k in shots):
+        raise MedaugError(f"--shots {','.join(map(str, shots))}: transfer needs at least 1 training image per class, e.g. 16,32,64")
+    configs = {name: transfer_config(run, data, shots[0], seeds[0], modes[0], **train) for name, run in backbones.items()}
+    output_folder(out, "transfer", inputs=tuple(c.data for c in configs.values() if Path(c.data).is_dir())[:1], overwrite=overwrite)
     rows = []
     for shot in shots:
         for seed in seeds:
@@ -84,7 +99,6 @@ def run_transfer(backbones: dict[str, Path], data: str, shots: list[int], seeds:
                     rows.append({"backbone": name, "mode": mode, "shot": shot, "seed": seed,
                                  **{k: m["test"].get(k, float("nan")) for k in METRICS}})
     df = pd.DataFrame(rows)
-    out.mkdir(parents=True, exist_ok=True)
     write_text(out / "transfer.csv", df.to_csv(index=False))
     write_text(out / "transfer.md", transfer_table(df))
     transfer_plot(df, out / "transfer.png")

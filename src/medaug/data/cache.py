@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MedaugError
+from ..io_utils import install, output_folder, tmp_sibling
 from ..progress import progress_bar
 from .index import DataIndex, read_index
 from .io import load_sample, source_file
@@ -48,22 +49,33 @@ def cache_dir_for(index: DataIndex, size: int) -> Path:
     return default_cache_root() / f"{index.root.name}-{key}" / f"px{size}"
 
 
-def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bool = True, progress: bool = True) -> Path:
+def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bool = True, progress: bool = True,
+                overwrite: bool = False) -> Path:
     """Decode ``index`` at ``size`` px into ``out`` (reused when unchanged). Returns the folder.
 
     ``strict``: an unreadable file is an error (the message names it); otherwise it is skipped,
-    counted in meta.json and listed in ``skipped.csv``.
+    counted in meta.json and listed in ``skipped.csv``. ``out`` must be a new or empty folder or a
+    medaug cache; a cache of another dataset, format or size there is replaced only with ``overwrite``
+    (a cache of the same dataset whose sources changed is rebuilt).
     """
-    out = Path(out) if out is not None else cache_dir_for(index, size)
+    explicit = out is not None
+    out = Path(out) if explicit else cache_dir_for(index, size)
+    output_folder(out, "cache", inputs=(index.root, index.source or index.root), flag="--out" if explicit else "the cache folder ($MEDAUG_CACHE)")
     fp, frame = fingerprint(index, size)
     meta_path = out / "meta.json"
     if meta_path.is_file():
         try:
-            if json.loads(meta_path.read_text()).get("fingerprint") == fp:
-                return out
-        except json.JSONDecodeError:
-            pass  # rebuild below
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+            old = json.loads(meta_path.read_text())
+            old = old if isinstance(old, dict) else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = {}  # rebuild below: the folder is medaug's cache
+        if old.get("fingerprint") == fp:
+            return out
+        same = (old.get("root"), old.get("format"), old.get("size")) == (str(index.root), index.format, size)
+        if explicit and old and not same and not overwrite:
+            raise MedaugError(f"--out {out}: holds the cache of {old.get('root')} ({old.get('format')}, {old.get('size')} px), "
+                              f"not of {index.root} at {size} px; --overwrite to replace it, or choose another --out")
+    tmp = tmp_sibling(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -105,10 +117,7 @@ def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bo
             n=len(kept), skipped=len(skipped), has_roi=has_roi, version=CACHE_VERSION,
         )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+        install(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -165,11 +174,32 @@ def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int, ratios
     return frame
 
 
+CACHE_META = {"fingerprint": str, "size": int, "classes": list, "n": int, "has_roi": bool}
+
+
+def read_meta(folder: Path) -> dict:
+    """A cache's meta.json, checked: one line naming the file when it is unreadable or lacks a field."""
+    path = Path(folder) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MedaugError(f"{path}: unreadable cache metadata ({exc.__class__.__name__}); prepare the cache again") from None
+    bad = [k for k, t in CACHE_META.items() if not isinstance(meta, dict) or not isinstance(meta.get(k), t)]
+    if bad:
+        raise MedaugError(f"{path}: bad cache metadata (missing or wrong type: {', '.join(bad)}); prepare the cache again")
+    return meta
+
+
+def is_cache(path: str | Path) -> bool:
+    """Whether ``path`` is a prepared cache folder (meta.json and images.npy)."""
+    return (Path(path) / "meta.json").is_file() and (Path(path) / "images.npy").is_file()
+
+
 def cached(data: str | Path, size: int, fmt: str = "auto", cache: str | Path | None = None, progress: bool = True,
            **reader_options) -> Path:
     """The cache folder holding ``data`` at ``size`` px: a prepared cache given directly, else built or reused."""
     data = Path(data)
-    if (data / "meta.json").is_file() and (data / "images.npy").is_file():
+    if is_cache(data):
         return data
     return build_cache(read_index(data, fmt, **reader_options), size, cache, strict=True, progress=progress)
 
@@ -189,15 +219,28 @@ def load_dataset(
 ) -> Dataset:
     """Read, cache and split a dataset: the one entry point training uses."""
     folder = cached(data, size, fmt, cache, progress, **reader_options)
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = read_meta(folder)
     if meta["size"] != size:
         raise MedaugError(f"{folder}: cache holds {meta['size']} px images but --size is {size}; prepare it again at {size}")
-    manifest = pd.read_csv(folder / "manifest.csv", dtype={"group": str, "study": str, "split": str, "roi": str}, keep_default_na=False)
+    try:
+        manifest = pd.read_csv(folder / "manifest.csv", dtype={"group": str, "study": str, "split": str, "roi": str},
+                               keep_default_na=False)
+        if not {"label", "split", "group", "study", "path"} <= set(manifest.columns) or len(manifest) != meta["n"]:
+            raise ValueError(f"{len(manifest)} rows with columns {', '.join(manifest.columns)}")
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise MedaugError(f"{folder / 'manifest.csv'}: does not match the cache ({exc}); prepare the cache again") from None
     frame = assign_splits(manifest, val_fraction, split_seed, split_ratios)
     if n_shot:
         frame = k_shot(frame, n_shot, shot_seed, meta["classes"])
-    images = np.load(folder / "images.npy", mmap_mode="r")
-    rois = np.load(folder / "rois.npy", mmap_mode="r") if meta["has_roi"] else None
+    classes = list(meta["classes"])
+    present = set(frame.loc[frame["split"] == "train", "label"])
+    missing = [c for i, c in enumerate(classes) if i not in present]
+    if missing:
+        where = sorted(set(frame.loc[frame["label"].isin([classes.index(c) for c in missing]), "split"]))
+        raise MedaugError(f"{data}: class(es) {', '.join(map(repr, missing))} have no training images "
+                          f"(only in {', '.join(where) or 'no split'}); add training images of them or remove the class")
+    images = _load_array(folder, "images", meta.get("n"), size)
+    rois = _load_array(folder, "rois", meta.get("n"), size) if meta["has_roi"] else None
 
     def take(name: str) -> ArraySplit:
         idx = frame.index[frame["split"] == name].to_numpy()
@@ -211,4 +254,34 @@ def load_dataset(
             paths=rows["path"].to_numpy(str),
         )
 
-    return Dataset(take("train"), take("valid"), take("test"), list(meta["classes"]), meta["fingerprint"], folder, info=meta)
+    train, valid, test = take("train"), take("valid"), take("test")
+    return Dataset(train, valid, test, classes, meta["fingerprint"], folder,
+                   info={**meta, "warnings": leak_warnings(train, test)})
+
+
+def _pixel_hashes(images: np.ndarray) -> list[bytes]:
+    return [hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=12).digest() for img in images]
+
+
+def leak_warnings(train: ArraySplit, test: ArraySplit) -> list[str]:
+    """A warning when test images are pixel-identical (after decoding and resizing) to training images."""
+    seen = dict(zip(_pixel_hashes(train.images), train.paths))
+    dup = [(p, seen[h]) for h, p in zip(_pixel_hashes(test.images), test.paths) if h in seen]
+    if not dup:
+        return []
+    return [f"{len(dup)} test image(s) identical to training images, e.g. {dup[0][0]} = {dup[0][1]}: the test score is "
+            "optimistic; remove the duplicates (`medaug data check` lists them)"]
+
+
+def _load_array(folder: Path, name: str, n: int | None, size: int) -> np.ndarray:
+    """A cache array, memory-mapped and checked against meta.json: one line when truncated or the wrong shape."""
+    path = folder / f"{name}.npy"
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise MedaugError(f"{path}: unreadable cache array ({exc.__class__.__name__}: {exc}); "
+                          "prepare the cache again (`medaug data prepare ... --overwrite`)") from None
+    if arr.ndim != 3 or arr.shape[1:] != (size, size) or (n is not None and arr.shape[0] != n) or arr.dtype != np.uint8:
+        raise MedaugError(f"{path}: holds {arr.dtype} {list(arr.shape)}, expected uint8 [{n}, {size}, {size}] (meta.json); "
+                          "prepare the cache again (`medaug data prepare ... --overwrite`)")
+    return arr

@@ -88,6 +88,7 @@ def data_prepare(
     fmt: str = typer.Option("auto", "--format", help="Dataset format (auto-detected)."),
     body_part: str = typer.Option("all", help="MURA body part."),
     crop: str = typer.Option("none", help="hipcsv: none | bbox (one sample per box)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a cache of another dataset or size in --out (only medaug's files)."),
 ):
     """Decode once into a uint8 memory map; unreadable files are skipped, counted and listed."""
     import json
@@ -97,7 +98,7 @@ def data_prepare(
 
     options = reader_options(body_part, crop)
     index = read_index(data, fmt, **options)
-    folder = build_cache(index, size, out_dir, strict=False)
+    folder = build_cache(index, size, out_dir, strict=False, overwrite=overwrite)
     meta = json.loads((folder / "meta.json").read_text())
     out.print(f"cached {meta['n']} images at {size} px in {folder}; skipped {meta['skipped']} unreadable"
               + (f" (listed in {folder / 'skipped.csv'})" if meta["skipped"] else ""))

@@ -36,6 +36,7 @@ class DataIndex:
     root: Path
     format: str
     info: dict = field(default_factory=dict)
+    source: Path | None = None  #: the path the user gave (a MURA parent folder, a CSV file), set by read_index
 
     def __post_init__(self) -> None:
         missing = [c for c in COLUMNS if c not in self.frame.columns]
@@ -43,6 +44,14 @@ class DataIndex:
             raise ValueError(f"reader {self.format} produced no column(s) {missing}")
         if len(self.frame) == 0:
             raise MedaugError(f"{self.root}: no images found for format {self.format!r}; check the folder and --format")
+        odd = [c for c in self.classes if not str(c).strip() or str(c) != str(c).strip()]
+        if odd:
+            raise MedaugError(f"{self.root}: class name(s) {', '.join(map(repr, odd))} are blank or have surrounding spaces; "
+                              "fix the labels (or folder names) in the dataset")
+        splits = set(self.frame["split"])
+        if splits - {""} and "train" not in splits:
+            raise MedaugError(f"{self.root}: no training images (splits found: {', '.join(sorted(splits - {''}))}); "
+                              "the train split is missing or empty")
         counts = self.frame["label"].value_counts()
         empty = [c for i, c in enumerate(self.classes) if counts.get(i, 0) == 0]
         if empty:
@@ -105,12 +114,16 @@ def read_index(root: str | Path, fmt: str = "auto", **options) -> DataIndex:
     root = Path(root).expanduser()
     if not root.exists():
         raise MedaugError(f"{root}: no such file or folder; check the --data path")
+    if not root.is_dir() and not root.is_file():
+        raise MedaugError(f"{root}: not a regular file or folder (a pipe or device?); point --data at the dataset folder or file")
     if root.is_dir() and not any(root.iterdir()):
         raise MedaugError(f"{root}: the folder is empty; point --data at a dataset (or run `medaug data synth --out {root}`)")
     _import_readers()
     name = detect_format(root) if fmt == "auto" else fmt
     reader = READERS.create(name)
-    return reader.read(root, **options)
+    index = reader.read(root, **options)
+    index.source = root
+    return index
 
 
 def roi_path_for(image: Path) -> str:

@@ -64,7 +64,7 @@ def read_mura(root: Path, body_part: str = "all", **_) -> DataIndex:
             if len(parts) < 5 or not parts[-2].rsplit("_", 1)[-1] in CLASSES:
                 raise MedaugError(f"{csv}: line {rel!r} is not .../XR_PART/patientID/studyN_positive|negative/image.png")
             path = (mdir.parent / rel).resolve()
-            if not str(path).startswith(str(mdir.resolve())):
+            if not path.is_relative_to(mdir.resolve()):  # paths, not string prefixes (MURA-v1.1x/ is outside)
                 raise MedaugError(f"{csv}: path {rel!r} escapes the dataset folder {mdir}")
             part, patient, study = parts[-4], parts[-3], parts[-2]
             rows.append(

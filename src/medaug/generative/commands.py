@@ -35,13 +35,14 @@ def gen_train(
     fmt: str = typer.Option("auto", "--format", help="Dataset format."),
     option: list[str] = typer.Option([], "--option", "-o", help="Model option KEY=VALUE, e.g. -o augment=diffaugment -o guidance=3 (repeatable)."),
     out_dir: Path = typer.Option(..., "--out", help="Generator folder (resumed if it holds a checkpoint)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what medaug wrote in --out before (never other files)."),
 ):
     """Train a class-conditional generator (resumable; more --steps continues a finished one)."""
     from .train import GenConfig, train_generator
 
     cfg = GenConfig(data=str(data), model=model, steps=steps, size=size, batch_size=batch_size, seed=seed, n_shot=n_shot,
                     ckpt_every=ckpt_every, device=device, format=fmt, options=_options(option))
-    info = train_generator(cfg, out_dir)
+    info = train_generator(cfg, out_dir, overwrite=overwrite)
     last = ", ".join(f"{k} {v:.3f}" for k, v in info.get("last", {}).items() if isinstance(v, float) and k != "time_s")
     out.print(f"{info['model']} {info['size']}px: {info['steps']} steps on {info['n_train']} images "
               f"({', '.join(f'{c} {n}' for c, n in info['n_train_per_class'].items())}) in {info['wall_s']:.0f} s; last: {last}")
@@ -56,11 +57,12 @@ def gen_sample(
     seed: int = typer.Option(0, help="Same seed, same images."),
     device: str = typer.Option("auto"),
     option: list[str] = typer.Option([], "--option", "-o", help="Sampling option, e.g. -o guidance=3 -o ddim_steps=100 -o truncation=0.7."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace what medaug wrote in --out before (never other files)."),
 ):
     """Write class-conditional samples in the ImageFolder layout, with a contact sheet per class."""
     from .train import write_samples
 
-    info = write_samples(model_dir, per_class, out_dir, seed=seed, device=device, overrides=_options(option))
+    info = write_samples(model_dir, per_class, out_dir, seed=seed, device=device, overrides=_options(option), overwrite=overwrite)
     out.print(f"wrote {per_class} x {len(info['classes'])} images ({', '.join(info['classes'])}) to {out_dir} in {info['wall_s']:.1f} s")
 
 

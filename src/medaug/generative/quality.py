@@ -67,25 +67,25 @@ def read_image_folder(root: str | Path, size: int, classes: list[str] | None = N
 
 
 def write_image_folder(images: np.ndarray, labels: np.ndarray, classes: list[str], root: str | Path) -> Path:
-    """Write uint8 [N, S, S] images as ``root/<class>/<class>_00000.png`` (written to a temp folder, then renamed)."""
-    import os
+    """Write uint8 [N, S, S] images as ``root/<class>/<class>_00000.png`` into the claimed folder ``root``
+    (written to a temp folder, then moved in, replacing only what medaug wrote there)."""
     import shutil
 
     from PIL import Image
 
-    root = Path(root)
-    tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
+    from ..io_utils import install, output_folder, tmp_sibling
+
+    root = output_folder(root, "samples")
+    tmp = tmp_sibling(root)
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     counts = {c: 0 for c in classes}
     for img, lab in zip(images, labels):
         name = classes[int(lab)]
         (tmp / name).mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(tmp / name / f"{name}_{counts[name]:05d}.png")
         counts[name] += 1
-    if root.exists():
-        shutil.rmtree(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, root)
+    install(tmp, root)
     return root
 
 
@@ -324,11 +324,10 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
 
     from ..data.cache import load_dataset
     from ..device import resolve_device
-    from ..io_utils import write_json
+    from ..io_utils import output_folder, write_json
     from ..train import fit
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out, "quality", inputs=(real_data, fake_dir))
     real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress)
     fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes)
     cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)

@@ -30,9 +30,12 @@ def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[
     from ..experiments import ExperimentConfig, make_plan, run_plan
     from .train import GenConfig, train_generator, write_samples
 
+    from ..io_utils import output_folder
+
     root = Path(out)
     if not per_class or not methods or not seeds:
         raise MedaugError("study size: give at least one --per-class, --methods and --seeds value")
+    output_folder(root, "study", inputs=(data,) if Path(data).is_dir() else ())
     for k in per_class:
         for s in seeds:
             options = {}

@@ -29,7 +29,7 @@ from ..config import dump_toml
 from ..data.cache import Dataset, load_dataset
 from ..device import resolve_device, rng_state, seed_everything, set_rng_state
 from ..errors import MedaugError
-from ..io_utils import save_torch, write_json, write_text
+from ..io_utils import output_folder, owned, remove_output, save_torch, write_json, write_text
 from ..progress import NullProgress, make_progress
 from . import model_class
 
@@ -81,34 +81,78 @@ def load_train_images(cfg: GenConfig) -> Dataset:
                         split_seed=cfg.split_seed, n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress)
 
 
-def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None = None) -> dict:
-    """Train (or resume, or extend to more steps) a generator in ``out_dir``; returns generator.json's dict."""
+def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None = None, overwrite: bool = False) -> dict:
+    """Train (or resume, or extend to more steps) a generator in ``out_dir``; returns generator.json's dict.
+
+    Only a folder holding this configuration's generator (gen_config minus the step count, and the
+    data fingerprint) is resumed or extended; another one is refused (``overwrite``: start fresh).
+    """
+    from ..train import check_identity, data_inputs, load_checkpoint, read_json
+
     out = Path(out_dir)
-    done = out / "generator.json"
-    if done.is_file():
-        info = json.loads(done.read_text())
-        if info.get("steps", 0) >= cfg.steps:
-            return info
     model_class(cfg.model)  # name check before any work
+    output_folder(out, "generator", inputs=data_inputs(cfg), overwrite=overwrite)
+    done = out / "generator.json"
+    ckpt_path = out / "checkpoint.pt"
+    try:
+        if done.is_file() or ckpt_path.is_file():
+            fp = dataset.fingerprint if dataset is not None else _fingerprint(cfg)
+            saved = load_checkpoint(ckpt_path, "cpu").get("config", {}) if ckpt_path.is_file() else {}
+            check_identity(out, {**gen_identity(saved), "data_fingerprint": saved.get("data_fingerprint")},
+                           {**gen_identity(cfg.to_dict()), "data_fingerprint": fp}, "a generator")
+        if done.is_file():
+            info = read_json(done, "the generator's")
+            if info.get("steps", 0) >= cfg.steps:
+                return info
+        return _train(cfg, out, dataset)
+    except BaseException:
+        if not ckpt_path.is_file() and not done.is_file():
+            remove_output(out)  # nothing to resume: no half-written folder
+        raise
+
+
+#: GenConfig fields that do not change what a generator is (more steps extend it)
+GEN_NOT_IDENTITY = ("steps", "progress", "device", "ckpt_every", "log_every", "cache")
+
+
+def gen_identity(values: dict) -> dict:
+    import tomllib
+
+    values = tomllib.loads(dump_toml({k: v for k, v in values.items() if k not in GEN_NOT_IDENTITY and k != "data_fingerprint"}))
+    if values.get("data"):
+        values["data"] = str(Path(values["data"]).expanduser().resolve())
+    return values
+
+
+def _fingerprint(cfg: GenConfig) -> str:
+    from ..config import TrainConfig
+    from ..train import data_fingerprint
+
+    return data_fingerprint(TrainConfig(data=cfg.data, format=cfg.format, size=cfg.size, progress=False))
+
+
+def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
+    from ..train import load_checkpoint
+
     seed_everything(cfg.seed)
     if dataset is None:
         dataset = load_train_images(cfg)
     train = dataset.train
     classes = dataset.classes
     device = resolve_device(cfg.device)
-    out.mkdir(parents=True, exist_ok=True)
     write_text(out / "gen_config.toml", dump_toml({"gen": cfg.to_dict()}))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, len(classes), device)
     step, history, wall = 0, [], 0.0
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt["config"]["model"] != cfg.model or ckpt["config"]["size"] != cfg.size:
-            raise MedaugError(f"{out}: holds a {ckpt['config']['model']} at {ckpt['config']['size']} px; use another --out")
-        model.load_state_dict(ckpt["model"])
-        set_rng_state(ckpt["rng"])
-        step, history, wall = ckpt["step"], ckpt["history"], ckpt.get("wall_s", 0.0)
+        ckpt = load_checkpoint(ckpt_path, device)
+        try:
+            model.load_state_dict(ckpt["model"])
+            set_rng_state(ckpt["rng"])
+            step, history, wall = ckpt["step"], ckpt["history"], ckpt.get("wall_s", 0.0)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise MedaugError(f"{ckpt_path}: does not fit this generator ({exc.__class__.__name__}); --overwrite to start fresh") from None
 
     images = torch.from_numpy(np.ascontiguousarray(train.images))  # uint8 [N, S, S], stays on the host
     labels = torch.from_numpy(np.array(train.labels))  # a writable copy (the split may be a read-only view)
@@ -122,7 +166,8 @@ def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None
 
     def save() -> None:
         save_torch(ckpt_path, {"model": model.state_dict(), "rng": rng_state(), "step": step, "history": history,
-                               "config": cfg.to_dict(), "classes": classes, "wall_s": wall + time.time() - t0})
+                               "config": {**cfg.to_dict(), "data_fingerprint": dataset.fingerprint}, "classes": classes,
+                               "wall_s": wall + time.time() - t0})
         write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
     with make_progress() if cfg.progress else NullProgress() as bar:
@@ -156,7 +201,7 @@ def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None
             "n_train_per_class": {c: int((train.labels == i).sum()) for i, c in enumerate(classes)},
             "data": str(cfg.data), "n_shot": cfg.n_shot, "seed": cfg.seed, "device": str(device),
             "data_fingerprint": dataset.fingerprint, "wall_s": round(wall, 2), "last": history[-1] if history else {}}
-    write_json(done, info)
+    write_json(out / "generator.json", info)
     return info
 
 
@@ -166,11 +211,20 @@ def load_generator(folder: str | Path, device: str = "auto"):
     ckpt_path = folder / "checkpoint.pt"
     if not ckpt_path.is_file():
         raise MedaugError(f"{folder}: no checkpoint.pt; train one with `medaug gen train --out {folder}`")
+    from ..train import load_checkpoint
+
     dev = resolve_device(device)
-    ckpt = torch.load(ckpt_path, map_location=dev, weights_only=True)
-    cfg = GenConfig(**{**ckpt["config"], "progress": False})
+    ckpt = load_checkpoint(ckpt_path, dev)
+    if not isinstance(ckpt.get("config"), dict) or "classes" not in ckpt:
+        raise MedaugError(f"{folder}: not a generator folder (its checkpoint.pt has no generator config; a classifier run?); "
+                          "pass the folder `medaug gen train --out` wrote")
+    known = {f.name for f in dataclasses.fields(GenConfig)}
+    cfg = GenConfig(**{**{k: v for k, v in ckpt["config"].items() if k in known}, "progress": False})
     model = build_model(cfg, len(ckpt["classes"]), dev)
-    model.load_state_dict(ckpt["model"], inference_only=True)
+    try:
+        model.load_state_dict(ckpt["model"], inference_only=True)
+    except (KeyError, RuntimeError) as exc:
+        raise MedaugError(f"{ckpt_path}: does not fit a {cfg.model} ({exc.__class__.__name__}); train it again") from None
     return model, list(ckpt["classes"]), cfg
 
 
@@ -189,7 +243,7 @@ def preview(model, classes: list[str], path: Path, per_class: int = 8, seed: int
 
 
 def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: int = 0, device: str = "auto",
-                  sheet: int = 32, overrides: dict | None = None) -> dict:
+                  sheet: int = 32, overrides: dict | None = None, overwrite: bool = False) -> dict:
     """``medaug gen sample``: ``out/<class>/*.png`` (ImageFolder), ``out/contact_<class>.png``, ``out/samples.json``.
 
     ``overrides``: sampling options of the model (e.g. ``guidance``, ``ddim_steps``, ``truncation``).
@@ -199,6 +253,9 @@ def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: 
     from .quality import image_grid, write_image_folder
 
     model, classes, cfg = load_generator(model_dir, device)
+    out = output_folder(out, "samples", overwrite=overwrite)
+    if (out / "samples.json").is_file() and not overwrite:
+        raise MedaugError(f"--out {out}: holds samples already (samples.json); --overwrite to replace them, or choose another --out")
     for key, value in (overrides or {}).items():
         if not hasattr(model.opts, key):
             raise MedaugError(f"sample: {cfg.model} has no option {key!r}")

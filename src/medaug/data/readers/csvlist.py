@@ -20,7 +20,7 @@ def _csv_file(root: Path) -> Path | None:
     if root.is_file() and root.suffix.lower() == ".csv":
         return root
     if root.is_dir():
-        csvs = sorted(root.glob("*.csv"))
+        csvs = sorted(p for p in root.glob("*.csv") if p.is_file())  # a FIFO would block the reader
         if len(csvs) == 1:
             return csvs[0]
     return None
@@ -32,7 +32,7 @@ def looks_like_csv(root: Path) -> bool:
         return False
     try:
         head = pd.read_csv(csv, nrows=1)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
         return False
     return {"path", "label"} <= {c.strip().lower() for c in head.columns}
 
@@ -54,7 +54,12 @@ def read_table(csv: Path) -> pd.DataFrame:
 
 
 def class_names(labels: pd.Series, classes: list[str] | None, csv: Path) -> list[str]:
-    """Sorted unique labels (numbers numerically), or ``classes`` when given (every label must be in it)."""
+    """Sorted unique labels (numbers numerically), or ``classes`` when given (every label must be in it).
+
+    ``labels`` must be stripped already; a blank label is an error naming its line."""
+    blank = labels.index[labels == ""]
+    if len(blank):
+        raise MedaugError(f"{csv} line {blank[0] + 2}: empty label ({len(blank)} row(s) without one); give every row a class label")
     names = sorted(labels.unique(), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
     if classes:
         unknown = sorted(set(names) - set(classes))
@@ -75,6 +80,7 @@ def read_csv_list(root: Path, classes: list[str] | None = None, **_) -> DataInde
     if missing:
         raise MedaugError(f"{csv}: missing column(s) {', '.join(sorted(missing))}; found {', '.join(frame.columns)}; "
                           "expected path,label[,group][,split]")
+    frame["label"] = frame["label"].str.strip()  # 'positive ' is 'positive'
     names = class_names(frame["label"], classes, csv)
     base = csv.parent
     rows = []

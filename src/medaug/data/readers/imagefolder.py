@@ -38,7 +38,12 @@ def looks_like_imagefolder(root: Path) -> bool:
     dirs = _class_dirs(root)
     if _is_split_root(root):
         dirs = _class_dirs(root / "train")
-    return len(dirs) >= 2 and all(any(_images(d)) for d in dirs[:3])
+    # any class folder with an image: an empty one is then named by the index check, not read as another layout
+    return len(dirs) >= 2 and any(_has_image(d) for d in dirs)
+
+
+def _has_image(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".") for p in folder.rglob("*"))
 
 
 @register_reader("imagefolder", detect=looks_like_imagefolder)

@@ -31,7 +31,7 @@ def _npz_file(root: Path) -> Path | None:
     if root.is_file() and root.suffix.lower() == ".npz":
         return root
     if root.is_dir():
-        found = sorted(p for p in root.glob("*.npz") if not p.name.startswith("."))
+        found = sorted(p for p in root.glob("*.npz") if not p.name.startswith(".") and p.is_file())
         if len(found) == 1:
             return found[0]
     return None
