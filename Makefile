@@ -4,6 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
+# locked packages installed without their declared dependencies (medmnist declares torchvision,
+# which would replace the torch above; medaug imports none of it)
+NODEPS  := medmnist
 
 .PHONY: install demo test clean browser
 
@@ -12,7 +15,9 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, exact version: on the reference machine this is the local CPU wheel.
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -r requirements-lock.txt
+	grep -v -E '^($(NODEPS))==' requirements-lock.txt > $(VENV)/requirements-deps.txt
+	$(BIN)/pip install -q -r $(VENV)/requirements-deps.txt
+	$(BIN)/pip install -q --no-deps $$(grep -E '^($(NODEPS))==' requirements-lock.txt)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 

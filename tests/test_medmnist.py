@@ -1,6 +1,9 @@
-"""MedMNIST v2's own model and protocol: the 28-px ResNets and the multistep schedule."""
+"""MedMNIST: v2's own model and protocol (28-px ResNets, multistep schedule), sets by name, real data in the suite."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,3 +71,112 @@ def test_multistep_run_logs_its_schedule(tiny_cfg, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     # each row's lr is the one after that epoch's scheduler step: x0.1 after epochs 1 and 2
     assert [r["lr"] for r in rows] == pytest.approx([1e-4, 1e-5, 1e-5])
+
+
+# --- MedMNIST by name (the official package), offline ---------------------------------------------
+
+SHARED = Path(os.environ.get("MEDAUG_PNEUMONIAMNIST", Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist"))
+
+
+def shared_npz() -> Path:
+    npz = SHARED / "pneumoniamnist.npz"
+    if not npz.is_file():
+        pytest.skip(f"real PneumoniaMNIST not at {SHARED}: `medaug data fetch pneumoniamnist --root DIR`, then MEDAUG_PNEUMONIAMNIST=DIR")
+    return npz
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    import torch.hub
+
+    def refuse(url, dst, *a, **k):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+
+
+@pytest.fixture
+def mm_root(tmp_path, monkeypatch):
+    """A MedMNIST root holding a symlink to the shared (read-only) file; $MEDAUG_MEDMNIST points at it."""
+    root = tmp_path / "medmnist"
+    root.mkdir()
+    (root / "pneumoniamnist.npz").symlink_to(shared_npz())
+    monkeypatch.setenv("MEDAUG_MEDMNIST", str(root))
+    return root
+
+
+def test_package_reads_an_existing_file_without_downloading(mm_root, no_download):
+    from medaug.data.medmnist_hub import fetch
+
+    path, downloaded, counts = fetch("PneumoniaMNIST", 28, mm_root)
+    assert path == mm_root / "pneumoniamnist.npz" and not downloaded
+    assert counts == {"train": 4708, "val": 524, "test": 624}
+    assert sorted(p.name for p in mm_root.iterdir()) == ["pneumoniamnist.npz"]  # nothing written beside it
+
+
+def test_spec_resolves_by_size_and_names_classes_from_info(mm_root, no_download, tmp_path):
+    from medaug.data.index import read_index
+    from medaug.data.medmnist_hub import resolve
+    from medaug.experiments import dataset_name
+
+    assert resolve("medmnist:pneumoniamnist", 28) == mm_root / "pneumoniamnist.npz"
+    assert resolve(tmp_path, 28) == tmp_path  # a path stays a path
+    index = read_index("medmnist:pneumoniamnist")
+    assert index.format == "medmnist" and index.classes == ["normal", "pneumonia"]  # no classes.txt beside it: INFO
+    assert dataset_name("medmnist:pneumoniamnist") == "pneumoniamnist"
+    assert dataset_name("medmnist:pneumoniamnist_64") == "pneumoniamnist_64"
+
+
+def test_a_failed_download_leaves_nothing(tmp_path, monkeypatch):
+    import torch.hub
+
+    from medaug.data.medmnist_hub import fetch
+
+    def corrupt(url, dst, *a, **k):
+        Path(dst).write_bytes(b"not the published file")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", corrupt)
+    with pytest.raises(MedaugError, match="MD5"):
+        fetch("breastmnist", 64, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+    def offline(url, dst, *a, **k):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(MedaugError, match="check the connection"):
+        fetch("breastmnist", 28, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, size, msg", [
+    ("nopemnist", 28, "unknown MedMNIST set 'nopemnist'"),
+    ("chestmnist", 28, "multi-label"),
+    ("organmnist3d", 28, "3D"),
+    ("pneumoniamnist", 32, "28, 64, 128, 224"),
+])
+def test_fetch_refuses_clearly(tmp_path, name, size, msg):
+    from medaug.data.medmnist_hub import fetch
+
+    with pytest.raises(MedaugError, match=msg):
+        fetch(name, size, tmp_path, download=False)
+
+
+def test_cli_data_fetch_finds_the_shared_file(mm_root):
+    from test_cli import medaug
+
+    proc = medaug("data", "fetch", "pneumoniamnist", "--root", mm_root)
+    assert proc.returncode == 0, proc.stderr
+    assert "found" in proc.stdout and "train 4708, val 524, test 624" in proc.stdout and "normal, pneumonia" in proc.stdout
+
+
+# --- real chest X-rays in the suite --------------------------------------------------------------
+
+def test_none_learns_real_pneumoniamnist(tmp_path):
+    """The tiny CNN on 500 real training images per class, 3 epochs: test AUROC >= 0.9 (0.95 measured)."""
+    from medaug.train import fit
+
+    cfg = TrainConfig(data=str(shared_npz().parent), size=28, epochs=3, n_shot=500, seed=0, progress=False)
+    result = fit(cfg, tmp_path / "none")
+    assert result["n_train"] == 1000 and result["n_test"] == 624 and result["classes"] == ["normal", "pneumonia"]
+    assert result["test"]["auroc"] >= 0.9, result["test"]

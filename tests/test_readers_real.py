@@ -121,7 +121,7 @@ def test_medmnist_archive_labels_splits_and_pixels(tmp_path):
     for root in (npz, npz.parent):  # the file, or a folder holding it
         assert detect_format(root) == "medmnist"
     index = read_index(npz.parent)
-    assert index.format == "medmnist" and index.classes == ["0", "1"]
+    assert index.format == "medmnist" and index.classes == ["normal", "pneumonia"]  # the medmnist package's INFO
     assert index.frame.split.value_counts().to_dict() == {"train": 24, "valid": 8, "test": 8}
     row = index.frame.iloc[27]  # valid image 3
     assert row.split == "valid" and row.label == 1 and row.path == npz_item(npz, "val_images", 3)
@@ -132,8 +132,10 @@ def test_medmnist_archive_labels_splits_and_pixels(tmp_path):
     assert roi is None and np.array_equal(image, expected)
     report = check_dataset(npz.parent, sample=None)
     assert report.problems == [] and any("image-level" in n for n in report.notes)
-    (npz.parent / "classes.txt").write_text("normal\npneumonia\n")
-    assert read_index(npz).classes == ["normal", "pneumonia"]
+    (npz.parent / "classes.txt").write_text("healthy\nsick\n")  # classes.txt beside it wins
+    assert read_index(npz).classes == ["healthy", "sick"]
+    other = medmnist(tmp_path / "mine" / "my_xrays.npz")  # not a MedMNIST name: numbered classes
+    assert read_index(other).classes == ["0", "1"]
 
 
 def test_medmnist_rgb_compressed_and_info_json(tmp_path):

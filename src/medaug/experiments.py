@@ -97,14 +97,21 @@ def make_plan(exp: ExperimentConfig, train: TrainConfig, method_options: dict | 
 
 
 def dataset_name(data: str, body_part: str = "all", others: list | tuple = ()) -> str:
-    """A dataset's folder key in a plan: its folder name (with the body part), plus a short hash of its
-    full path when another dataset of ``others`` has the same folder name (so run folders stay distinct)."""
+    """A dataset's folder key in a plan: its folder name (with the body part; ``medmnist:NAME`` -> NAME), plus a
+    short hash of its full path when another dataset of ``others`` has the same folder name (so run folders stay distinct)."""
     import hashlib
 
-    path = Path(data).expanduser().resolve()
-    name = path.name
-    if any(Path(o).expanduser().resolve() != path and Path(o).expanduser().resolve().name == name for o in others):
-        name = f"{name}-{hashlib.sha256(str(path).encode()).hexdigest()[:6]}"
+    from .data.medmnist_hub import spec_name
+
+    def ident(d) -> tuple[str, str]:  # (what the dataset is, its folder name)
+        if spec_name(str(d)):
+            return str(d).lower(), spec_name(str(d))
+        path = Path(d).expanduser().resolve()
+        return str(path), path.name
+
+    key, name = ident(data)
+    if any(ident(o)[0] != key and ident(o)[1] == name for o in others):
+        name = f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
     return name if body_part == "all" else f"{name}-{body_part}"
 
 

@@ -197,8 +197,13 @@ def is_cache(path: str | Path) -> bool:
 
 def cached(data: str | Path, size: int, fmt: str = "auto", cache: str | Path | None = None, progress: bool = True,
            **reader_options) -> Path:
-    """The cache folder holding ``data`` at ``size`` px: a prepared cache given directly, else built or reused."""
-    data = Path(data)
+    """The cache folder holding ``data`` at ``size`` px: a prepared cache given directly, else built or reused.
+
+    ``data`` may be ``medmnist:FLAG`` (the published file of the nearest size >= ``size``, fetched when missing).
+    """
+    from .medmnist_hub import resolve
+
+    data = resolve(data, size)
     if is_cache(data):
         return data
     return build_cache(read_index(data, fmt, **reader_options), size, cache, strict=True, progress=progress)

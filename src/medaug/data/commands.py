@@ -35,6 +35,23 @@ def data_synth(
     out.print(f"wrote {n_train} train + {n_test} test images to {root}")
 
 
+@data_app.command("fetch")
+def data_fetch(
+    name: str = typer.Argument(..., help="MedMNIST 2D set, e.g. pneumoniamnist, breastmnist, dermamnist."),
+    size: int = typer.Option(28, help="Published image side: 28, 64, 128 or 224."),
+    root: Optional[Path] = typer.Option(None, help="Folder for the .npz \\[default: $MEDAUG_MEDMNIST or ~/.medmnist]."),
+):
+    """Get a MedMNIST set by name with the official `medmnist` package (a file already in --root is used as is)."""
+    from .medmnist_hub import fetch, info
+
+    path, downloaded, counts = fetch(name, size, root)
+    entry = info(name)
+    labels = ", ".join(entry["label"][str(i)] for i in range(len(entry["label"])))
+    out.print(f"{'downloaded' if downloaded else 'found'} {path} ({entry['license']}): "
+              + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; classes: {labels}")
+    out.print(f"train with: medaug train --data {path} --size {size} ...")
+
+
 
 
 def reader_options(body_part: str, crop: str) -> dict:

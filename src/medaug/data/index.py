@@ -110,8 +110,13 @@ def detect_format(root: Path) -> str:
 
 
 def read_index(root: str | Path, fmt: str = "auto", **options) -> DataIndex:
-    """Read a dataset folder (or file) into a :class:`DataIndex`; ``fmt='auto'`` detects the layout."""
-    root = Path(root).expanduser()
+    """Read a dataset folder (or file) into a :class:`DataIndex`; ``fmt='auto'`` detects the layout.
+
+    ``root`` may be ``medmnist:FLAG[_SIZE]`` (see :mod:`medaug.data.medmnist_hub`; 28 px unless named).
+    """
+    from .medmnist_hub import resolve
+
+    root = resolve(root).expanduser()
     if not root.exists():
         raise MedaugError(f"{root}: no such file or folder; check the --data path")
     if not root.is_dir() and not root.is_file():

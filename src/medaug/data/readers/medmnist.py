@@ -3,8 +3,9 @@
 ``{train,val,test}_labels`` ([N, 1] or [N] class indices).
 
 ``root`` is the .npz file or a folder holding exactly one. Class names come from ``classes.txt``
-beside it (one name per line, in label order) or from a sidecar ``<name>.json`` holding MedMNIST's
-INFO entry (``{"label": {"0": "normal", ...}}``); otherwise they are "0", "1", .... The images stay
+beside it (one name per line, in label order), from a sidecar ``<name>.json`` holding MedMNIST's
+INFO entry (``{"label": {"0": "normal", ...}}``), or from the ``medmnist`` package's INFO for the
+file's name when the package is installed; otherwise they are "0", "1", .... The images stay
 in the archive: each index path is ``<file.npz>::<array>::<index>`` (see :func:`medaug.data.io.npz_item`).
 Multi-label sets (ChestMNIST: labels [N, 14]) and 3D sets are not supported. Splits: train, val
 (valid) and test as published; there are no patient ids, so each image is its own group.
@@ -70,7 +71,9 @@ def _class_names(npz: Path, n: int) -> list[str]:
                 raise MedaugError(f"{sidecar}: expected MedMNIST INFO JSON with \"label\": {{\"0\": name, ...}} for labels "
                                   f"0..{n - 1} ({exc.__class__.__name__}: {exc}); fix it or remove it") from None
             return names
-    return [str(i) for i in range(n)]
+    from ..medmnist_hub import class_names
+
+    return class_names(flag, n) or [str(i) for i in range(n)]  # the official package's INFO, when installed
 
 
 @register_reader("medmnist", detect=looks_like_medmnist)
