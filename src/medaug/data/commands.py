@@ -1,4 +1,4 @@
-"""``medaug data ...``: synthesise, check and prepare datasets (commands parse options and call the library)."""
+"""``medaug data ...``: synthesise, fetch, check and prepare datasets (commands parse options and call the library)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesise, check, prepare.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesise, fetch (MedMNIST by name), check, prepare.")
 out = Console() if sys.stdout.isatty() else Console(width=140)
 
 
