@@ -82,6 +82,12 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def field_defaults(cls) -> dict:
+        """Every field's default value (without validating a config)."""
+        return {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(cls)}
+
 
 def from_dict(cls, values: dict[str, Any], where: str):
     """Build dataclass ``cls`` from ``values``, naming unknown keys and wrong types."""

@@ -35,7 +35,7 @@ from .data.index import read_index
 from .device import autocast, barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
 from .errors import MedaugError
 from .io_utils import output_folder, remove_output, save_npz, save_torch, write_json, write_text
-from .methods import Method, create_method
+from .methods import Method, create_method, resolved_options
 from .metrics import classification_metrics, mask_metrics
 from .models.classifiers import HEAD_LAYERS, create_classifier
 from .progress import NullProgress, make_progress
@@ -315,8 +315,15 @@ PATH_FIELDS = ("data", "baseline", "pretrained")
 
 
 def run_identity(cfg: TrainConfig | dict, fingerprint: str | None) -> dict:
-    """What makes a run folder this configuration's: its TrainConfig (paths resolved) and the data fingerprint."""
-    values = tomllib.loads(dump_toml(cfg if isinstance(cfg, dict) else cfg.to_dict()))  # TOML round trip: like with like
+    """What makes a run folder this configuration's: its TrainConfig (paths resolved) and the data fingerprint.
+
+    A field missing from a saved config (written before the field existed) counts as its default, which
+    keeps the older behaviour; method options count with the method's defaults filled in, so spelling a
+    default out (``-o variant=apga``) is the same configuration as leaving it out.
+    """
+    values = {**TrainConfig.field_defaults(), **(cfg if isinstance(cfg, dict) else cfg.to_dict())}
+    values["method_options"] = resolved_options(values["method"], values.get("method_options") or {})
+    values = tomllib.loads(dump_toml(values))  # TOML round trip: like with like
     for key in NOT_IDENTITY:
         values.pop(key, None)
     for key in PATH_FIELDS:

@@ -94,6 +94,11 @@ def create_method(name: str, options: dict | None = None) -> Method:
     return METHODS.create(name, **(options or {}))
 
 
+def resolved_options(name: str, options: dict) -> dict:
+    """Every option of method ``name`` as it would run with ``options`` (defaults and presets filled in)."""
+    return dataclasses.asdict(create_method(name, options).opts)
+
+
 def concat_step(ctx: "Context", x: torch.Tensor, y: torch.Tensor, x_aug: torch.Tensor,
                 targets_aug: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One classifier update on originals and augmented copies together (the 1:1 mix).
