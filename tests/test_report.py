@@ -200,3 +200,20 @@ def test_cli_report_formats(study, tmp_path):
     bad = subprocess.run([*cmd[:5], "--format", "docx", "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "--format 'docx'" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "x").exists()  # options are checked before anything is written
+
+
+def test_report_pairs_against_another_baseline(study, tmp_path):
+    out = write_report(study, tmp_path / "vs-cutout", metrics=["auroc"], baseline="cutout", html=True)
+    md = (out / "report.md").read_text()
+    assert "## auroc: paired tests against cutout" in md and "beat `cutout`" in md
+    summary = pd.read_csv(out / "summary.csv")
+    tested = summary[summary["diff"].notna()]
+    assert set(tested["method"]) == {"none"}  # none is now the method paired against cutout
+    df = collect(study)
+    a = df[df["method"] == "none"].set_index("seed")["auroc"]
+    b = df[df["method"] == "cutout"].set_index("seed")["auroc"]
+    assert tested["diff"].iloc[0] == pytest.approx((a - b).mean())
+    assert "Paired tests against cutout" in (out / "report.html").read_text()
+    with pytest.raises(MedaugError, match="--baseline 'mixup': no runs of that method"):
+        write_report(study, tmp_path / "x", baseline="mixup")
+    assert not (tmp_path / "x").exists()

@@ -133,12 +133,13 @@ def report(
     test: str = typer.Option("both", help="Bold needs: both (paired t-test and Wilcoxon) | t | wilcoxon; Holm-adjusted."),
     bootstrap: int = typer.Option(0, help="Bootstrap resamples for 95% CIs of each cell's mean (0 = no CIs; e.g. 2000)."),
     metric: list[str] = typer.Option([], "--metric", "-m", help="Metric(s) of the main table (repeatable) \\[default: all main metrics]."),
+    baseline: str = typer.Option("none", help="Method the others are paired against (bold, *, p-values), e.g. the best classical augmentation."),
     track: Optional[str] = typer.Option(None, help="Also log the report as an artifact: mlflow | tensorboard."),
 ):
     """Rebuild tables, paired tests and figures from the run folders' files alone."""
     from .report import write_report
 
-    folder = write_report(runs_dir, out_dir, level, fmt=fmt, bootstrap=bootstrap, test=test, html=html, metrics=metric or None)
+    folder = write_report(runs_dir, out_dir, level, fmt=fmt, bootstrap=bootstrap, test=test, html=html, metrics=metric or None, baseline=baseline)
     print_summary(runs_dir)
     if fmt:
         out.print(f"main table: {folder / {'md': 'main_table.md', 'csv': 'main_table.csv', 'latex': 'main_table.tex'}[fmt]}")

@@ -227,7 +227,7 @@ def main_table_html(summary: pd.DataFrame, metric: str, digits: int = 3) -> str:
                 tds.append('<td class="missing">–</td>')
                 continue
             text = esc(cell_text(r, digits))
-            p = "" if m == "none" or not _num(r.get("t_p_holm")) and not _num(r.get("wilcoxon_p_holm")) else \
+            p = "" if not _num(r.get("t_p_holm")) and not _num(r.get("wilcoxon_p_holm")) else \
                 f' title="diff {r.get("diff", math.nan):+.4f}; Holm t p {_fmt_p(r.get("t_p_holm"))}; Holm Wilcoxon p {_fmt_p(r.get("wilcoxon_p_holm"))}"'
             if r.get("bold"):
                 tds.append(f'<td class="bold" data-method="{esc(m)}"{p}><strong>{text}</strong></td>')
@@ -243,10 +243,10 @@ def main_table_html(summary: pd.DataFrame, metric: str, digits: int = 3) -> str:
 
 def tests_html(summary: pd.DataFrame, metrics: list[str]) -> str:
     if "diff" not in summary:
-        return '<p class="muted">No paired tests: no `none` baseline in the runs.</p>'
+        return '<p class="muted">No paired tests: no runs of the baseline method.</p>'
     rows = summary[summary["diff"].notna() & summary["metric"].isin(metrics)]
     if rows.empty:
-        return '<p class="muted">No paired tests: no method shares seeds with `none`.</p>'
+        return '<p class="muted">No paired tests: no method shares seeds with the baseline.</p>'
     body = "".join(
         f'<tr><td class="key">{esc(r["metric"])}</td><td class="key">{esc(r["dataset"])}</td><td class="key">{esc(r["shot"])}</td>'
         f'<td class="key">{esc(r["method"])}</td><td>{r["diff"]:+.4f}</td><td>{_fmt_p(r["t_p"])}</td><td>{_fmt_p(r["wilcoxon_p"])}</td>'
@@ -400,15 +400,15 @@ def provenance_html(df: pd.DataFrame, meta: dict[str, dict]) -> tuple[str, list[
     return study + runs_table, warnings
 
 
-def checks(df: pd.DataFrame, summary: pd.DataFrame, level: float, test: str) -> list[str]:
+def checks(df: pd.DataFrame, summary: pd.DataFrame, level: float, test: str, baseline: str = "none") -> list[str]:
     """Things a reader should know before trusting a cell."""
     out = []
-    if "none" not in set(df["method"]):
-        out.append("no `none` runs: nothing is tested and nothing is bold")
+    if baseline not in set(df["method"]):
+        out.append(f"no `{baseline}` runs: nothing is tested and nothing is bold")
     if not summary.empty:
         for (d, s), g in summary.groupby(["dataset", "shot"]):
-            if "none" not in set(g["method"]):
-                out.append(f"{d}, shot {s}: no `none` runs in this row; its cells are not tested")
+            if baseline not in set(g["method"]):
+                out.append(f"{d}, shot {s}: no `{baseline}` runs in this row; its cells are not tested")
         n = summary.groupby(["dataset", "shot", "method"])["n"].max()
         if n.min() < 2:
             out.append("some cells have a single seed: std is 0 and no test is possible; run more seeds")
@@ -428,15 +428,15 @@ def checks(df: pd.DataFrame, summary: pd.DataFrame, level: float, test: str) -> 
 
 def write_html(runs_dir: str | Path, path: str | Path, *, df: pd.DataFrame | None = None, summary: pd.DataFrame | None = None,
                metrics: list[str] | None = None, level: float = 0.05, test: str = "both", ci_level: float | None = None,
-               bootstrap: int = 0) -> Path:
-    """Write the self-contained HTML report of the runs below ``runs_dir`` to ``path``."""
+               bootstrap: int = 0, baseline: str = "none") -> Path:
+    """Write the self-contained HTML report of the runs below ``runs_dir`` to ``path`` (tests against ``baseline``)."""
     root = Path(runs_dir)
     path = Path(path)
     if df is None:
         df = collect(root)
     metrics = report_metrics(df, metrics)
     if summary is None:
-        summary = summarise(df, metrics, bootstrap=bootstrap, ci_level=ci_level or 0.95)
+        summary = summarise(df, metrics, baseline=baseline, bootstrap=bootstrap, ci_level=ci_level or 0.95)
         ci_level = ci_level or (0.95 if bootstrap else None)
     if "bold" not in summary:
         summary = mark_significance(summary, level, test)
@@ -450,10 +450,10 @@ def write_html(runs_dir: str | Path, path: str | Path, *, df: pd.DataFrame | Non
              '<a href="#curves">learning curves</a><a href="#masks">masks</a><a href="#runs">runs</a>'
              '<a href="#provenance">provenance</a><a href="#checks">checks</a></nav>']
     parts += ['<section id="main"><h2>Main table (test split)</h2>',
-              f'<p class="legend">{esc(table_legend(level, test, ci_level=ci_level))}</p>']
+              f'<p class="legend">{esc(table_legend(level, test, baseline, ci_level=ci_level))}</p>']
     parts += ['<div class="tables">'] + [f"<div>{main_table_html(summary, m)}</div>" for m in metrics] + ["</div>"]
     parts.append("</section>")
-    parts += ['<section id="tests"><h2>Paired tests against none</h2>', tests_html(summary, metrics), "</section>"]
+    parts += [f'<section id="tests"><h2>Paired tests against {esc(baseline)}</h2>', tests_html(summary, metrics), "</section>"]
 
     size = []
     for dataset, g in df.groupby("dataset"):
@@ -486,7 +486,7 @@ def write_html(runs_dir: str | Path, path: str | Path, *, df: pd.DataFrame | Non
 
     prov, prov_warnings = provenance_html(df, meta)
     parts += ['<section id="provenance"><h2>Provenance</h2>', prov, "</section>"]
-    notes = checks(df, summary, level, test) + prov_warnings
+    notes = checks(df, summary, level, test, baseline) + prov_warnings
     parts += ['<section id="checks"><h2>Checks</h2>',
               "".join(f'<div class="warn">{esc(n)}</div>' for n in notes) or '<div class="ok">No warnings.</div>', "</section>"]
 

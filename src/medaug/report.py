@@ -283,8 +283,11 @@ def report_metrics(df: pd.DataFrame, wanted: list[str] | None = None) -> list[st
 
 def write_report(runs_dir: str | Path, out: str | Path | None = None, level: float = 0.05, *, fmt: str | None = None,
                  bootstrap: int = 0, ci_level: float = 0.95, test: str = "both", html: bool = False,
-                 metrics: list[str] | None = None) -> Path:
+                 metrics: list[str] | None = None, baseline: str = "none") -> Path:
     """Write report.md, results.csv, summary.csv, main_table.* and figures for the runs below ``runs_dir``.
+
+    ``baseline``: the method every other method is paired against (bold, *, p-values), e.g. the best
+    classical augmentation instead of ``none``.
 
     ``fmt`` (md | csv | latex) also writes the main table alone as main_table.md/.csv/.tex;
     ``bootstrap`` > 0 adds bootstrap CIs with that many resamples; ``html`` writes report.html.
@@ -302,8 +305,11 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
     if bootstrap < 0:
         raise MedaugError(f"--bootstrap {bootstrap}: give 0 (no CIs) or a number of resamples, e.g. 2000")
     df = collect(root)
+    if baseline not in set(df["method"]):
+        raise MedaugError(f"--baseline {baseline!r}: no runs of that method below {root}; "
+                          f"choose one of {', '.join(method_order(df['method']))}")
     metrics = report_metrics(df, metrics)
-    summary = mark_significance(summarise(df, metrics, bootstrap=bootstrap, ci_level=ci_level), level, test)
+    summary = mark_significance(summarise(df, metrics, baseline=baseline, bootstrap=bootstrap, ci_level=ci_level), level, test)
     output_folder(out, "report", flag="--out")
     write_text(out / "results.csv", df.to_csv(index=False))
     write_text(out / "summary.csv", summary.to_csv(index=False))
@@ -313,13 +319,13 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
 
     lines = [f"# medaug report: {root}", "",
              f"{len(df)} runs; methods: {', '.join(method_order(df['method']))}; seeds per cell as n.",
-             table_legend(level, test, ci_level=ci_level if bootstrap else None), "", "## Main table (test split)", "",
+             table_legend(level, test, baseline, ci_level=ci_level if bootstrap else None), "", "## Main table (test split)", "",
              main_markdown(summary, metrics)]
     for metric in metrics:
         tests = summary[(summary["metric"] == metric) & summary["diff"].notna()] if "diff" in summary else pd.DataFrame()
         if not tests.empty:
-            lines += [f"## {metric}: paired tests against none", "",
-                      "| dataset | shot | method | diff vs none | t-test p | Wilcoxon p | Holm t p | Holm Wilcoxon p | n |",
+            lines += [f"## {metric}: paired tests against {baseline}", "",
+                      f"| dataset | shot | method | diff vs {baseline} | t-test p | Wilcoxon p | Holm t p | Holm Wilcoxon p | n |",
                       "|---|---|---|---|---|---|---|---|---|"]
             for _, r in tests.iterrows():
                 lines.append(f"| {r['dataset']} | {r['shot']} | {r['method']} | {r['diff']:+.3f} | {_p(r['t_p'])} | "
@@ -348,7 +354,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
         from .html_report import write_html
 
         write_html(root, out / "report.html", df=df, summary=summary, metrics=metrics, level=level, test=test,
-                   ci_level=ci_level if bootstrap else None)
+                   ci_level=ci_level if bootstrap else None, baseline=baseline)
     return out
 
 
