@@ -67,3 +67,31 @@ def test_every_example_config_is_valid():
     for path in examples:
         plan = load_plan(path)  # unknown keys, methods or options raise here
         assert plan.experiment.methods[0] == "none", path
+
+
+def test_plan_check_fails_in_seconds_before_any_run_trains(tiny_data, tmp_path):
+    """A combination whose networks cannot run (a policy too narrow to build its decoder; a GradCAM
+    layer the model lacks) fails when the plan starts, naming the method, before `none` trains."""
+    import time
+
+    import pytest
+
+    from medaug.errors import MedaugError
+
+    for options, match in (({"apga": {"policy_width": 1}}, "plan check: method 'apga'"),
+                           ({"gradcam": {"layer": "nope"}}, "layer 'nope'")):
+        method = next(iter(options))
+        exp = ExperimentConfig(name=method, out=str(tmp_path), data=[str(tiny_data)], methods=[method], seeds=[0])
+        plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False), options)
+        start = time.time()
+        with pytest.raises(MedaugError, match=match):
+            run_plan(plan)
+        assert time.time() - start < 30
+        assert not plan.root.exists()  # nothing trained, nothing written
+
+
+def test_plan_check_builds_the_default_policy_on_28px_images(tiny_data, tmp_path):
+    from medaug.experiments import check_plan, plan_runs
+
+    exp = ExperimentConfig(name="p28", out=str(tmp_path), data=[str(tiny_data)], methods=["apga", "end2end"], seeds=[0])
+    check_plan(plan_runs(make_plan(exp, TrainConfig(size=28, epochs=1, progress=False))))  # raises if any fails

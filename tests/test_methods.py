@@ -19,8 +19,9 @@ def make_ctx(model: str = "tiny", size: int = 32, **cfg) -> Context:
     torch.manual_seed(0)
     net = create_classifier(model, 1, 2)
     c = TrainConfig(data="x", size=size, model=model, **cfg)
+    images = torch.randint(0, 256, (8, size, size), dtype=torch.uint8).numpy()  # for setups that read training images
     return Context(net, torch.optim.Adam(net.parameters(), 1e-3), torch.device("cpu"), c, 2,
-                   torch.amp.GradScaler("cpu", enabled=False))
+                   torch.amp.GradScaler("cpu", enabled=False), extras={"train_images": images})
 
 
 def test_registry_lists_the_methods():
@@ -146,10 +147,61 @@ def test_gradcam_batches_and_leaves_model_gradients_alone():
     assert torch.allclose(cam, single, atol=1e-5)
 
 
-def test_policy_size_must_fit_the_network():
-    ctx = make_ctx(size=48)
+@pytest.mark.parametrize("preset", ["learn", "paper"])
+@pytest.mark.parametrize("policy_size", [0, 28])
+def test_policy_runs_on_28px_images(preset, policy_size):
+    """28 px (MedMNIST) is no multiple of TernausNet's 32: the policy runs at 32 px, masks come back at 28."""
+    ctx = make_ctx(size=28)
+    m = APGA(preset=preset, policy_width=4, policy_size=policy_size)
+    m.setup(ctx)
+    assert m.policy.side(28) == 32
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 2, (4,))
+    logs = m.train_step(ctx, x, y)
+    assert all(torch.isfinite(v) for v in logs.values())
+    assert m.masks(ctx, x).shape == (4, 1, 28, 28) and m.saliency(ctx, x).shape == (4, 1, 28, 28)
+    e2e = create_method("end2end", {"policy_width": 4})
+    e2e.setup(ctx)
+    assert e2e.masks(ctx, x).shape == (4, 1, 28, 28)
     with pytest.raises(MedaugError, match="policy_size"):
-        APGA(policy_width=4).setup(ctx)
+        APGA(policy_size=-1, policy_width=4).setup(ctx)
+
+
+def test_blank_image_guard_uses_the_image_unmasked():
+    from medaug.methods.apga import guard_blank
+
+    keep = torch.zeros(3, 1, 8, 8)
+    keep[1, :, :2, :2] = 1  # keeps 4/64 = 6%
+    keep[2, :, :4] = 1  # keeps half
+    guarded, kept = guard_blank(keep, 0.1)
+    assert torch.allclose(kept, torch.tensor([0.0, 4 / 64, 0.5]))
+    assert bool((guarded[0] == 1).all() and (guarded[1] == 1).all()) and torch.equal(guarded[2], keep[2])
+    assert torch.equal(guard_blank(keep, 0.0)[0], keep)  # off: the paper's behaviour
+    assert APGA(preset="paper").opts.min_keep == 0 and APGA(preset="code").opts.min_keep == 0
+    assert APGA(preset="learn").opts.min_keep > 0  # on in the preset that learns
+
+
+@pytest.mark.parametrize("step", ["fused", "sequential"])
+def test_blank_image_guard_in_the_training_step(step):
+    """A policy with P ~ 0 (nothing kept): with min_keep the classifier trains on [x ; x], not [x ; 0]."""
+    import copy
+
+    from medaug.methods.base import concat_step
+
+    ctx = make_ctx()
+    ctx.optimizer = torch.optim.SGD(ctx.model.parameters(), 0.1)  # SGD: Adam would amplify float round-off
+    x, y = torch.rand(6, 1, 32, 32), torch.randint(0, 2, (6,))
+    m = APGA(preset="paper", policy_width=4, init_useful=1e-4, min_keep=0.05, step=step)
+    m.setup(ctx)
+    ref = copy.deepcopy(ctx.model)
+    ref_ctx = Context(ref, torch.optim.SGD(ref.parameters(), 0.1), ctx.device, ctx.cfg, 2, ctx.scaler)
+    torch.manual_seed(5)  # the same dropout masks in both updates
+    logs = m.train_step(ctx, x, y)
+    assert float(logs["kept_fraction"]) == 0 and float(logs["guarded"]) == 1
+    if step == "fused":  # its classifier update is exactly the 1:1 update on [x ; x]
+        torch.manual_seed(5)
+        concat_step(ref_ctx, x, y, x)
+        for got, want in zip(ctx.model.state_dict().values(), ref.state_dict().values()):
+            torch.testing.assert_close(got, want)
 
 
 def test_gradcam_method_unknown_layer():
@@ -185,7 +237,7 @@ def test_fused_apga_step_equals_pass_by_pass_reference_float64():
         net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 2))
         cfg = TrainConfig(data="x", size=32)
         ctx = Context(net, torch.optim.Adam(net.parameters(), 1e-2), torch.device("cpu"), cfg, 2, torch.amp.GradScaler("cpu", enabled=False))
-        fused = APGA(policy_width=4, step="fused", reward="sample")
+        fused = APGA(preset="paper", policy_width=4, step="fused", reward="sample")
         fused.setup(ctx)
         ref_net, ref_policy = copy.deepcopy(net), copy.deepcopy(fused.policy)
         x, y = torch.rand(6, 1, 32, 32), torch.randint(0, 2, (6,))
@@ -234,7 +286,7 @@ def test_fused_apga_with_batchnorm_rewards_nothing_erased_with_zero_and_trains_o
                       torch.amp.GradScaler("cpu", enabled=False))
         x, y = torch.rand(6, 1, 32, 32), torch.randint(0, 2, (6,))
         for init_useful, erased in ((1e-4, False), (0.5, True)):  # P ~ 0: nothing useful, nothing erased
-            apga = APGA(policy_width=4, step="fused", init_useful=init_useful)
+            apga = APGA(preset="paper", policy_width=4, step="fused", init_useful=init_useful)
             apga.setup(ctx)
             with torch.no_grad():
                 aid = (apga.policy(x) > 0.5).double()
@@ -264,7 +316,7 @@ def test_apga_run_learns_where_the_finding_is(tmp_path):
     data = generate(tmp_path / "d", n_train=240, n_test=120, size=64, seed=1, progress=False)
     base = TrainConfig(data=str(data), size=64, epochs=8, batch_size=32, progress=False, cache=str(tmp_path / "c"))
     fit(base, tmp_path / "none")
-    opts = dict(policy_width=8, policy_size=32, step="fused", action="bernoulli", reward="sample", action_grid=8,
+    opts = dict(preset="paper", policy_width=8, policy_size=32, step="fused", action="bernoulli", reward="sample", action_grid=8,
                 init_useful=0.1, policy_lr=1e-3, lambda_zeros=0.01)
     cfg = TrainConfig(**{**base.to_dict(), "method": "apga", "method_options": opts, "epochs": 10,
                          "baseline": str(tmp_path / "none"), "finetune_lr": 5e-4})

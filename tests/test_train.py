@@ -137,3 +137,26 @@ def test_channels_last_trains_the_same_model(tiny_cfg, tmp_path):
     assert b == fit(tiny_cfg(epochs=2, channels_last=True), tmp_path / "nhwc")  # finished: read back, same
     again = fit(tiny_cfg(epochs=2, channels_last=True), tmp_path / "nhwc2")
     assert again["test"] == b["test"]  # deterministic on CPU
+
+
+def test_collapsed_policy_is_flagged_in_console_metrics_and_report(tiny_cfg, tmp_path, capsys):
+    """A policy forced to P ~ 0 (nothing kept) for 3 epochs: one console line, metrics.json's
+    'collapse', and the report marks the cell; a method without learned masks is never flagged."""
+    from medaug.report import write_report
+
+    root = tmp_path / "runs" / "synth"
+    base = fit(tiny_cfg(epochs=3), root / "none" / "shot-all" / "seed-0")
+    assert "collapse" not in base
+    opts = {"preset": "paper", "policy_width": 4, "init_useful": 1e-4}
+    result = fit(tiny_cfg(method="apga", method_options=opts, epochs=3, baseline=str(root / "none" / "shot-all" / "seed-0")),
+                 root / "apga" / "shot-all" / "seed-0")
+    assert result["collapse"]["epoch"] == 3 and result["collapse"]["kind"] == "empty"
+    assert result["collapse"]["kept_fraction"] < 0.01
+    lines = [line for line in capsys.readouterr().err.splitlines() if "mask collapse" in line]
+    assert len(lines) == 1 and "epoch 3" in lines[0]
+    import pandas as pd
+
+    out = write_report(tmp_path / "runs")
+    assert "COLLAPSED 1/1" in (out / "report.md").read_text()
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary[summary.method == "apga"]["collapsed"]) == {1} and set(summary[summary.method == "none"]["collapsed"]) == {0}

@@ -59,11 +59,12 @@ def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmu
     seed_everything(0)
     model = place(create_classifier(cfg.model, cfg.in_channels, 2), device, channels_last)
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
-    ctx = Context(model, opt, device, dataclasses.replace(cfg, channels_last=channels_last), 2, torch.amp.GradScaler(device.type, enabled=False), extras={})
-    method = create_method(name, options)
-    method.setup(ctx)
     x = torch.rand(batch, 1, cfg.size, cfg.size, device=device)
     y = torch.randint(0, 2, (batch,), device=device)
+    extras = {"train_images": (x[:, 0] * 255).to(torch.uint8).cpu().numpy()}  # for setups that read training images
+    ctx = Context(model, opt, device, dataclasses.replace(cfg, channels_last=channels_last), 2, torch.amp.GradScaler(device.type, enabled=False), extras=extras)
+    method = create_method(name, options)
+    method.setup(ctx)
     model.train()
 
     def step() -> None:

@@ -299,8 +299,8 @@ def bench(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     model: str = typer.Option("tiny", help="Classifier (densenet169 for the GPU targets)."),
     policy: str = typer.Option("ternaus", help="APGA policy network."),
-    policy_width: int = typer.Option(16, help="Policy width (64 = the original TernausNet)."),
-    policy_size: int = typer.Option(0, help="Policy input side (0 = image side)."),
+    policy_width: Optional[int] = typer.Option(None, help="Policy width (64 = the original TernausNet) \\[default: the method's preset]."),
+    policy_size: Optional[int] = typer.Option(None, help="Policy input side (0 = image side) \\[default: the method's preset]."),
     size: int = typer.Option(64, help="Image side."),
     batch: int = typer.Option(32, help="Batch size (source images)."),
     precision: str = typer.Option("fp32", help="fp32 | bf16 | fp16"),
@@ -323,7 +323,7 @@ def bench(
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     cfg = TrainConfig(data="-", model=model, size=size, device=device, precision=precision, progress=False)
-    policy_opts = dict(policy=policy, policy_width=policy_width, policy_size=policy_size)
+    policy_opts = {k: v for k, v in dict(policy=policy, policy_width=policy_width, policy_size=policy_size).items() if v is not None}
     options = {"apga": dict(policy_opts), "end2end": dict(policy_opts)}
     for key, value in parse_options(option).items():
         if "." not in key:

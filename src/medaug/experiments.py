@@ -175,15 +175,44 @@ def _ray(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[Path,
     return run_ray(plan, runs, on_result)
 
 
+def check_plan(runs: list, skip_finished: bool = True) -> None:
+    """Build every distinct (method, options, model, image size) of the runs, networks included, and take one
+    training step on two random images (``medaug.bench.prepare_method``), so a bad combination (a policy
+    that cannot take the image size, a missing layer) fails in seconds, before the first run trains."""
+    import json
+
+    from .bench import prepare_method
+
+    seen = set()
+    for out, cfg, _ in runs:
+        if skip_finished and (out / "metrics.json").is_file():
+            continue
+        key = (cfg.method, json.dumps(cfg.method_options, sort_keys=True), cfg.model, cfg.size, cfg.in_channels)
+        if key in seen:
+            continue
+        seen.add(key)
+        check = dataclasses.replace(cfg, device="cpu", precision="fp32", batch_size=2)
+        try:
+            prepare_method(cfg.method, check, cfg.method_options, batch=2, warmup=1)
+        except MedaugError:
+            raise
+        except Exception as exc:  # a shape or type error inside a network: name the combination
+            raise MedaugError(f"plan check: method {cfg.method!r} with options {cfg.method_options} does not run on "
+                              f"{cfg.size} px images with model {cfg.model!r} ({type(exc).__name__}: {exc}); "
+                              f"change [methods.{cfg.method}] or [train] size/model") from None
+
+
 def run_plan(plan: Plan, on_result: OnResult = None, overwrite: bool = False) -> list[tuple[Path, dict]]:
     """Run every (dataset, shot, seed, method) of ``plan`` with its executor; returns (run dir, metrics) pairs.
 
-    The experiment folder is claimed first (``overwrite``: what medaug wrote there is removed); a run
-    folder holding another configuration's results is refused before any training.
+    Every method is built first (:func:`check_plan`), then the experiment folder is claimed (``overwrite``:
+    what medaug wrote there is removed); a run folder holding another configuration's results is refused
+    before any training.
     """
     from .io_utils import output_folder, record
 
     runs = plan_runs(plan)
+    check_plan(runs, skip_finished=not overwrite)
     inputs = tuple(d for d in plan.experiment.data if Path(d).is_dir())
     output_folder(plan.root, "experiment", inputs=inputs, overwrite=overwrite,
                   flag=f"[experiment] out/name ({plan.experiment.out}/{plan.experiment.name})")

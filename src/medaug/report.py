@@ -55,7 +55,7 @@ def collect(runs_dir: str | Path) -> pd.DataFrame:
         row = {"dataset": rel[-4], "method": m.get("method", rel[-3]), "shot": rel[-2].removeprefix("shot-"),
                "seed": int(m.get("seed", rel[-1].removeprefix("seed-"))), "run_dir": str(path.parent),
                "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"),
-               "n_train": m.get("n_train", math.nan)}
+               "n_train": m.get("n_train", math.nan), "collapsed": int("collapse" in m)}
         row.update({k: v for k, v in m.get("test", {}).items() if isinstance(v, (int, float)) and k not in row})
         row.update({k: v for k, v in m.get("mask", {}).items() if isinstance(v, (int, float)) and k not in row})
         rows.append(row)
@@ -88,7 +88,8 @@ def summarise(df: pd.DataFrame, metrics: list[str], baseline: str = "none", boot
                     continue
                 values = runs[metric].dropna().to_numpy(float)
                 mean, std, n = mean_std(values)
-                row = dict(dataset=dataset, shot=shot, method=method, metric=metric, mean=mean, std=std, n=n)
+                row = dict(dataset=dataset, shot=shot, method=method, metric=metric, mean=mean, std=std, n=n,
+                           collapsed=int(runs["collapsed"].sum()) if "collapsed" in runs else 0)
                 if bootstrap:
                     row["ci_lo"], row["ci_hi"] = bootstrap_ci(values, ci_level, bootstrap, seed)
                 seeds = sorted(set(runs[metric].dropna().index) & set(base[metric].dropna().index)) if metric in base else []
@@ -171,6 +172,8 @@ def cell_text(r: dict, digits: int = 3, pm: str = "±") -> str:
     text = f"{r['mean']:.{digits}f} {pm} {r['std']:.{digits}f} (n={int(r['n'])})"
     if _num(r.get("ci_lo")):
         text += f" [{r['ci_lo']:.{digits}f}, {r['ci_hi']:.{digits}f}]"
+    if r.get("collapsed"):
+        text += f" COLLAPSED {int(r['collapsed'])}/{int(r['n'])}"
     return text
 
 
@@ -180,7 +183,8 @@ def table_legend(level: float, test: str = "both", baseline: str = "none", ci_le
     text = (f"Mean ± sample std over seeds; n = seeds in the cell. Bold: the best method of the row among those that "
             f"beat `{baseline}` by {which} across seeds (two-sided, Holm-adjusted across the metric's table, "
             f"p < {level:g}); * = beats `{baseline}` but not the best such. A higher mean without a significant "
-            f"test is not bold.")
+            f"test is not bold. COLLAPSED k/n: in k of the cell's runs the learned masks collapsed (kept < 1% or "
+            f"> 99% of the image for 3 epochs; metrics.json 'collapse').")
     if ci_level:
         text += f" Brackets: {ci_level:.0%} percentile bootstrap CI of the mean over seeds (crude with few seeds)."
     return text
@@ -251,6 +255,7 @@ def main_latex(summary: pd.DataFrame, metrics: list[str], digits: int = 3, capti
                     row.append("--")
                     continue
                 body = f"{r['mean']:.{digits}f} \\pm {r['std']:.{digits}f}"
+                body += f"^{{\\dagger{int(r['collapsed'])}}}" if r.get("collapsed") else ""
                 body = f"$\\mathbf{{{body}}}$" if r.get("bold") else f"${body}$" + ("$^*$" if r.get("better") else "")
                 ci = f" [{r['ci_lo']:.{digits}f}, {r['ci_hi']:.{digits}f}]" if _num(r.get("ci_lo")) else ""
                 row.append(f"{body} ({int(r['n'])}){ci}")
@@ -275,7 +280,7 @@ def report_metrics(df: pd.DataFrame, wanted: list[str] | None = None) -> list[st
     if wanted:
         missing = [m for m in wanted if m not in df]
         if missing:
-            known = [c for c in df.columns if c not in KEYS + ["run_dir", "wall_s", "best_epoch", "n_train", "n"]]
+            known = [c for c in df.columns if c not in KEYS + ["run_dir", "wall_s", "best_epoch", "n_train", "n", "collapsed"]]
             raise MedaugError(f"--metric {', '.join(missing)}: not in the runs' metrics.json; choose from {', '.join(known)}")
         return list(wanted)
     return [m for m in MAIN_METRICS + ["study_auroc", "study_kappa", "ece"] + MASK_METRICS if m in df and df[m].notna().any()]

@@ -38,11 +38,12 @@ from .io_utils import output_folder, remove_output, save_npz, save_torch, write_
 from .methods import Method, create_method, resolved_options
 from .metrics import classification_metrics, mask_metrics
 from .models.classifiers import HEAD_LAYERS, create_classifier
-from .progress import NullProgress, make_progress
+from .progress import NullProgress, console, make_progress
 from . import tracking
 from .reproduce import provenance
 
 N_MASK_SNAPSHOTS = 8  # fixed validation images whose masks are saved every epoch
+COLLAPSE_BOUNDS, COLLAPSE_EPOCHS = (0.01, 0.99), 3  # a learned mask keeping < 1% or > 99% for 3 epochs has collapsed
 
 
 @dataclass
@@ -224,6 +225,26 @@ def _score(metrics: dict, monitor: str) -> float:
         raise MedaugError(f"config: monitor {monitor!r} is not a metric; use one of {', '.join(k for k in metrics if k != 'warnings')}")
     value = metrics[monitor]
     return -metrics["loss"] if value is None or math.isnan(value) else value
+
+
+def watch_collapse(state: dict, logs: dict, epoch: int) -> str | None:
+    """Track the epoch's mean ``kept_fraction`` (the log key methods with learned masks report, see
+    :data:`medaug.methods.base.KEPT_FRACTION`); the first time it has stayed outside ``COLLAPSE_BOUNDS``
+    for ``COLLAPSE_EPOCHS`` epochs, record ``state['collapse']`` and return the one-line note to print."""
+    from .methods.base import KEPT_FRACTION
+
+    kept = logs.get(KEPT_FRACTION)
+    if kept is None:
+        return None
+    low, high = COLLAPSE_BOUNDS
+    state["collapse_run"] = state.get("collapse_run", 0) + 1 if not low <= kept <= high else 0
+    if state["collapse_run"] < COLLAPSE_EPOCHS or "collapse" in state:
+        return None
+    state["collapse"] = {"epoch": epoch, "kept_fraction": kept, "epochs": COLLAPSE_EPOCHS,
+                         "kind": "empty" if kept < low else "full"}
+    return (f"mask collapse at epoch {epoch}: the learned masks keep {kept:.4f} of each training image "
+            f"({'< ' + format(low, 'g') if kept < low else '> ' + format(high, 'g')} for {COLLAPSE_EPOCHS} epochs); "
+            f"its accuracy is that of a collapsed method")
 
 
 def data_cache(cfg: TrainConfig) -> Path:
@@ -421,7 +442,8 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
     ctx = Context(model, optimizer, device, cfg, len(dataset.classes), scaler,
-                  extras={"baseline": cfg.baseline, "classes": dataset.classes}, rank=rank, world=world)
+                  extras={"baseline": cfg.baseline, "classes": dataset.classes, "train_images": dataset.train.images},
+                  rank=rank, world=world)
     ctx.model = ctx.wrap(model)
     method.setup(ctx)
 
@@ -471,6 +493,9 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
                     f"{out}: {', '.join(bad)} became NaN/inf in epoch {epoch + 1}; lower --lr, use --precision fp32, "
                     "or check the data for constant images"
                 )
+            note = watch_collapse(state, logs, epoch + 1)
+            if note and lead:
+                console.print(f"{out}: {note}", highlight=False, soft_wrap=True)
             val, _ = evaluate(method, ctx, dataset.valid, studies=False)
             score = _score(val, cfg.monitor)
             if score > state["best_score"]:
@@ -527,6 +552,8 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     if test_masks is not None and dataset.test.rois is not None:
         soft = predict_masks(method, ctx, dataset.test.images, soft=True)
         result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool), soft)
+    if "collapse" in state:
+        result["collapse"] = state["collapse"]
     result["world_size"] = world
     if dataset.info.get("warnings"):
         result["data_warnings"] = list(dataset.info["warnings"])

@@ -48,25 +48,39 @@ import dataclasses
 import math
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..device import autocast
+from ..errors import MedaugError
 from ..models.batch_stats import eval_mode, normalise_with, record_batch_stats
 from ..models.policies import PixelPolicy, create_policy
-from .base import Method, register
+from .base import KEPT_FRACTION, Method, register
+from .gradcam import cam_layer, grad_cam
 
+LEARN_LAMBDA_AREA, LEARN_TARGET_AREA, LEARN_POLICY_LR, LEARN_GRID = 1.0, 0.0, 1e-4, 0
+
+_PAPER = dict(action="threshold", reward="batch", baseline_update="after", loss_weights="paper", adv_eval=False,
+              lambda_zeros=0.1, lambda_area=0.0, target_area=0.0, min_keep=0.0, prior_steps=0,
+              step="sequential", policy_width=16, policy_size=0, policy_lr=1e-4, action_grid=0)
 PRESETS = {
-    "paper": dict(action="threshold", reward="batch", baseline_update="after", loss_weights="paper", adv_eval=False),
-    "code": dict(action="threshold", reward="batch", baseline_update="before", loss_weights="code", adv_eval=True),
+    "learn": dict(action="bernoulli", reward="sample", baseline_update="after", loss_weights="paper", adv_eval=False,
+                  lambda_zeros=0.0, lambda_area=LEARN_LAMBDA_AREA, target_area=LEARN_TARGET_AREA, min_keep=0.05,
+                  prior_steps=100, step="fused", policy_width=8, policy_size=32, policy_lr=LEARN_POLICY_LR,
+                  action_grid=LEARN_GRID),
+    "paper": _PAPER,
+    "code": {**_PAPER, "baseline_update": "before", "loss_weights": "code", "adv_eval": True},
 }
 
 
 def policy_loss(p: torch.Tensor, action: torch.Tensor, advantage: torch.Tensor, lambda_zeros: float,
-                lambda_ones: float = 0.0, weights: str = "paper") -> torch.Tensor:
+                lambda_ones: float = 0.0, weights: str = "paper", lambda_area: float = 0.0,
+                target_area: float = 0.0) -> torch.Tensor:
     """REINFORCE loss of a pixel policy (paper eq. 7, or the authors' code's weighting).
 
     p float [B, 1, h, w] probabilities; action {0,1} same shape; advantage scalar [] or per-image [B].
+    ``lambda_area`` > 0 adds lambda_area * (mean_pixels P_i - target_area)^2 per image (the kept-area term).
     """
     eps = 1e-6
     p = p.clamp(eps, 1 - eps)
@@ -77,7 +91,20 @@ def policy_loss(p: torch.Tensor, action: torch.Tensor, advantage: torch.Tensor, 
     if weights == "code":
         a = adv.abs()
         return (100 * adv * nll + 0.1 * a * zeros + 0.01 * a * ones).mean()
-    return (adv * nll + lambda_zeros * zeros + lambda_ones * ones).mean()
+    loss = adv * nll + lambda_zeros * zeros + lambda_ones * ones
+    if lambda_area:
+        loss = loss + lambda_area * (p.flatten(1).mean(1) - target_area) ** 2
+    return loss.mean()
+
+
+def guard_blank(keep: torch.Tensor, min_keep: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep-masks with every mask keeping less than ``min_keep`` of its image replaced by all ones,
+    kept fraction per image [B] before the guard). keep float {0,1} [B, 1, H, W]."""
+    kept = keep.flatten(1).mean(1)
+    if min_keep <= 0:
+        return keep, kept
+    blank = (kept < min_keep).view(-1, 1, 1, 1)
+    return torch.where(blank, torch.ones_like(keep), keep), kept
 
 
 @register
@@ -87,23 +114,27 @@ class APGA(Method):
 
     @dataclasses.dataclass
     class Options:
-        preset: str = "paper"  #: 'paper' | 'code' (sets action, reward, baseline_update, loss_weights, adv_eval)
-        action: str = ""  #: threshold | bernoulli ('' = from preset)
+        preset: str = "paper"  #: "paper" (Algorithm 1) | "code" (authors' code) | "learn" (keeps learning on real data)
+        action: str = ""  #: threshold | bernoulli ('' or None = from the preset, here and below)
         reward: str = ""  #: batch | sample
         baseline_update: str = ""  #: after | before
         loss_weights: str = ""  #: paper | code
         adv_eval: bool | None = None  #: compute L_adv in eval mode (code) or train mode (paper)
         ema_decay: float = 0.5
-        lambda_zeros: float = 0.1
+        lambda_zeros: float | None = None  #: weight of BCE(P, 0) (paper 0.1)
         lambda_ones: float = 0.0
+        lambda_area: float | None = None  #: weight of the kept-area term (mean P - target_area)^2 (0 = off)
+        target_area: float | None = None  #: the mean P the kept-area term pulls towards (0 = the prior's mean GradCAM)
+        min_keep: float | None = None  #: an aided mask keeping less than this fraction of its image is replaced by all ones
+        prior_steps: int | None = None  #: steps of BCE(P, GradCAM of the baseline) before training (0 = off)
         policy: str = "ternaus"
-        policy_width: int = 16  #: 64 = the original TernausNet
-        policy_size: int = 0  #: policy input side (0 = image side)
-        policy_lr: float = 1e-4
+        policy_width: int | None = None  #: 64 = the original TernausNet
+        policy_size: int | None = None  #: policy input side (0 = image side; rounded up to the network's multiple)
+        policy_lr: float | None = None
         policy_weights: str = ""
         tta: bool = False
-        step: str = "sequential"  #: sequential (Algorithm 1) | fused (one pass; see module docstring)
-        action_grid: int = 0  #: act on a coarse G x G grid of cells (P average-pooled); 0 = per pixel
+        step: str = ""  #: sequential (Algorithm 1) | fused (one pass; see module docstring)
+        action_grid: int | None = None  #: act on a coarse G x G grid of cells (P average-pooled); 0 = per pixel
         init_useful: float = 0.0  #: start P near this value by setting the last layer's bias (0 = leave as is)
 
         def __post_init__(self):
@@ -118,6 +149,8 @@ class APGA(Method):
             for key, values in allowed.items():
                 if getattr(self, key) not in values:
                     raise ValueError(f"{key} must be one of {', '.join(values)}")
+            if not 0 <= self.min_keep < 1:
+                raise ValueError(f"min_keep {self.min_keep} must be in [0, 1)")
 
     def setup(self, ctx) -> None:
         o = self.opts
@@ -125,9 +158,49 @@ class APGA(Method):
         if o.init_useful:
             last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
             torch.nn.init.constant_(last.bias, math.log(o.init_useful / (1 - o.init_useful)))
-        self.policy = ctx.place(PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size))
+        self.policy = ctx.place(PixelPolicy(net, o.policy_size))
+        self.prior = {}
+        if o.prior_steps:
+            self.fit_prior(ctx)
+        # the kept-area term's target: as set, or (0) the mean of the prior's GradCAM maps
+        self.target_area = o.target_area or self.prior.get("cam_area", 0.0)
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
         self.baseline = torch.zeros((), device=ctx.device)  # EMA of the reward, b
+
+    def fit_prior(self, ctx, max_images: int = 2048) -> None:
+        """Initialise the policy on the baseline's GradCAM: ``prior_steps`` Adam steps (lr 1e-3; at most 10
+        passes over the images) of BCE(P, cam) on batches of (at most ``max_images``) training images, cam = the normalised GradCAM
+        of the classifier as set up (the trained ``none`` baseline) at the policy's resolution.
+        Stands in for the paper's Carvana-pretrained TernausNet: the first masks are not random."""
+        images = ctx.extras.get("train_images")
+        if images is None or len(images) == 0:
+            raise MedaugError("method apga: prior_steps needs the training images (Context.extras['train_images']); "
+                              "set the option prior_steps=0")
+        model = ctx.unwrap(ctx.model)
+        layer = cam_layer(model, ctx.cfg.model, "", "apga")
+        gen = torch.Generator().manual_seed(ctx.cfg.seed)
+        pick = torch.randperm(len(images), generator=gen)[:max_images].numpy()
+        images = images[np.sort(pick)]
+        side = ctx.unwrap(self.policy).side(images.shape[-1])
+        cams = []
+        with eval_mode(model):
+            for i in range(0, len(images), ctx.cfg.eval_batch_size):
+                x = ctx.inputs(images[i : i + ctx.cfg.eval_batch_size])
+                cam = grad_cam(model, layer, ctx.normalize(x))
+                cams.append(F.interpolate(cam, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1))
+        cams = torch.cat(cams)
+        opt = torch.optim.Adam(self.policy.parameters(), lr=1e-3)
+        self.policy.train()
+        batch = min(ctx.cfg.batch_size, len(images))
+        for _ in range(min(self.opts.prior_steps, 10 * math.ceil(len(images) / batch))):  # at most 10 passes
+            idx = torch.randint(len(images), (batch,), generator=gen)
+            with autocast(ctx.device, ctx.cfg.precision):
+                p = self.policy(ctx.inputs(images[idx.numpy()]))
+            loss = F.binary_cross_entropy(p.float().clamp(1e-6, 1 - 1e-6), cams[idx.to(cams.device)])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        self.prior = {"bce": float(loss.detach()), "cam_area": float(cams.mean()), "cam_kept": float((cams > 0.5).float().mean())}
 
     def policy_probs(self, ctx, x: torch.Tensor) -> torch.Tensor:
         """P float [B, 1, h, w]: at the policy's resolution, or G x G cells with ``action_grid``."""
@@ -166,7 +239,7 @@ class APGA(Method):
         self.policy.train()
         p = self.policy_probs(ctx, x)
         a = self.act(p)
-        aid = PixelPolicy.upsample((p.detach() > 0.5).to(x.dtype), h, w)
+        aid, kept = guard_blank(PixelPolicy.upsample((p.detach() > 0.5).to(x.dtype), h, w), o.min_keep)
         x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
         with (nullcontext() if o.adv_eval else record_batch_stats(ctx.model)) as stats:
             per_image = F.cross_entropy(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
@@ -178,12 +251,12 @@ class APGA(Method):
         loss_orig, loss_aid = per_image[:b], per_image[b:]
         with torch.no_grad():
             r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())
-        lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights)
+        lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights, o.lambda_area, self.target_area)
         loss = per_image.mean()
         ctx.step(loss + lp, ctx.optimizer, self.policy_opt)  # disjoint parameters: one backward serves both
         return {"loss": loss_orig.mean().detach(), "loss_aided": loss_aid.mean().detach(), "loss_adv": loss_adv.mean(),
                 "reward": r.mean(), "baseline": self.baseline.clone(), "policy_loss": lp.detach(),
-                "useful_fraction": a.mean()}
+                "useful_fraction": a.mean(), KEPT_FRACTION: kept.mean(), "guarded": (kept < o.min_keep).float().mean()}
 
     def sequential_step(self, ctx, x, y):
         """Algorithm 1 as written, pass by pass."""
@@ -203,16 +276,16 @@ class APGA(Method):
         with torch.no_grad():
             r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())  # 3-4. reward, EMA baseline
         # 5-6. policy step
-        lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights)
+        lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights, o.lambda_area, self.target_area)
         ctx.step(lp, self.policy_opt)
         # 7. classifier step on aided images (fresh policy output, after its update)
         with torch.no_grad():
-            keep = PixelPolicy.upsample((self.policy_probs(ctx, x) > 0.5).to(x.dtype), h, w)
+            keep, kept = guard_blank(PixelPolicy.upsample((self.policy_probs(ctx, x) > 0.5).to(x.dtype), h, w), o.min_keep)
         loss_aid = F.cross_entropy(ctx.logits(x * keep), y)
         ctx.step(loss_aid)
         return {"loss": loss_orig.mean().detach(), "loss_aided": loss_aid.detach(), "loss_adv": loss_adv.mean(),
                 "reward": r.mean(), "baseline": self.baseline.clone(), "policy_loss": lp.detach(),
-                "useful_fraction": a.mean()}
+                "useful_fraction": a.mean(), KEPT_FRACTION: kept.mean(), "guarded": (kept < o.min_keep).float().mean()}
 
     def keep_mask(self, ctx, x: torch.Tensor) -> torch.Tensor:
         """Aiding mask (M_p(x) > 0.5) at image resolution, float {0,1} [B, 1, H, W]."""
@@ -223,7 +296,8 @@ class APGA(Method):
     def predict(self, ctx, x):
         if not self.opts.tta:
             return ctx.logits(x)
-        probs = (torch.softmax(ctx.logits(x), 1) + torch.softmax(ctx.logits(x * self.keep_mask(ctx, x)), 1)) / 2
+        keep = guard_blank(self.keep_mask(ctx, x), self.opts.min_keep)[0]
+        probs = (torch.softmax(ctx.logits(x), 1) + torch.softmax(ctx.logits(x * keep), 1)) / 2
         return probs.clamp_min(1e-12).log()
 
     def masks(self, ctx, x):

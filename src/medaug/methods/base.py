@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from ..train import Context
 
 
+#: Log key of the fraction of pixels a learned mask keeps in the images the classifier trains on
+#: (mean over the batch). The training loop watches it for collapse (all-empty or all-full masks).
+KEPT_FRACTION = "kept_fraction"
+
+
 class Method:
     """Base class: plain supervised training, no augmentation."""
 

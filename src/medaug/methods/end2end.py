@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..device import autocast
 from ..models.policies import PixelPolicy, create_policy
-from .base import Method, register
+from .base import KEPT_FRACTION, Method, register
 
 
 @register
@@ -40,7 +40,7 @@ class EndToEnd(Method):
     def setup(self, ctx) -> None:
         o = self.opts
         net = create_policy(o.policy, 1, o.policy_width, o.policy_weights)
-        self.policy = ctx.place(PixelPolicy(net, o.policy_size, image_size=ctx.cfg.size))
+        self.policy = ctx.place(PixelPolicy(net, o.policy_size))
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
 
     def soft_hard_mask(self, ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +61,7 @@ class EndToEnd(Method):
         pc = p.clamp(1e-6, 1 - 1e-6)
         reg = o.lambda_zeros * F.binary_cross_entropy(pc, torch.zeros_like(pc)) + o.lambda_ones * F.binary_cross_entropy(pc, torch.ones_like(pc))
         ctx.step(ce + reg, ctx.optimizer, self.policy_opt)  # one backward into both networks
-        return {"loss": ce.detach(), "mask_reg": reg.detach(), "kept_fraction": (p.detach() > 0.5).float().mean()}
+        return {"loss": ce.detach(), "mask_reg": reg.detach(), KEPT_FRACTION: (p.detach() > 0.5).float().mean()}
 
     def masks(self, ctx, x):
         self.policy.eval()

@@ -49,6 +49,15 @@ def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, ta
     return cam / cam.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
 
+def cam_layer(model: torch.nn.Module, model_name: str, layer: str = "", method: str = "gradcam") -> torch.nn.Module:
+    """The module GradCAM reads in ``model``: ``layer`` by name, or the model's default (``CAM_LAYERS``)."""
+    name = layer or CAM_LAYERS.get(model_name, "")
+    modules = dict(model.named_modules())
+    if name not in modules:
+        raise MedaugError(f"method {method}: layer {name!r} not in model {model_name!r}; set option layer=NAME")
+    return modules[name]
+
+
 @register
 class GradCAMMasks(Method):
     name = "gradcam"
@@ -60,14 +69,10 @@ class GradCAMMasks(Method):
         threshold: float = 0.5  #: keep pixels whose normalised CAM exceeds this
 
     def setup(self, ctx) -> None:
-        name = self.opts.layer or CAM_LAYERS.get(ctx.cfg.model, "")
         self.saliency_model = copy.deepcopy(ctx.unwrap(ctx.model)).eval()  # the trained baseline, frozen
         for p in self.saliency_model.parameters():
             p.requires_grad_(False)
-        modules = dict(self.saliency_model.named_modules())
-        if name not in modules:
-            raise MedaugError(f"method gradcam: layer {name!r} not in model {ctx.cfg.model!r}; set option layer=NAME")
-        self.layer = modules[name]
+        self.layer = cam_layer(self.saliency_model, ctx.cfg.model, self.opts.layer, "gradcam")
 
     def saliency(self, ctx, x: torch.Tensor) -> torch.Tensor:
         """GradCAM maps of the frozen baseline, float [B, 1, H, W] in [0, 1]."""
