@@ -16,7 +16,16 @@ sampled ``a ~ Bernoulli(P)``). Per batch (x, y), starting from a trained ``none`
 7. Aiding mask a_aid = (M_p(x) > 0.5); one step on theta_c with CE(M_c(a_aid * x), y).
 Originals (step 1) and aided images (step 7) are used 1:1.
 
-Options (each changes one equation; ``preset="code"`` sets the authors' code's choices):
+Presets: ``paper`` (the steps above), ``code`` (the authors' code's choices) and ``learn`` (the
+default, built so the policy keeps learning on real images; docs/apga.md derives it): under the
+paper's rule "nothing useful" is absorbing (a = 0 -> x_adv = x -> R = 0 -> advantage -> 0, and
+only lambda_zeros BCE(P, 0) acts, pushing P further down), so ``learn`` starts the policy from the
+baseline's GradCAM (``prior_steps``), samples a ~ Bernoulli(P) with per-image rewards, replaces the
+zeros term by a kept-area term lambda_area (mean P - t)^2 whose fixed point is the prior's area,
+uses an aided image unmasked when its mask keeps < ``min_keep`` of it, and runs the fused step with
+an 8-wide policy at 32 px.
+
+Options (each changes one equation; a preset fills those left unset):
 - ``action``: 'threshold' (paper, code) | 'bernoulli' (a ~ Bernoulli(P): a real stochastic policy,
   so BCE(P, a) is an unbiased log-likelihood gradient; with a threshold the action is a function
   of P and only the advantage's sign steers it).
@@ -38,6 +47,10 @@ Options (each changes one equation; ``preset="code"`` sets the authors' code's c
 - ``action_grid``: act on G x G cells (P average-pooled over each cell) instead of pixels: far
   fewer actions per image, so one scalar reward assigns credit better (not in the paper).
 - ``init_useful``: initial P (last-layer bias); a low value makes the first adversarial masks sparse.
+- ``lambda_area``, ``target_area``: step 5 adds lambda_area * (mean_j P_ij - t)^2 per image (t = the
+  prior's mean GradCAM when ``target_area`` is 0).
+- ``min_keep``: step 7 uses x_i unmasked when its aiding mask keeps less than this fraction.
+- ``prior_steps``: before training, fit P to the baseline's normalised GradCAM maps (BCE).
 - ``policy``, ``policy_width``, ``policy_size`` (0 = image size; e.g. 64/112 with the mask upsampled),
   ``policy_lr`` (Adam, paper 1e-4), ``policy_weights`` (local file; the paper used Carvana weights).
 """
@@ -114,7 +127,7 @@ class APGA(Method):
 
     @dataclasses.dataclass
     class Options:
-        preset: str = "paper"  #: "paper" (Algorithm 1) | "code" (authors' code) | "learn" (keeps learning on real data)
+        preset: str = "learn"  #: "learn" (default: keeps learning on real data) | "paper" (Algorithm 1) | "code" (authors' code)
         action: str = ""  #: threshold | bernoulli ('' or None = from the preset, here and below)
         reward: str = ""  #: batch | sample
         baseline_update: str = ""  #: after | before
