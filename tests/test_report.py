@@ -217,3 +217,13 @@ def test_report_pairs_against_another_baseline(study, tmp_path):
     with pytest.raises(MedaugError, match="--baseline 'mixup': no runs of that method"):
         write_report(study, tmp_path / "x", baseline="mixup")
     assert not (tmp_path / "x").exists()
+
+
+def test_report_without_none_runs_still_writes_untested_tables(study, tmp_path):
+    only_cutout = tmp_path / "runs"
+    import shutil
+
+    for run in collect(study).query("method == 'cutout'")["run_dir"]:
+        shutil.copytree(run, only_cutout / os.path.relpath(run, study))
+    out = write_report(only_cutout, tmp_path / "r", metrics=["auroc"])
+    assert "cutout" in (out / "report.md").read_text() and "paired tests" not in (out / "report.md").read_text()
