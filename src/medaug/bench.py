@@ -27,6 +27,7 @@ import torch
 from . import __version__
 from .config import TrainConfig
 from .device import place, resolve_device, seed_everything
+from .errors import MedaugError
 from .methods import create_method
 from .models.classifiers import create_classifier
 
@@ -124,6 +125,18 @@ def loader_throughput(cache: str | Path, batch: int = 256, seconds: float = 3.0)
 
 def run_bench(methods: list[str], cfg: TrainConfig, options: dict[str, dict], batch: int, warmup: int = 3,
               steps: int = 5, windows: int = 5, channels_last: bool = False, data: str | None = None) -> dict:
+    for flag, value, least in (("--steps", steps, 1), ("--windows", windows, 1), ("--batch", batch, 2), ("--warmup", warmup, 0)):
+        if value < least:
+            raise MedaugError(f"{flag} {value}: must be >= {least}")
+    if not methods:
+        raise MedaugError("--methods: give at least one method, e.g. none,cutout")
+    if data:
+        from .data.cache import is_cache, read_meta
+
+        if not is_cache(data):
+            raise MedaugError(f"--data {data}: not a prepared cache (no meta.json and images.npy); "
+                              f"make one with `medaug data prepare DATASET --out {data}`")
+        read_meta(Path(data))
     results = bench_methods(methods, cfg, options, batch, warmup, steps, windows, channels_last)
     by = {r.method: r.images_per_s for r in results}
     trained = {r.method: r.trained_per_source for r in results}

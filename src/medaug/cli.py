@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .data.commands import data_app
@@ -24,7 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.add_typer(data_app, name="data")
 app.add_typer(gen_app, name="gen")
 app.add_typer(study_app, name="study")
-out = Console() if sys.stdout.isatty() else Console(width=140)  # pipes and logs get full tables
+out = Console(markup=False, emoji=False) if sys.stdout.isatty() else Console(width=140, markup=False, emoji=False)  # user text is never markup  # pipes and logs get full tables
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -180,7 +181,7 @@ def reproduce(
     for key, a, b in r.diffs:
         d = abs(a - b) if isinstance(a, (int, float)) and isinstance(b, (int, float)) else float("nan")
         table.add_row(key, str(a), str(b), f"{d:.3g}")
-    Console(stderr=True, width=140).print(table)
+    Console(stderr=True, width=140, markup=False).print(table)
     raise typer.Exit(code=2)
 
 
@@ -321,6 +322,8 @@ def bench(
     from .config import TrainConfig
     from .io_utils import write_json
 
+    if json_out is not None and json_out.is_dir():
+        raise MedaugError(f"--json {json_out}: is a folder; give a file path, e.g. {json_out / 'bench.json'}")
     names = [m.strip() for m in methods.split(",") if m.strip()]
     cfg = TrainConfig(data="-", model=model, size=size, device=device, precision=precision, progress=False)
     policy_opts = {k: v for k, v in dict(policy=policy, policy_width=policy_width, policy_size=policy_size).items() if v is not None}
@@ -392,16 +395,44 @@ def list_methods():
     out.print(table)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised by our SIGINT handler (Typer would turn a KeyboardInterrupt into a silent exit 130)."""
+
+
+def _on_sigint(signum, frame) -> None:
+    raise Interrupted
+
+
 def main() -> None:
-    """Console entry point: user errors are one line on stderr and exit code 2."""
+    """Console entry point: user errors are one line on stderr and exit code 2; Ctrl-C says how to resume.
+
+    Anything else escaping a command is a bug: one line naming it (MEDAUG_DEBUG=1 shows the traceback).
+    """
+    import signal
+
+    err = Console(stderr=True, emoji=False)
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         app()
     except MedaugError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted; re-run the same command to resume")
+    except (Interrupted, KeyboardInterrupt):
+        err.print("interrupted; re-run the same command to resume")
         sys.exit(130)
+    except Exception as exc:  # the last net: no traceback for a user, a pointer for a developer
+        _internal(err, exc)
+
+
+def _internal(err: Console, exc: BaseException) -> None:
+    import os
+
+    if os.environ.get("MEDAUG_DEBUG"):
+        raise exc
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    err.print(f"[bold red]error:[/] {escape(f'unexpected {exc.__class__.__name__}: {text}')} (a medaug bug or an input it "
+              "does not check yet; MEDAUG_DEBUG=1 shows the traceback)", highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_types(self, "config")
         checks = [
             (self.size >= 16, "size must be >= 16"),
             (self.epochs >= 1, "epochs must be >= 1"),
@@ -78,6 +79,9 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise MedaugError(f"config: {msg}")
+        from .data.cache import parse_ratios
+
+        parse_ratios(self.split_ratios)  # checked here, not only when a dataset without splits needs it
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -87,6 +91,30 @@ class TrainConfig:
         """Every field's default value (without validating a config)."""
         return {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
                 for f in dataclasses.fields(cls)}
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple)) and (not default or all(_same_type(v, default[0]) for v in value))
+    return isinstance(value, type(default))
+
+
+def check_types(obj: Any, where: str) -> None:
+    """Every field of dataclass ``obj`` has its default's type (float also takes int; lists: their elements)."""
+    for f in dataclasses.fields(obj):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if default is dataclasses.MISSING or default is None:
+            continue
+        value = getattr(obj, f.name)
+        if not _same_type(value, default):
+            kind = type(default).__name__ + (f" of {type(default[0]).__name__}" if isinstance(default, (list, tuple)) and default else "")
+            raise MedaugError(f"{where}: {f.name} should be {kind}, got {value!r}")
 
 
 def from_dict(cls, values: dict[str, Any], where: str):
@@ -105,6 +133,8 @@ def from_dict(cls, values: dict[str, Any], where: str):
         return cls(**values)
     except TypeError as exc:
         raise MedaugError(f"{where}: {exc}") from None
+    except MedaugError as exc:  # a range check: name the file and table it came from
+        raise MedaugError(f"{where}: {str(exc).removeprefix('config: ')}") from None
 
 
 def load_toml(path: str | Path) -> dict:
@@ -112,7 +142,9 @@ def load_toml(path: str | Path) -> dict:
     if not path.is_file():
         raise MedaugError(f"{path}: config file not found")
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise MedaugError(f"{path}: not a text file (not UTF-8); give a TOML config (see docs/experiments.md)") from None
     except tomllib.TOMLDecodeError as exc:
         raise MedaugError(f"{path}: malformed TOML ({exc})") from None
 

@@ -42,7 +42,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise MedaugError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise MedaugError(f"--device {name!r}: medaug runs on cpu or cuda (cuda:N); use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise MedaugError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return dev

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import TrainConfig, from_dict, load_toml
+from .config import TrainConfig, check_types, from_dict, load_toml
 from .errors import MedaugError
 from .methods import METHODS
 from .registry import Registry
@@ -53,6 +53,14 @@ class ExperimentConfig:
     ray_local_cpus: int = 0  #: CPUs of a local Ray instance (0 = all)
     ray_cpus_per_run: float = 1.0
     ray_gpus_per_run: float = -1.0  #: -1 = one GPU per run when the cluster has GPUs; fractions share a GPU
+
+    def __post_init__(self) -> None:
+        check_types(self, "config")
+        for key in ("data", "methods"):
+            if not all(isinstance(v, str) for v in getattr(self, key)):
+                raise MedaugError(f"config: {key} should be a list of strings, got {getattr(self, key)!r}")
+        if any(v < 0 for v in self.shots) or any(v < 0 for v in self.seeds):
+            raise MedaugError(f"config: seeds and shots must be >= 0, got seeds {self.seeds}, shots {self.shots}")
 
 
 @dataclass

@@ -27,10 +27,11 @@ MARKER = ".medaug-output.json"
 TMP = ".medaug-tmp"  #: every temporary file or folder medaug writes has this in its name
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-# a folder that predates markers is adopted when it holds these files (a run, a cache, ... written by an older medaug)
+RUNS = "*/*/shot-*/seed-*/config.toml"  # the experiment layout <dataset>/<method>/shot-k/seed-s (transfer: <backbone>/<mode>/...)
+# a folder that predates markers is adopted when it holds a match of each pattern (a run, a cache, ... of an older medaug)
 LEGACY = {"run": ("config.toml",), "cache": ("meta.json", "images.npy"), "generator": ("gen_config.toml",),
-          "samples": ("samples.json",), "report": ("report.md",), "dataset": ("synth_meta.csv",),
-          "transfer": ("transfer.csv",), "study": ("study.json",)}
+          "samples": ("samples.json",), "report": ("report.md",), "experiment": (RUNS,), "transfer": (RUNS,),
+          "study": ("runs/" + RUNS,), "quality": ("quality.json",)}
 
 
 def _marker(folder: Path) -> dict | None:
@@ -52,9 +53,24 @@ def _write_marker(folder: Path, marker: dict) -> None:
 
 
 def tmp_sibling(path: Path) -> Path:
-    """A temporary name beside ``path`` for building a folder or file, then renaming it into place."""
+    """A temporary name beside ``path`` for building a folder, then moving it into place; the temporary
+    folders of killed processes (their pid no longer running) are removed first."""
     path = Path(path)
+    for old in path.parent.glob(f".{path.name}.*{TMP}") if path.parent.is_dir() else ():
+        pid = old.name[len(path.name) + 2:-len(TMP)]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
     return path.with_name(f".{path.name}.{os.getpid()}{TMP}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _inside(a: Path, b: Path) -> bool:
@@ -80,7 +96,7 @@ def output_folder(path: str | Path, kind: str, *, inputs: tuple = (), overwrite:
     if marker is None and path.is_dir():
         entries = sorted(p.name for p in path.iterdir())
         legacy = LEGACY.get(kind, ())
-        if entries and not (legacy and all((path / name).exists() for name in legacy)):
+        if entries and not (legacy and all(next(path.glob(pattern), None) is not None for pattern in legacy)):
             example = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise MedaugError(f"{flag} {path}: the folder holds files medaug did not write ({example}); "
                               "choose a new or empty folder (medaug never deletes what it did not write)")

@@ -39,29 +39,67 @@ TESTS = ("both", "t", "wilcoxon")
 
 
 def collect(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per finished run: keys, test metrics, mask metrics and the run folder."""
+    """One row per finished run below ``runs_dir`` (or ``runs_dir`` itself): keys, test metrics, mask metrics, folder.
+
+    A run's method, seed and shot come from its metrics.json; its dataset from the experiment
+    layout's folder (``<dataset>/<method>/shot-k/seed-s``, distinct per plan) or else from the
+    data path in its config.toml, so ``medaug train --out runs/none-0``-style folders work too.
+    Stage folders (a staged run's ``heated/``) are part of their run, not runs.
+    """
     root = Path(runs_dir)
     if not root.is_dir():
-        raise MedaugError(f"{root}: no such folder; pass the folder `medaug run` wrote (e.g. runs/demo)")
-    rows = []
+        raise MedaugError(f"{root}: no such folder; pass the folder `medaug run` wrote (e.g. runs/demo) or a run folder")
+    rows, seen = [], {}
     for path in sorted(root.rglob("metrics.json")):
-        rel = path.parent.relative_to(root).parts
-        try:
-            m = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise MedaugError(f"{path}: not valid JSON; delete the run folder and run it again") from None
-        if len(rel) < 4 or not rel[-1].startswith("seed-"):
-            continue  # not a run of an experiment layout
-        row = {"dataset": rel[-4], "method": m.get("method", rel[-3]), "shot": rel[-2].removeprefix("shot-"),
-               "seed": int(m.get("seed", rel[-1].removeprefix("seed-"))), "run_dir": str(path.parent),
-               "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"),
-               "n_train": m.get("n_train", math.nan), "collapsed": int("collapse" in m)}
+        if not path.is_file():
+            continue
+        m = _read_metrics(path)
+        if m.get("stage"):
+            continue
+        row = {**run_keys(path, root, m), "run_dir": str(path.parent),
+               "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"), "n_train": m.get("n_train", math.nan),
+               "collapsed": int("collapse" in m)}
+        key = tuple(row[k] for k in KEYS)
+        if key in seen:
+            raise MedaugError(f"{path.parent} and {seen[key]}: two runs of the same dataset, method, shot and seed "
+                              f"({', '.join(map(str, key))}); report them from separate folders")
+        seen[key] = path.parent
         row.update({k: v for k, v in m.get("test", {}).items() if isinstance(v, (int, float)) and k not in row})
         row.update({k: v for k, v in m.get("mask", {}).items() if isinstance(v, (int, float)) and k not in row})
         rows.append(row)
     if not rows:
-        raise MedaugError(f"{root}: no finished runs (no metrics.json below it)")
+        raise MedaugError(f"{root}: no finished runs (no metrics.json below it); pass a folder `medaug run` or `medaug train --out` wrote")
     return pd.DataFrame(rows)
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise MedaugError(f"{path}: not valid JSON; delete the run folder and run it again") from None
+    if not isinstance(m, dict) or not isinstance(m.get("test"), dict) or not isinstance(m.get("method"), str):
+        raise MedaugError(f"{path}: not a medaug metrics.json (expected an object with method and test); "
+                          "remove it or run the run again")
+    if isinstance(m.get("seed"), bool) or not isinstance(m.get("seed"), int):
+        raise MedaugError(f"{path}: seed {m.get('seed')!r} is not an integer; remove the file or run the run again")
+    return m
+
+
+def run_keys(path: Path, root: Path, m: dict) -> dict:
+    """dataset, method, shot and seed of the run whose metrics.json is ``path`` (see :func:`collect`)."""
+    rel = path.parent.relative_to(root).parts
+    shot = m.get("n_shot", 0)
+    shot = "all" if not shot else str(shot)
+    if len(rel) >= 4 and rel[-1].startswith("seed-") and rel[-2].startswith("shot-"):
+        dataset = rel[-4]  # the plan's key: distinct even for datasets with the same folder name
+    else:
+        from .experiments import dataset_name
+        from .train import read_toml
+
+        train = read_toml(path.parent / "config.toml").get("train", {})
+        data = train.get("data") if isinstance(train, dict) else None
+        dataset = dataset_name(data, train.get("body_part", "all")) if isinstance(data, str) and data else "data"
+    return {"dataset": dataset, "method": m["method"], "shot": shot, "seed": m["seed"]}
 
 
 def shot_key(shot) -> tuple:

@@ -267,7 +267,7 @@ def warn_data(dataset: Dataset, out: Path) -> None:
         from rich.markup import escape
 
         for w in dataset.info["warnings"]:
-            Console(stderr=True).print(f"[yellow]warning:[/] {escape(w)} (run {escape(str(out))})", highlight=False)
+            Console(stderr=True, emoji=False).print(f"[yellow]warning:[/] {escape(w)} (run {escape(str(out))})", highlight=False)
 
 
 def finetune_epochs(cfg: TrainConfig) -> int:
@@ -452,7 +452,10 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path, device)
-        check_identity(out, ckpt.get("identity") or {"written by": "an older medaug"}, identity, "a checkpoint")
+        if not isinstance(ckpt.get("identity"), dict):
+            raise MedaugError(f"{ckpt_path}: no record of the configuration that wrote it (not medaug's, or an older medaug); "
+                              "--overwrite to start fresh")
+        check_identity(out, ckpt["identity"], identity, "a checkpoint")
         try:
             model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
             optimizer.load_state_dict(ckpt["optimizer"])

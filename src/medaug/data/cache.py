@@ -160,7 +160,7 @@ def parse_ratios(text: str) -> dict[str, float]:
     return dict(zip(("train", "valid", "test"), values))
 
 
-def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int, ratios: str = "60:25:15") -> pd.DataFrame:
+def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int, ratios: str = "60:25:15", where: str = "the dataset") -> pd.DataFrame:
     """Fill in splits: unsplit -> ``ratios`` patient-disjoint; train+test only -> carve valid from train."""
     frame = manifest.copy()
     splits = set(frame["split"].fillna(""))
@@ -170,7 +170,8 @@ def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int, ratios
         frame = carve_validation(frame, val_fraction, seed)
     for name in ("train", "valid", "test"):
         if not (frame["split"] == name).any():
-            raise MedaugError(f"the {name} split is empty after splitting; the dataset is too small or has no {name} images")
+            raise MedaugError(f"{where}: the {name} split is empty after splitting ({len(frame)} images); the dataset is too "
+                              f"small or has no {name} images (add images, or change --split-ratios / val_fraction)")
     return frame
 
 
@@ -234,7 +235,7 @@ def load_dataset(
             raise ValueError(f"{len(manifest)} rows with columns {', '.join(manifest.columns)}")
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MedaugError(f"{folder / 'manifest.csv'}: does not match the cache ({exc}); prepare the cache again") from None
-    frame = assign_splits(manifest, val_fraction, split_seed, split_ratios)
+    frame = assign_splits(manifest, val_fraction, split_seed, split_ratios, where=str(data))
     if n_shot:
         frame = k_shot(frame, n_shot, shot_seed, meta["classes"])
     classes = list(meta["classes"])

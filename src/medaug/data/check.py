@@ -100,3 +100,15 @@ def check_dataset(root: str | Path, fmt: str = "auto", sample: int | None = 500,
         report.bad_paths = [p for p, _ in bad]
         report.problems.append(f"{len(bad)} unreadable file(s), e.g. {bad[0][1]}")
     return report
+
+
+def size_summary(sizes: pd.Series, show: int = 5) -> str:
+    """'HxW mode' counts as one line: all of them when few, else the range, the most common and a count of others."""
+    if len(sizes) <= show + 1:
+        return ", ".join(f"{k} ({v})" for k, v in sizes.items())
+    dims = [tuple(int(x) for x in str(k).split()[0].split("x")) for k in sizes.index]
+    heights, widths = [h for h, _ in dims], [w for _, w in dims]
+    top = ", ".join(f"{k} ({v})" for k, v in sizes.head(show).items())
+    rest = sizes.iloc[show:]
+    return (f"{len(sizes)} distinct; height {min(heights)}-{max(heights)}, width {min(widths)}-{max(widths)}; "
+            f"most common: {top}; {len(rest)} other size(s) ({int(rest.sum())} files)")

@@ -8,10 +8,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthesise, fetch (MedMNIST by name), check, prepare.")
-out = Console() if sys.stdout.isatty() else Console(width=140)
+out = Console(markup=False, emoji=False) if sys.stdout.isatty() else Console(width=140, markup=False, emoji=False)  # user text is never markup
 
 
 @data_app.command("synth")
@@ -70,11 +71,12 @@ def data_check(
 ):
     """Counts per split and class, patients, sizes, duplicates and leaks across splits, unreadable files."""
     from ..io_utils import write_text
-    from .check import check_dataset
+    from .check import check_dataset, size_summary
 
     options = reader_options(body_part, crop)
     r = check_dataset(data, fmt, sample=None if all_files else 500, **options)
-    out.print(f"format: [bold]{r.index.format}[/]  root: {r.index.root}  classes: {', '.join(r.index.classes)}")
+    out.print(f"format: [bold]{escape(r.index.format)}[/]  root: {escape(str(r.index.root))}  classes: {escape(', '.join(r.index.classes))}",
+              markup=True)
     table = Table(title="images per split and class")
     table.add_column("split")
     for c in r.counts.columns:
@@ -84,7 +86,7 @@ def data_check(
     for split, row in r.counts.iterrows():
         table.add_row(str(split), *map(str, row.tolist()), str(r.patients.get(split, 0)), str(r.studies.get(split, 0)))
     out.print(table)
-    out.print("image sizes (inspected files): " + ", ".join(f"{k} ({v})" for k, v in r.sizes.items()))
+    out.print("image sizes (inspected files): " + size_summary(r.sizes))
     for note in r.notes:
         out.print(f"note: {note}")
     if fix_list is not None:
@@ -92,9 +94,9 @@ def data_check(
         out.print(f"wrote {len(r.bad_paths)} unreadable path(s) to {fix_list}")
     if r.problems:
         for problem in r.problems:
-            out.print(f"[bold red]problem:[/] {problem}")
+            out.print(f"[bold red]problem:[/] {escape(problem)}", markup=True)
         raise typer.Exit(2)
-    out.print("[green]usable[/]")
+    out.print("usable", style="green")
 
 
 @data_app.command("prepare")

@@ -39,11 +39,17 @@ class DataIndex:
     source: Path | None = None  #: the path the user gave (a MURA parent folder, a CSV file), set by read_index
 
     def __post_init__(self) -> None:
+        if len(self.frame) == 0:
+            where = self.info.get("csv") or self.info.get("npz") or self.root
+            raise MedaugError(f"{where}: no images found for format {self.format!r} (no rows); check the folder and --format")
         missing = [c for c in COLUMNS if c not in self.frame.columns]
         if missing:
             raise ValueError(f"reader {self.format} produced no column(s) {missing}")
-        if len(self.frame) == 0:
-            raise MedaugError(f"{self.root}: no images found for format {self.format!r}; check the folder and --format")
+        for col in ("path", "roi"):
+            bad = next((p for p in self.frame[col] if not _utf8(p)), None)
+            if bad is not None:
+                raise MedaugError(f"{self.root}: file name {bad.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; "
+                                  "rename the file (medaug writes paths to UTF-8 manifests)")
         odd = [c for c in self.classes if not str(c).strip() or str(c) != str(c).strip()]
         if odd:
             raise MedaugError(f"{self.root}: class name(s) {', '.join(map(repr, odd))} are blank or have surrounding spaces; "
@@ -56,6 +62,14 @@ class DataIndex:
         empty = [c for i, c in enumerate(self.classes) if counts.get(i, 0) == 0]
         if empty:
             raise MedaugError(f"{self.root}: class(es) {', '.join(empty)} have no images; add images or remove the class")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        str(text).encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes of a file name, kept as surrogates by os.fsdecode
+        return False
 
 
 @dataclass
@@ -103,10 +117,17 @@ def detect_format(root: Path) -> str:
             header = fh.readline().rstrip("\r\n")
         raise MedaugError(f"{root}: CSV header {header or '(empty)'!r} names no image and label columns; "
                           "expected path,label[,group][,split] (csv) or image,label with patient_id or box columns (hipcsv)")
-    raise MedaugError(
-        f"{root}: layout not recognised; expected one of {', '.join(READERS.names())} (see README 'Datasets'), "
-        "or pass --format"
-    )
+    tried = "; ".join(f"{name}: {_expects(name)}" for name in names)
+    raise MedaugError(f"{root}: layout not recognised; none of the formats found its layout there (tried {tried}); "
+                      "see README 'Datasets', or pass --format")
+
+
+def _expects(name: str) -> str:
+    """What reader ``name`` looks for: the first line of its module's docstring."""
+    import sys
+
+    doc = sys.modules[READERS.create(name).read.__module__].__doc__ or ""
+    return (doc.strip().splitlines() or ["?"])[0].replace("``", "").rstrip(".")
 
 
 def read_index(root: str | Path, fmt: str = "auto", **options) -> DataIndex:

@@ -13,7 +13,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import MedaugError
 
-Image.MAX_IMAGE_PIXELS = 200_000_000  # decompression-bomb guard; 10k x 10k radiographs are fine
+MAX_PIXELS = 200_000_000  #: decompression-bomb guard: larger images are refused (10k x 10k radiographs are fine)
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 NPZ_SEP = "::"  # "<file.npz>::<array>::<index>": one image of an array stored in a .npz
@@ -132,6 +133,9 @@ def _load_npz_item(npz: str, array: str, i: int) -> np.ndarray:
 def _load_pil(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise MedaugError(f"{path}: {img.width}x{img.height} pixels is over medaug's limit of {MAX_PIXELS:,} "
+                                  "(a decompression bomb?); downscale the image or remove it from the dataset")
             img.load()
             if img.width * img.height > 4096 * 4096 and img.mode in ("L", "RGB", "RGBA", "P"):
                 img.thumbnail((4096, 4096), Image.Resampling.BOX)  # huge scans: shrink before float conversion
@@ -140,7 +144,7 @@ def _load_pil(path: Path) -> np.ndarray:
             if img.mode != "L":
                 img = img.convert("L")  # RGB, RGBA (alpha dropped), palette
             return np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise MedaugError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); the file is corrupt or not an image") from None
 
 

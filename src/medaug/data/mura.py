@@ -1,4 +1,4 @@
-"""MURA v1.1 reader.
+"""MURA v1.1: ``root[/MURA-v1.1]/{train,valid}_image_paths.csv`` listing ``.../XR_PART/patientID/studyN_label/image.png``.
 
 Layout (the public release, and what ``medaug data synth`` writes)::
 
@@ -56,7 +56,9 @@ def read_mura(root: Path, body_part: str = "all", **_) -> DataIndex:
         try:
             lines = pd.read_csv(csv, header=None, names=["rel"], dtype=str)["rel"].dropna()
         except pd.errors.EmptyDataError:
-            raise MedaugError(f"{csv}: empty file; it should list image paths, one per line") from None
+            lines = pd.Series(dtype=str)
+        if lines.empty:
+            raise MedaugError(f"{csv}: empty file; it should list image paths, one per line (or remove it)")
         for rel in lines:
             rel = rel.strip()
             parts = Path(rel).parts

@@ -12,7 +12,7 @@ from rich.table import Table
 
 gen_app = typer.Typer(no_args_is_help=True, help="Generative augmentation: train a class-conditional GAN or diffusion model, sample, evaluate.")
 study_app = typer.Typer(no_args_is_help=True, help="Studies across settings: `size` (does generative match classical, per dataset size?).")
-out = Console() if sys.stdout.isatty() else Console(width=140)
+out = Console(markup=False, emoji=False) if sys.stdout.isatty() else Console(width=140, markup=False, emoji=False)  # user text is never markup
 
 
 def _options(pairs: list[str]) -> dict:

@@ -54,6 +54,9 @@ class GenConfig:
     options: dict = field(default_factory=dict)  #: model options (GAN.Options / Diffusion.Options fields)
 
     def __post_init__(self) -> None:
+        from ..config import check_types
+
+        check_types(self, "gen config")
         checks = [(self.steps >= 1, "steps must be >= 1"), (self.batch_size >= 2, "batch_size must be >= 2"),
                   (self.ckpt_every >= 1, "ckpt_every must be >= 1"), (self.size >= 8, "size must be >= 8")]
         for ok, msg in checks:
@@ -70,7 +73,10 @@ def build_model(cfg: GenConfig, num_classes: int, device: torch.device):
     unknown = sorted(set(cfg.options) - known)
     if unknown:
         raise MedaugError(f"--model {cfg.model}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    from ..config import check_types
+
     try:
+        check_types(cls.Options(**cfg.options), f"--model {cfg.model} option (-o)")
         return cls(num_classes, cfg.size, cfg.batch_size, device, cfg.options)
     except (TypeError, ValueError) as exc:
         raise MedaugError(f"--model {cfg.model}: bad option: {exc}") from None
@@ -253,13 +259,16 @@ def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: 
     from .quality import image_grid, write_image_folder
 
     model, classes, cfg = load_generator(model_dir, device)
-    out = output_folder(out, "samples", overwrite=overwrite)
-    if (out / "samples.json").is_file() and not overwrite:
-        raise MedaugError(f"--out {out}: holds samples already (samples.json); --overwrite to replace them, or choose another --out")
     for key, value in (overrides or {}).items():
         if not hasattr(model.opts, key):
             raise MedaugError(f"sample: {cfg.model} has no option {key!r}")
         setattr(model.opts, key, value)
+    from ..config import check_types
+
+    check_types(model.opts, f"gen sample -o ({cfg.model})")
+    out = output_folder(out, "samples", overwrite=overwrite)
+    if (out / "samples.json").is_file() and not overwrite:
+        raise MedaugError(f"--out {out}: holds samples already (samples.json); --overwrite to replace them, or choose another --out")
     t0 = time.time()
     images, labels = sample_per_class(model, len(classes), per_class, seed)
     out = write_image_folder(images, labels, classes, out)

@@ -49,10 +49,13 @@ class Method:
                 f"method {self.name!r}: unknown option(s) {', '.join(unknown)}; "
                 f"valid: {', '.join(sorted(fields)) or '(none)'}"
             )
+        from ..config import check_types
+
         try:
             self.opts = self.Options(**options)
         except (TypeError, ValueError) as exc:
             raise MedaugError(f"method {self.name!r}: bad option: {exc}") from None
+        check_types(self.opts, f"method {self.name!r} option (-o / [methods.{self.name}])")
 
     def setup(self, ctx: "Context") -> None:
         """Build extra networks and optimizers (called once, before resuming)."""
