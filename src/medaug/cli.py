@@ -431,7 +431,7 @@ def _internal(err: Console, exc: BaseException) -> None:
         raise exc
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     err.print(f"[bold red]error:[/] {escape(f'unexpected {exc.__class__.__name__}: {text}')} (a medaug bug or an input it "
-              "does not check yet; MEDAUG_DEBUG=1 shows the traceback)", highlight=False, soft_wrap=True)
+              "does not check yet; MEDAUG_DEBUG=1 prints where)", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 

@@ -105,15 +105,35 @@ def _same_type(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
+_TYPES = {"int": 0, "float": 0.0, "bool": False, "str": "", "dict": {}, "list": [], "tuple": ()}
+
+
+def _annotated(f: dataclasses.Field) -> tuple[list, bool] | None:
+    """Example values of the types a field's annotation names ('int | None' -> [0], True), or None if unparsed."""
+    names = [p.strip().split("[")[0] for p in str(f.type).split("|")]
+    examples = [_TYPES.get(n) for n in names if n != "None"]
+    return (examples, "None" in names) if examples and all(e is not None for e in examples) else None
+
+
 def check_types(obj: Any, where: str) -> None:
-    """Every field of dataclass ``obj`` has its default's type (float also takes int; lists: their elements)."""
+    """Every field of dataclass ``obj`` has its annotated type (else its default's): float also takes int,
+    bool is not an int, list elements match the default's first element."""
     for f in dataclasses.fields(obj):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if default is dataclasses.MISSING or default is None:
-            continue
         value = getattr(obj, f.name)
-        if not _same_type(value, default):
-            kind = type(default).__name__ + (f" of {type(default[0]).__name__}" if isinstance(default, (list, tuple)) and default else "")
+        parsed = _annotated(f)
+        if parsed is not None:
+            examples, optional = parsed
+            if isinstance(default, (list, tuple)) and default:
+                examples = [default]
+            ok = (value is None and optional) or any(_same_type(value, e) for e in examples)
+        elif default is dataclasses.MISSING or default is None:
+            continue
+        else:
+            examples, ok = [default], _same_type(value, default)
+        if not ok:
+            e = examples[0]
+            kind = type(e).__name__ + (f" of {type(e[0]).__name__}" if isinstance(e, (list, tuple)) and e else "")
             raise MedaugError(f"{where}: {f.name} should be {kind}, got {value!r}")
 
 
