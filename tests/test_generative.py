@@ -173,6 +173,22 @@ def test_precision_recall_density_coverage():
     assert precision_recall(real, far)[0] == 0.0 and density_coverage(real, far) == (0.0, 0.0)
 
 
+def test_conditional_agreement_overall_balanced_per_class_and_near_chance():
+    from medaug.generative.quality import agreement_warning, conditional_agreement
+
+    classes = ["a", "b"]
+    drawn = np.array([0] * 10 + [1] * 30)
+    a = conditional_agreement(np.array([0] * 8 + [1] * 2 + [1] * 27 + [0] * 3), drawn, classes)
+    assert a["per_class"] == {"a": 0.8, "b": 0.9} and a["overall"] == pytest.approx(35 / 40)
+    assert a["balanced"] == pytest.approx(0.85) and a["confusion"] == [[8, 2], [3, 27]]
+    assert not a["label_ignored"] and agreement_warning(a) == ""
+    # a generator that ignores its label: the classifier's verdict does not depend on the drawn class.
+    # A biased classifier (90% "b") gives a high *overall* agreement; the balanced one stays at chance.
+    ignored = conditional_agreement(np.array([0] * 1 + [1] * 9 + [0] * 3 + [1] * 27), drawn, classes)
+    assert ignored["overall"] == pytest.approx(28 / 40) and ignored["balanced"] == pytest.approx(0.5)
+    assert ignored["label_ignored"] and "ignores its class label" in agreement_warning(ignored)
+
+
 # ----------------------------------------------------------------------------------------------
 # the `generative` method
 
@@ -278,9 +294,38 @@ def test_end_to_end_gan_to_classifier(tmp_path, tiny_data):
     for key in ("fid", "kid", "precision", "recall", "density", "coverage"):
         assert np.isfinite(q["all"][key])
     assert 0 <= q["tstr"]["accuracy"] <= 1 and (tmp_path / "quality" / "memorisation.png").is_file()
+    a = q["agreement"]  # conditional agreement of the real-trained classifier on the 6 + 6 samples
+    assert set(a["per_class"]) == {"negative", "positive"} and np.array(a["confusion"]).sum() == 12
+    assert a["balanced"] == pytest.approx(np.mean(list(a["per_class"].values())))
+    assert "conditional agreement" in res.output
+    md = (tmp_path / "quality" / "quality.md").read_text()
+    assert "Conditional agreement" in md and "TSTR" in md
+    for cls in ("negative", "positive"):
+        assert (tmp_path / "quality" / f"contact_{cls}.png").is_file() and f"contact_{cls}.png" in md
 
     res = runner.invoke(app, ["train", "--data", str(tiny_data), "--method", "generative", "-o", f"samples={samples}",
                               "--size", "32", "--epochs", "1", "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["method"] == "generative" and 0 <= m["test"]["accuracy"] <= 1
+
+
+def test_gen_eval_warns_when_samples_ignore_their_label(tmp_path, tiny_data):
+    """The same images filed under both classes: the classifier's verdict cannot depend on the class, agreement is 50%."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medaug.cli import app
+    from medaug.data.cache import load_dataset
+
+    real = load_dataset(tiny_data, size=32, progress=False)
+    same = real.train.images[:10]
+    fake = write_image_folder(np.concatenate([same, same]), np.array([0] * 10 + [1] * 10), real.classes, tmp_path / "fake")
+    res = CliRunner().invoke(app, ["gen", "eval", "--real", str(tiny_data), "--fake", str(fake), "--size", "32", "--epochs", "1",
+                                   "--no-tstr", "--out", str(tmp_path / "q")])
+    assert res.exit_code == 0, res.output
+    q = json.loads((tmp_path / "q" / "quality.json").read_text())
+    assert q["agreement"]["balanced"] == pytest.approx(0.5) and q["agreement"]["label_ignored"]
+    assert "WARNING" in res.output and "ignores its class label" in res.output
+    assert "ignores its class label" in (tmp_path / "q" / "quality.md").read_text()

@@ -101,7 +101,16 @@ def gen_eval(
     if "tstr" in r:
         out.print(f"TSTR accuracy {r['tstr']['accuracy']:.3f} (macro F1 {r['tstr']['macro_f1']:.3f}) vs TRTR "
                   f"{r['trtr']['accuracy']:.3f} (macro F1 {r['trtr']['macro_f1']:.3f}) [{r['tstr_classifier']}]")
-    out.print(f"quality.json, memorisation.png, nn_distances.png in {folder}")
+    if "agreement" in r:
+        a = r["agreement"]
+        out.print(f"conditional agreement ({a['classifier']} trained on real; chance {a['chance']:.0%}): {a['balanced']:.1%} balanced, "
+                  f"{a['overall']:.1%} overall; " + ", ".join(f"{c} {v:.1%}" for c, v in a["per_class"].items())
+                  + " (real test images: " + ", ".join(f"{c} {v:.1%}" for c, v in a["real_test_reference"].items()) + ")")
+        from .quality import agreement_warning
+
+        if agreement_warning(a):
+            out.print(f"[bold red]{agreement_warning(a)}[/]")
+    out.print(f"quality.md, quality.json, contact_<class>.png, memorisation.png, nn_distances.png in {folder}")
 
 
 @study_app.command("size")

@@ -117,11 +117,27 @@ def _last_linear(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
+def load_run_classifier(run: Path, ckpt_file: Path, device: torch.device) -> tuple[nn.Module, dict]:
+    """The classifier of a medaug run folder (its ``best.pt`` weights, eval mode) and the run's train config."""
+    from ..config import load_toml
+    from ..models.classifiers import create_classifier
+
+    cfg = load_toml(run / "config.toml").get("train", {})
+    state = torch.load(ckpt_file, map_location=device, weights_only=True)["model"]
+    last_w = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2][-1]
+    model = create_classifier(cfg.get("model", "tiny"), cfg.get("in_channels", 1), last_w.shape[0]).to(device)
+    model.load_state_dict(state)
+    return model.eval(), cfg
+
+
+def _run_input(x: torch.Tensor, in_ch: int) -> torch.Tensor:
+    x = (x - 0.5) / 0.25  # medaug.train.Context.normalize
+    return x.expand(-1, in_ch, -1, -1) if in_ch != 1 else x
+
+
 def load_extractor(path: str | Path, device: torch.device | str = "cpu") -> Extractor:
     """A medaug run folder (best.pt + config.toml) or its best.pt, or a TorchScript feature network."""
-    from ..config import load_toml
     from ..device import resolve_device
-    from ..models.classifiers import create_classifier
 
     device = resolve_device(device) if isinstance(device, str) else device
     path = Path(path)
@@ -135,22 +151,59 @@ def load_extractor(path: str | Path, device: torch.device | str = "cpu") -> Extr
         except Exception as exc:  # noqa: BLE001 - any load failure is a user error here
             raise MedaugError(f"--extractor {path}: neither a medaug run (no config.toml beside it) nor TorchScript ({exc})") from None
         return Extractor(f"torchscript:{ckpt_file.name}", lambda x: net(x.expand(-1, 3, -1, -1)), None, device)
-    cfg = load_toml(run / "config.toml").get("train", {})
-    state = torch.load(ckpt_file, map_location=device, weights_only=True)["model"]
-    last_w = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2][-1]
-    model = create_classifier(cfg.get("model", "tiny"), cfg.get("in_channels", 1), last_w.shape[0]).to(device)
-    model.load_state_dict(state)
-    model.eval()
+    model, cfg = load_run_classifier(run, ckpt_file, device)
     feats: dict[str, torch.Tensor] = {}
     _last_linear(model).register_forward_hook(lambda m, inp, out: feats.__setitem__("x", inp[0]))
     in_ch = cfg.get("in_channels", 1)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        x = (x - 0.5) / 0.25  # medaug.train.Context.normalize
-        model(x.expand(-1, in_ch, -1, -1) if in_ch != 1 else x)
+        model(_run_input(x, in_ch))
         return feats["x"]
 
     return Extractor(f"medaug-{cfg.get('model', 'tiny')}:{run.name}", fn, cfg.get("size"), device)
+
+
+def run_classifier(run: str | Path, device: torch.device) -> Extractor:
+    """The class probabilities float [N, K] of a medaug run's classifier as an :class:`Extractor` (images uint8 [N, S, S])."""
+    run = Path(run)
+    model, cfg = load_run_classifier(run, run / "best.pt", device)
+    in_ch = cfg.get("in_channels", 1)
+    return Extractor(f"medaug-{cfg.get('model', 'tiny')}:{run.name}", lambda x: model(_run_input(x, in_ch)).softmax(1),
+                     cfg.get("size"), device)
+
+
+# ----------------------------------------------------------------------------------------------
+# conditional agreement: does a sample show the class it was drawn for?
+
+#: balanced agreement below chance (1/K) + this margin: the generator is taken to ignore its label
+NEAR_CHANCE_MARGIN = 0.1
+
+
+def conditional_agreement(pred: np.ndarray, drawn: np.ndarray, classes: list[str]) -> dict:
+    """Share of samples a real-trained classifier assigns to the class they were drawn for.
+
+    ``pred``, ``drawn``: int [N] predicted and requested class indices. ``overall``: over all
+    samples; ``balanced``: the mean of the per-class shares (1/K in expectation for a generator
+    that ignores its label, whatever the classifier's bias); ``confusion[i][j]``: samples drawn as
+    class i and assigned to class j. ``label_ignored``: balanced < 1/K + NEAR_CHANCE_MARGIN.
+    """
+    K = len(classes)
+    confusion = np.zeros((K, K), np.int64)
+    np.add.at(confusion, (drawn, pred), 1)
+    present = confusion.sum(1) > 0
+    per_class = {c: float(confusion[i, i] / confusion[i].sum()) for i, c in enumerate(classes) if present[i]}
+    balanced = float(np.mean(list(per_class.values())))
+    chance = 1.0 / K
+    return {"overall": float((pred == drawn).mean()), "balanced": balanced, "per_class": per_class, "chance": chance,
+            "confusion": confusion.tolist(), "label_ignored": bool(balanced < chance + NEAR_CHANCE_MARGIN)}
+
+
+def agreement_warning(agreement: dict) -> str:
+    """The one-line warning for a generator whose samples do not carry their label ('' if they do)."""
+    if not agreement["label_ignored"]:
+        return ""
+    return (f"WARNING: conditional agreement {agreement['balanced']:.1%} (balanced) is near chance ({agreement['chance']:.0%}): "
+            "the generator ignores its class label; its samples are not class-specific augmentation")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,6 +348,42 @@ def image_grid(rows: np.ndarray, path: Path, row_names: list[str] | None = None,
     _save(fig, path)
 
 
+def contact_sheet(real: np.ndarray, fake: np.ndarray, path: Path, title: str = "", fake_wrong: np.ndarray | None = None,
+                  cols: int = 6) -> None:
+    """Real images uint8 [n, H, W] (left) beside synthetic ones [m, H, W] (right), ``cols`` per side.
+
+    ``fake_wrong``: bool [m]; those synthetic tiles get a red frame (the real-trained classifier
+    assigns them to another class).
+    """
+    from ..figures import plt, _save
+
+    rows = max(1, math.ceil(max(len(real), len(fake)) / cols))
+    fig, axes = plt.subplots(rows, 2 * cols + 1, figsize=(0.75 * (2 * cols + 1), 0.75 * rows + 0.5), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * cols + [0.3] + [1] * cols})
+    for r in range(rows):
+        for c in range(2 * cols + 1):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            i = r * cols + (c if c < cols else c - cols - 1)
+            images = real if c < cols else fake if c > cols else None
+            if images is None or i >= len(images):
+                continue
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+            if c > cols and fake_wrong is not None and fake_wrong[i]:
+                for side in ax.spines.values():
+                    side.set_visible(True)
+                    side.set_color("red")
+                    side.set_linewidth(2)
+    axes[0, cols // 2].set_title("real (training split)", fontsize=8, loc="left")
+    axes[0, cols + 1 + cols // 2].set_title("synthetic", fontsize=8, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    _save(fig, path)
+
+
 # ----------------------------------------------------------------------------------------------
 # train-on-synthetic, test-on-real
 
@@ -324,7 +413,7 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
 
     from ..data.cache import load_dataset
     from ..device import resolve_device
-    from ..io_utils import output_folder, write_json
+    from ..io_utils import output_folder, write_json, write_text
     from ..train import fit
 
     out = output_folder(out, "quality", inputs=(real_data, fake_dir))
@@ -349,6 +438,26 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
             kid_mean, _ = kid(a, b, kid_subsets, seed=seed)
             result["per_class"][name] = {"fid": fid(a, b), "kid": kid_mean, "n_real": len(a), "n_fake": len(b)}
     result["memorisation"] = memorisation(fake, real.train.images, real.test.images, out)
+    judge = out / "trtr" if trtr is not None else _run_folder(extractor)
+    wrong = None
+    if judge is not None:  # conditional agreement: the real-trained classifier's verdict on every sample
+        clf = run_classifier(judge, resolve_device(device))
+        pred = clf.features(fake).argmax(1)
+        result["agreement"] = conditional_agreement(pred, fake_labels, real.classes)
+        result["agreement"]["classifier"] = clf.name
+        test_pred = clf.features(real.test.images).argmax(1)  # what real images score: the classifier's test recall
+        result["agreement"]["real_test_reference"] = conditional_agreement(test_pred, real.test.labels, real.classes)["per_class"]
+        wrong = pred != fake_labels
+    result["contact_sheets"] = {}
+    rng = np.random.default_rng(seed)
+    for i, name in enumerate(real.classes):
+        reals = real.train.images[real.train.labels == i]
+        reals = reals[rng.permutation(len(reals))[:24]]
+        sel = np.flatnonzero(fake_labels == i)[:24]
+        share = f"; agreement {result['agreement']['per_class'][name]:.1%} (red: assigned to another class)" if wrong is not None and name in result["agreement"]["per_class"] else ""
+        contact_sheet(reals, fake[sel], out / f"contact_{name}.png", title=f"{name}: real vs synthetic{share}",
+                      fake_wrong=None if wrong is None else wrong[sel])
+        result["contact_sheets"][name] = f"contact_{name}.png"
     if tstr:
         m = train_on(fake, fake_labels, real, out / "tstr", cfg)
         keys = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
@@ -356,4 +465,57 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
         result["trtr"] = {k: trtr["test"].get(k) for k in keys}
         result["tstr_classifier"] = f"{cfg.model}, {epochs} epochs, seed {seed}, valid = real valid split, test = real test split"
     write_json(out / "quality.json", result)
+    write_text(out / "quality.md", quality_markdown(result))
     return result
+
+
+def _run_folder(path) -> Path | None:
+    """The medaug run folder behind ``--extractor`` (a folder or its best.pt), or None for TorchScript."""
+    run = Path(path) if Path(path).is_dir() else Path(path).parent
+    return run if (run / "config.toml").is_file() and (run / "best.pt").is_file() else None
+
+
+def quality_markdown(r: dict) -> str:
+    """quality.md: the numbers of quality.json as tables, the warnings, and the figures."""
+    ext = r["extractor"]
+    lines = [f"# Quality of {r['fake']}", "", f"Against the real training images of {r['real']} at {r['size']} px; "
+             f"feature metrics on `{ext}` (numbers from different extractors do not compare).", ""]
+    a = r.get("agreement")
+    if a and a["label_ignored"]:
+        lines += [f"**{agreement_warning(a)}**", ""]
+    lines += ["| set | FID | KID | precision | recall | density | coverage | n real | n synthetic |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in (("synthetic vs real train", r["all"]), ("real test vs real train (floor)", r["real_test_reference"])):
+        lines.append(f"| {name} | {m['fid']:.2f} | {m['kid']:.4f} ± {m['kid_std']:.4f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                     f"{m['density']:.3f} | {m['coverage']:.3f} | {m['n_real']} | {m['n_fake']} |")
+    lines.append("")
+    if a:
+        lines += [f"Conditional agreement (share of samples that `{a['classifier']}`, trained on the real images, assigns to "
+                  f"the class they were drawn for; chance {a['chance']:.0%}): **{a['balanced']:.1%} balanced** "
+                  f"(mean over classes), {a['overall']:.1%} over all samples.", "",
+                  "| class | FID | KID | agreement | the classifier's recall on real test images |", "|---|---|---|---|---|"]
+    else:
+        lines += ["| class | FID | KID |", "|---|---|---|"]
+    for name in r["classes"]:
+        m = r["per_class"].get(name, {})
+        cells = [name, f"{m['fid']:.2f}" if m else "", f"{m['kid']:.4f}" if m else ""]
+        if a:
+            cells += [f"{a['per_class'][name]:.1%}" if name in a["per_class"] else "",
+                      f"{a['real_test_reference'][name]:.1%}" if name in a["real_test_reference"] else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if "tstr" in r:
+        t, rr = r["tstr"], r["trtr"]
+        lines += [f"TSTR (trained on synthetic, tested on the real test split) accuracy {t['accuracy']:.3f}, AUROC "
+                  f"{t['auroc']:.3f}, macro F1 {t['macro_f1']:.3f}; TRTR (trained on real) accuracy {rr['accuracy']:.3f}, "
+                  f"AUROC {rr['auroc']:.3f}, macro F1 {rr['macro_f1']:.3f}; TSTR/TRTR accuracy "
+                  f"{t['accuracy'] / rr['accuracy']:.2f} ({r['tstr_classifier']}).", ""]
+    mem = r["memorisation"]
+    if "frac_closer_than_ref_p05" in mem:
+        lines += [f"Memorisation: median nearest-training-image distance (pixel RMS) {mem['nn_dist_median']:.3f} for synthetic, "
+                  f"{mem['ref_nn_dist_median']:.3f} for real test images; {mem['frac_closer_than_ref_p05']:.1%} of the synthetic "
+                  "images are closer to a training image than 95% of real test images.", ""]
+    lines += ["## Contact sheets", "", "Real training images (left) beside synthetic ones drawn for the same class (right)"
+              + ("; a red frame: the real-trained classifier assigns the sample to another class." if a else "."), ""]
+    lines += [f"![{name}]({f})\n" for name, f in r.get("contact_sheets", {}).items()]
+    lines += ["## Memorisation", "", "![closest pairs](memorisation.png)\n", "![distances](nn_distances.png)\n"]
+    return "\n".join(lines) + "\n"
