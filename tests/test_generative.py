@@ -304,10 +304,18 @@ def test_end_to_end_gan_to_classifier(tmp_path, tiny_data):
         assert (tmp_path / "quality" / f"contact_{cls}.png").is_file() and f"contact_{cls}.png" in md
 
     res = runner.invoke(app, ["train", "--data", str(tiny_data), "--method", "generative", "-o", f"samples={samples}",
-                              "--size", "32", "--epochs", "1", "--out", str(tmp_path / "run")])
+                              "--size", "32", "--epochs", "1", "--out", str(tmp_path / "runs/synth/generative/shot-all/seed-0")])
     assert res.exit_code == 0, res.output
-    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    m = json.loads((tmp_path / "runs/synth/generative/shot-all/seed-0" / "metrics.json").read_text())
     assert m["method"] == "generative" and 0 <= m["test"]["accuracy"] <= 1
+
+    # medaug report: the samples the run trained on, with gen eval's agreement and real-beside-synthetic sheets
+    res = runner.invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "Synthetic images used by `generative`" in report and "Conditional agreement" in report
+    assert f"{a['balanced']:.1%} balanced" in report
+    assert (tmp_path / "report" / "synthetic_0_negative.png").is_file() and "real (left) beside synthetic" in report
 
 
 def test_gen_eval_warns_when_samples_ignore_their_label(tmp_path, tiny_data):

@@ -392,6 +392,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
             save_with(out / name, lambda tmp, src=hist: shutil.copyfile(src, tmp))
             figures.append((f"{method}: masks of fixed validation images over epochs (seed {first['seed']})", name))
     lines += ["## Figures", ""] + [f"![{t}]({f})\n\n{t}\n" for t, f in figures]
+    lines += synthetic_section(df, out)
     write_text(out / "report.md", "\n".join(lines) + "\n")
     if html:
         from .html_report import write_html
@@ -399,6 +400,55 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
         write_html(root, out / "report.html", df=df, summary=summary, metrics=metrics, level=level, test=test,
                    ci_level=ci_level if bootstrap else None, baseline=baseline)
     return out
+
+
+def synthetic_section(df: pd.DataFrame, out: Path) -> list[str]:
+    """report.md lines on the synthetic images that ``generative`` runs trained on (one block per samples folder).
+
+    From the samples folder (``medaug gen sample``): its per-class contact sheets; if ``medaug gen eval``
+    was run on it (it records its output folder in ``samples.json``): the real-beside-synthetic
+    contact sheets, conditional agreement, TSTR/TRTR and the near-chance warning of quality.json.
+    """
+    from .config import load_toml
+
+    folders: dict[str, list[str]] = {}
+    for run in df.loc[df["method"] == "generative", "run_dir"]:
+        cfg_file = Path(run) / "config.toml"
+        samples = load_toml(cfg_file).get("train", {}).get("method_options", {}).get("samples") if cfg_file.is_file() else None
+        if samples:
+            folders.setdefault(str(samples), []).append(run)
+    if not folders:
+        return []
+    lines = ["## Synthetic images used by `generative`", ""]
+    for i, (samples, runs) in enumerate(sorted(folders.items())):
+        folder = Path(samples)
+        lines += [f"### {samples} ({len(runs)} run{'s' if len(runs) > 1 else ''})", ""]
+        info = json.loads((folder / "samples.json").read_text()) if (folder / "samples.json").is_file() else {}
+        quality = Path(info["quality"]) / "quality.json" if info.get("quality") else None
+        if quality is not None and quality.is_file():
+            q = json.loads(quality.read_text())
+            a = q.get("agreement")
+            if a:
+                if a.get("label_ignored"):
+                    lines += [f"**WARNING: conditional agreement {a['balanced']:.1%} is near chance ({a['chance']:.0%}): "
+                              "the generator ignores its class label.**", ""]
+                lines += [f"Conditional agreement ({a['classifier']} trained on real): {a['balanced']:.1%} balanced; "
+                          + ", ".join(f"{c} {v:.1%}" for c, v in a["per_class"].items()) + "."]
+            if "tstr" in q:
+                lines += [f"TSTR accuracy {q['tstr']['accuracy']:.3f} vs TRTR {q['trtr']['accuracy']:.3f}; FID {q['all']['fid']:.2f} "
+                          f"on `{q['extractor']}` (`medaug gen eval`, {quality.parent})."]
+            lines.append("")
+            sheets = [(c, quality.parent / f) for c, f in q.get("contact_sheets", {}).items()]
+        else:
+            lines += [f"Not evaluated: `medaug gen eval --real DATA --fake {samples}` adds conditional agreement, TSTR "
+                      "and contact sheets beside real images here.", ""]
+            sheets = [(c, folder / f"contact_{c}.png") for c in info.get("classes", [])]
+        for cls, sheet in sheets:
+            if sheet.is_file():
+                name = f"synthetic_{i}_{cls}.png"
+                shutil.copyfile(sheet, out / name)
+                lines += [f"![{cls}]({name})\n", f"{cls}: {'real (left) beside synthetic (right)' if quality else 'synthetic samples'}\n"]
+    return lines
 
 
 def _num(value) -> bool:

@@ -466,6 +466,11 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
         result["tstr_classifier"] = f"{cfg.model}, {epochs} epochs, seed {seed}, valid = real valid split, test = real test split"
     write_json(out / "quality.json", result)
     write_text(out / "quality.md", quality_markdown(result))
+    info_file = Path(fake_dir) / "samples.json"
+    if info_file.is_file():  # a folder of `medaug gen sample`: point it at its evaluation (`medaug report` shows it)
+        import json
+
+        write_json(info_file, {**json.loads(info_file.read_text()), "quality": str(out.resolve())})
     return result
 
 
