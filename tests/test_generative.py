@@ -130,6 +130,31 @@ def test_ddim_sampler_is_deterministic_given_a_seed():
     assert 0 <= float(a.min()) and float(a.max()) <= 1
 
 
+
+def test_guidance_one_takes_the_single_conditional_forward_with_the_same_images():
+    """w = 1 skips the null-class branch; eps_u + 1 * (eps_c - eps_u) = eps_c, so the images agree with the guided path."""
+    from medaug.generative.diffusion import Diffusion
+
+    torch.manual_seed(0)
+    model = Diffusion(2, 16, 4, CPU, TINY_DIFFUSION)
+    model.train_step(torch.rand(4, 1, 16, 16) * 2 - 1, torch.tensor([0, 1, 0, 1]))
+    calls = []
+    model.ema.register_forward_hook(lambda m, inp, out: calls.append(len(inp[0])))
+    labels = torch.tensor([0, 1, 1])
+    single = model.sample(labels, seed=3, guidance=1.0)
+    assert set(calls) == {3}  # one forward of the 3 images per DDIM step
+    calls.clear()
+    guided = model.sample(labels, seed=3, guidance=1.0 + 1e-9)
+    assert set(calls) == {6}  # conditional and null branch batched together
+    assert torch.allclose(single, guided, atol=1e-4)
+
+
+def test_gen_config_steps_default_to_the_models_budget():
+    from medaug.generative.train import GenConfig
+
+    assert GenConfig(model="gan").steps == 500 and GenConfig(model="diffusion").steps == 2000
+    assert GenConfig(model="diffusion", steps=7).steps == 7
+
 # ----------------------------------------------------------------------------------------------
 # quality metrics
 

@@ -39,7 +39,7 @@ class GenConfig:
     data: str = ""
     model: str = "gan"  #: gan | diffusion
     size: int = 32
-    steps: int = 500
+    steps: int = 0  #: 0 = the model's ``default_steps`` (its CPU-sized budget)
     batch_size: int = 16
     seed: int = 0
     n_shot: int = 0  #: training images per class (0 = all), sampled with ``seed`` like classifier runs
@@ -57,6 +57,8 @@ class GenConfig:
         from ..config import check_types
 
         check_types(self, "gen config")
+        if self.steps == 0:
+            self.steps = model_class(self.model).default_steps
         checks = [(self.steps >= 1, "steps must be >= 1"), (self.batch_size >= 2, "batch_size must be >= 2"),
                   (self.ckpt_every >= 1, "ckpt_every must be >= 1"), (self.size >= 8, "size must be >= 8")]
         for ok, msg in checks:
