@@ -152,7 +152,7 @@ def test_guidance_one_takes_the_single_conditional_forward_with_the_same_images(
 def test_gen_config_steps_default_to_the_models_budget():
     from medaug.generative.train import GenConfig
 
-    assert GenConfig(model="gan").steps == 500 and GenConfig(model="diffusion").steps == 2000
+    assert GenConfig(model="gan").steps == 500 and GenConfig(model="diffusion").steps == 1000
     assert GenConfig(model="diffusion", steps=7).steps == 7
 
 # ----------------------------------------------------------------------------------------------

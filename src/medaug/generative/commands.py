@@ -25,7 +25,7 @@ def _options(pairs: list[str]) -> dict:
 def gen_train(
     data: Path = typer.Option(..., help="Dataset folder (any format medaug reads); the generator sees its train split only."),
     model: str = typer.Option("gan", help="gan | diffusion"),
-    steps: int = typer.Option(0, help="Training steps (one G and one D update each for the GAN); 0 = the model's default (gan 500, diffusion 2000)."),
+    steps: int = typer.Option(0, help="Training steps (one G and one D update each for the GAN); 0 = the model's default (gan 500, diffusion 1000)."),
     size: int = typer.Option(32, help="Image side in pixels (GAN: a power of two)."),
     batch_size: int = typer.Option(16),
     seed: int = typer.Option(0),

@@ -28,7 +28,7 @@ from .gan import ema_beta, ema_update
 class Diffusion:
     """DiffusionModelUNet + optimiser + schedulers; images in and out as float [-1, 1] / [0, 1]."""
 
-    default_steps = 2000  #: ``gen train``'s default --steps: about 10 minutes on one CPU thread at 32 px
+    default_steps = 1000  #: ``gen train``'s default --steps: about 6 minutes of one CPU thread at 32 px
 
     @dataclass
     class Options:
