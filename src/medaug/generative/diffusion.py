@@ -6,11 +6,14 @@ classifier-free guidance.
 - Training (Ho et al. 2020, "simple" loss): ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``
   (``DDPMScheduler.add_noise``), ``L = || eps - eps_theta(x_t, t, c) ||^2``; with probability
   ``p_uncond`` the label is replaced by the null class (label dropout, Ho & Salimans 2022).
-- Sampling: DDIM (Song et al. 2021, eq. 12; ``DDIMScheduler``, eta = 0: deterministic given the
-  initial noise) with classifier-free guidance
+- Sampling: DDIM (Song et al. 2021, eq. 12; ``DDIMScheduler``) with classifier-free guidance
   ``eps = eps_theta(x_t, t, null) + w (eps_theta(x_t, t, c) - eps_theta(x_t, t, null))``,
-  both branches in one batched forward. The initial noise comes from a CPU ``torch.Generator``
-  seeded with ``seed``, so a seed gives the same images on any device up to kernel round-off.
+  both branches in one batched forward (one forward when w = 1). Default eta = 1: every step
+  adds fresh noise of the DDPM posterior's variance, which washes out the errors of a network
+  trained for a CPU budget; the deterministic ODE path (eta = 0) carries them to the end, and
+  after 1000 steps on PneumoniaMNIST about half its samples stay noise-textured. The initial
+  noise comes from a CPU ``torch.Generator`` seeded with ``seed`` (the step noise from one seeded
+  on the device), so a seed gives the same images on a device.
 - The sampled network is an EMA of the trained one (same ramp-up as the GAN's).
 """
 
@@ -43,7 +46,7 @@ class Diffusion:
         p_uncond: float = 0.1  #: label dropout probability (the null class trains the unconditional model)
         guidance: float = 3.0  #: classifier-free guidance weight w (1 = plain conditional, one forward per step)
         ddim_steps: int = 25
-        eta: float = 0.0  #: DDIM eta (0 = deterministic)
+        eta: float = 1.0  #: DDIM eta (0 = deterministic ODE; 1 = DDPM-like stochastic steps, which correct an undertrained network's errors)
         ema_kimg: float = 5.0
 
         def __post_init__(self):
