@@ -335,7 +335,7 @@ def test_end_to_end_gan_to_classifier(tmp_path, tiny_data):
     assert m["method"] == "generative" and 0 <= m["test"]["accuracy"] <= 1
 
     # medaug report: the samples the run trained on, with gen eval's agreement and real-beside-synthetic sheets
-    res = runner.invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report")])
+    res = runner.invoke(app, ["report", str(tmp_path / "runs"), "--baseline", "generative", "--out", str(tmp_path / "report")])
     assert res.exit_code == 0, res.output
     report = (tmp_path / "report" / "report.md").read_text()
     assert "Synthetic images used by `generative`" in report and "Conditional agreement" in report

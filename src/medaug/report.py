@@ -446,7 +446,7 @@ def synthetic_section(df: pd.DataFrame, out: Path) -> list[str]:
         for cls, sheet in sheets:
             if sheet.is_file():
                 name = f"synthetic_{i}_{cls}.png"
-                shutil.copyfile(sheet, out / name)
+                save_with(out / name, lambda tmp, src=sheet: shutil.copyfile(src, tmp))
                 lines += [f"![{cls}]({name})\n", f"{cls}: {'real (left) beside synthetic (right)' if quality else 'synthetic samples'}\n"]
     return lines
 
