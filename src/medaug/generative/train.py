@@ -232,7 +232,8 @@ def load_generator(folder: str | Path, device: str = "auto"):
     try:
         model.load_state_dict(ckpt["model"], inference_only=True)
     except (KeyError, RuntimeError) as exc:
-        raise MedaugError(f"{ckpt_path}: does not fit a {cfg.model} ({exc.__class__.__name__}); train it again") from None
+        raise MedaugError(f"{ckpt_path}: does not fit a {cfg.model} with its recorded options ({exc.__class__.__name__}; "
+                          "e.g. trained under an older medaug's default network); train it again or pass its options") from None
     return model, list(ckpt["classes"]), cfg
 
 
