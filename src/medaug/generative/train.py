@@ -233,7 +233,7 @@ def load_generator(folder: str | Path, device: str = "auto"):
         model.load_state_dict(ckpt["model"], inference_only=True)
     except (KeyError, RuntimeError) as exc:
         raise MedaugError(f"{ckpt_path}: does not fit a {cfg.model} with its recorded options ({exc.__class__.__name__}; "
-                          "e.g. trained under an older medaug's default network); train it again or pass its options") from None
+                          "e.g. trained under an older medaug's default network); train it again") from None
     return model, list(ckpt["classes"]), cfg
 
 
