@@ -26,3 +26,22 @@ def test_method_options_compare_with_their_defaults_filled_in(tmp_path):
     assert run_identity(implicit, "fp") == run_identity(explicit, "fp")
     with pytest.raises(MedaugError, match="method_options"):
         check_identity(tmp_path, run_identity(implicit, "fp"), run_identity(other, "fp"), "a finished run")
+
+
+def test_config_toml_records_method_options_as_they_ran(tmp_path):
+    """A run's config.toml holds every option resolved, so a later change of a default cannot reuse it silently."""
+    import tomllib
+
+    from medaug.data.synth import generate
+    from medaug.train import fit
+
+    data = generate(tmp_path / "d", n_train=48, n_test=24, size=32, seed=0, progress=False)
+    cfg = TrainConfig(data=str(data), method="cutout", size=32, epochs=1, batch_size=16, progress=False,
+                      cache=str(tmp_path / "cache"))
+    fit(cfg, tmp_path / "run")
+    saved = tomllib.loads((tmp_path / "run" / "config.toml").read_text())["train"]["method_options"]
+    assert saved == {"variant": "apga", "area_min": 0.0, "area_max": 1.0, "size_fraction": 0.5}
+    older_default = {**TrainConfig(**{**cfg.to_dict(), "method_options": saved}).to_dict()}
+    older_default["method_options"] = {**saved, "variant": "devries"}  # as if the default had been devries then
+    with pytest.raises(MedaugError, match="method_options"):
+        check_identity(tmp_path, run_identity(older_default, "fp"), run_identity(cfg, "fp"), "a finished run")

@@ -420,7 +420,10 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     lead = rank == 0  # only the first process writes files
     if lead:
         output_folder(out, "run")
-        write_text(out / "config.toml", dump_toml({"train": record.to_dict()}))
+        # method options as they run (defaults and presets filled in): a later change of a default is then
+        # a different configuration for this folder, not a silent reuse of its results
+        saved = {**record.to_dict(), "method_options": resolved_options(record.method, record.method_options)}
+        write_text(out / "config.toml", dump_toml({"train": saved}))
     track = tracking.hook(cfg, out, tracker, enabled=lead)
     track.start(cfg.to_dict())
 
