@@ -50,6 +50,9 @@ Options (each changes one equation; a preset fills those left unset):
 - ``lambda_area``, ``target_area``: step 5 adds lambda_area * (mean_j P_ij - t)^2 per image (t = the
   prior's mean GradCAM when ``target_area`` is 0).
 - ``min_keep``: step 7 uses x_i unmasked when its aiding mask keeps less than this fraction.
+- ``aid_rule``: step 7's aiding mask: 'threshold' (paper, code: a_aid = 1[P > 0.5]) | 'area' (learn:
+  keep each image's round(mean_j P_ij * N) pixels of highest P, so the kept fraction is the policy's
+  mean P and the mask follows the policy's ranking of the pixels, not an absolute level of P).
 - ``prior_steps``: before training, fit P to the baseline's normalised GradCAM maps (BCE).
 - ``policy``, ``policy_width``, ``policy_size`` (0 = image size; e.g. 64/112 with the mask upsampled),
   ``policy_lr`` (Adam, paper 1e-4), ``policy_weights`` (local file; the paper used Carvana weights).
@@ -75,11 +78,11 @@ from .gradcam import cam_layer, grad_cam
 LEARN_LAMBDA_AREA, LEARN_TARGET_AREA, LEARN_POLICY_LR, LEARN_GRID = 1.0, 0.0, 1e-4, 0
 
 _PAPER = dict(action="threshold", reward="batch", baseline_update="after", loss_weights="paper", adv_eval=False,
-              lambda_zeros=0.1, lambda_area=0.0, target_area=0.0, min_keep=0.0, prior_steps=0,
+              lambda_zeros=0.1, lambda_area=0.0, target_area=0.0, min_keep=0.0, prior_steps=0, aid_rule="threshold",
               step="sequential", policy_width=16, policy_size=0, policy_lr=1e-4, action_grid=0)
 PRESETS = {
     "learn": dict(action="bernoulli", reward="sample", baseline_update="after", loss_weights="paper", adv_eval=False,
-                  lambda_zeros=0.0, lambda_area=LEARN_LAMBDA_AREA, target_area=LEARN_TARGET_AREA, min_keep=0.05,
+                  lambda_zeros=0.0, lambda_area=LEARN_LAMBDA_AREA, target_area=LEARN_TARGET_AREA, min_keep=0.05, aid_rule="area",
                   prior_steps=100, step="fused", policy_width=8, policy_size=32, policy_lr=LEARN_POLICY_LR,
                   action_grid=LEARN_GRID),
     "paper": _PAPER,
@@ -108,6 +111,17 @@ def policy_loss(p: torch.Tensor, action: torch.Tensor, advantage: torch.Tensor, 
     if lambda_area:
         loss = loss + lambda_area * (p.flatten(1).mean(1) - target_area) ** 2
     return loss.mean()
+
+
+def top_area_mask(p: torch.Tensor) -> torch.Tensor:
+    """Per image, 1 on the round(mean P * N) pixels of highest P (at least one), else 0.
+
+    p float [B, 1, h, w] -> float {0, 1} [B, 1, h, w]; ties at the cut-off are kept.
+    """
+    flat = p.detach().flatten(1)
+    k = (flat.mean(1) * flat.shape[1]).round().clamp(1, flat.shape[1]).long()
+    cut = flat.sort(1, descending=True).values.gather(1, (k - 1).unsqueeze(1))
+    return (flat >= cut).to(p.dtype).view_as(p)
 
 
 def guard_blank(keep: torch.Tensor, min_keep: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,6 +154,7 @@ class APGA(Method):
         target_area: float | None = None  #: the mean P the kept-area term pulls towards (0 = the prior's mean GradCAM)
         min_keep: float | None = None  #: an aided mask keeping less than this fraction of its image is replaced by all ones
         prior_steps: int | None = None  #: steps of BCE(P, GradCAM of the baseline) before training (0 = off)
+        aid_rule: str = ""  #: threshold (a_aid = 1[P > 0.5]) | area (the top mean(P) fraction of pixels by P)
         policy: str = "ternaus"
         policy_width: int | None = None  #: 64 = the original TernausNet
         policy_size: int | None = None  #: policy input side (0 = image side; rounded up to the network's multiple)
@@ -158,7 +173,7 @@ class APGA(Method):
                     setattr(self, key, value)
             allowed = dict(action=("threshold", "bernoulli"), reward=("batch", "sample"),
                            baseline_update=("after", "before"), loss_weights=("paper", "code"),
-                           step=("sequential", "fused"))
+                           step=("sequential", "fused"), aid_rule=("threshold", "area"))
             for key, values in allowed.items():
                 if getattr(self, key) not in values:
                     raise ValueError(f"{key} must be one of {', '.join(values)}")
@@ -221,6 +236,10 @@ class APGA(Method):
             p = self.policy(x)
         return F.adaptive_avg_pool2d(p, self.opts.action_grid) if self.opts.action_grid else p
 
+    def aiding(self, p: torch.Tensor) -> torch.Tensor:
+        """Step 7's aiding mask a_aid from P (policy resolution), float {0, 1}, by ``aid_rule``."""
+        return top_area_mask(p) if self.opts.aid_rule == "area" else (p.detach() > 0.5).to(p.dtype)
+
     def act(self, p: torch.Tensor) -> torch.Tensor:
         """The useful-pixel mask a (float {0,1}, policy resolution)."""
         if self.opts.action == "bernoulli":
@@ -252,7 +271,7 @@ class APGA(Method):
         self.policy.train()
         p = self.policy_probs(ctx, x)
         a = self.act(p)
-        aid, kept = guard_blank(PixelPolicy.upsample((p.detach() > 0.5).to(x.dtype), h, w), o.min_keep)
+        aid, kept = guard_blank(PixelPolicy.upsample(self.aiding(p).to(x.dtype), h, w), o.min_keep)
         x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
         with (nullcontext() if o.adv_eval else record_batch_stats(ctx.model)) as stats:
             per_image = F.cross_entropy(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
@@ -293,7 +312,7 @@ class APGA(Method):
         ctx.step(lp, self.policy_opt)
         # 7. classifier step on aided images (fresh policy output, after its update)
         with torch.no_grad():
-            keep, kept = guard_blank(PixelPolicy.upsample((self.policy_probs(ctx, x) > 0.5).to(x.dtype), h, w), o.min_keep)
+            keep, kept = guard_blank(PixelPolicy.upsample(self.aiding(self.policy_probs(ctx, x)).to(x.dtype), h, w), o.min_keep)
         loss_aid = F.cross_entropy(ctx.logits(x * keep), y)
         ctx.step(loss_aid)
         return {"loss": loss_orig.mean().detach(), "loss_aided": loss_aid.detach(), "loss_adv": loss_adv.mean(),
@@ -301,10 +320,10 @@ class APGA(Method):
                 "useful_fraction": a.mean(), KEPT_FRACTION: kept.mean(), "guarded": (kept < o.min_keep).float().mean()}
 
     def keep_mask(self, ctx, x: torch.Tensor) -> torch.Tensor:
-        """Aiding mask (M_p(x) > 0.5) at image resolution, float {0,1} [B, 1, H, W]."""
+        """Aiding mask (``aid_rule``) at image resolution, float {0,1} [B, 1, H, W]."""
         self.policy.eval()
         with torch.no_grad():
-            return PixelPolicy.upsample((self.policy_probs(ctx, x) > 0.5).to(x.dtype), *x.shape[-2:])
+            return PixelPolicy.upsample(self.aiding(self.policy_probs(ctx, x)).to(x.dtype), *x.shape[-2:])
 
     def predict(self, ctx, x):
         if not self.opts.tta:
