@@ -11,6 +11,7 @@ record their entry in the nearest marker above them, and leave no temporary file
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,15 @@ import numpy as np
 import torch
 
 from .errors import MedaugError
+
+
+def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
+    """Hex digest of a file's bytes (read in 1 MiB blocks), e.g. ``algorithm="md5"``."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 MARKER = ".medaug-output.json"
 TMP = ".medaug-tmp"  #: every temporary file or folder medaug writes has this in its name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MedaugError
+from ..io_utils import file_digest
 from .index import DataIndex, read_index
 from .io import load_image
 
@@ -24,14 +24,6 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     bad_paths: list[str] = field(default_factory=list)
-
-
-def _sha1(path: str) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _describe(path: str) -> str:
@@ -75,7 +67,7 @@ def check_dataset(root: str | Path, fmt: str = "auto", sample: int | None = 500,
 
     # identical files in different splits
     unique_paths = frame.drop_duplicates("path")
-    hashes = pd.Series({p: _sha1(p) for p in unique_paths["path"] if Path(p).is_file()})
+    hashes = pd.Series({p: file_digest(p) for p in unique_paths["path"] if Path(p).is_file()})
     frame["sha1"] = frame["path"].map(hashes)
     dup = frame.dropna(subset=["sha1"]).groupby("sha1")["split"].nunique()
     dup = dup[dup > 1]

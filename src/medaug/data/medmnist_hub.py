@@ -16,13 +16,13 @@ default root ``~/.medmnist`` when missing.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
 from pathlib import Path
 
 from ..errors import MedaugError
+from ..io_utils import file_digest
 
 PREFIX = "medmnist:"
 SIZES = (28, 64, 128, 224)
@@ -76,14 +76,6 @@ def file_name(flag: str, size: int) -> str:
     return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_with_package(flag: str, size: int, root: Path) -> dict[str, int]:
     """Open every split with the package's dataset class (no download); returns images per split.
 
@@ -133,7 +125,7 @@ def fetch(flag: str, size: int = 28, root: str | Path | None = None, download: b
 
         try:
             torch.hub.download_url_to_file(url, str(part), progress=progress)
-            got = _md5(part)
+            got = file_digest(part, "md5")
             if got != md5:
                 raise MedaugError(f"{url}: downloaded file has MD5 {got}, not the published {md5}; try again later")
             part.replace(path)
