@@ -36,6 +36,7 @@ from .device import autocast, barrier, distributed, init_distributed, place, res
 from .errors import MedaugError
 from .io_utils import output_folder, remove_output, save_npz, save_torch, write_json, write_text
 from .methods import Method, create_method, resolved_options
+from .methods.base import KEPT_FRACTION
 from .metrics import classification_metrics, mask_metrics
 from .models.classifiers import HEAD_LAYERS, create_classifier
 from .progress import NullProgress, console, make_progress
@@ -231,8 +232,6 @@ def watch_collapse(state: dict, logs: dict, epoch: int) -> str | None:
     """Track the epoch's mean ``kept_fraction`` (the log key methods with learned masks report, see
     :data:`medaug.methods.base.KEPT_FRACTION`); the first time it has stayed outside ``COLLAPSE_BOUNDS``
     for ``COLLAPSE_EPOCHS`` epochs, record ``state['collapse']`` and return the one-line note to print."""
-    from .methods.base import KEPT_FRACTION
-
     kept = logs.get(KEPT_FRACTION)
     if kept is None:
         return None

@@ -22,8 +22,9 @@ paper's rule "nothing useful" is absorbing (a = 0 -> x_adv = x -> R = 0 -> advan
 only lambda_zeros BCE(P, 0) acts, pushing P further down), so ``learn`` starts the policy from the
 baseline's GradCAM (``prior_steps``), samples a ~ Bernoulli(P) with per-image rewards, replaces the
 zeros term by a kept-area term lambda_area (mean P - t)^2 whose fixed point is the prior's area,
-uses an aided image unmasked when its mask keeps < ``min_keep`` of it, and runs the fused step with
-an 8-wide policy at 32 px.
+keeps each image's top mean(P) fraction of pixels as the aiding mask (``aid_rule``), uses an aided
+image unmasked when its mask keeps < ``min_keep`` of it, and runs the fused step with an 8-wide
+policy at 32 px.
 
 Options (each changes one equation; a preset fills those left unset):
 - ``action``: 'threshold' (paper, code) | 'bernoulli' (a ~ Bernoulli(P): a real stochastic policy,
@@ -240,6 +241,11 @@ class APGA(Method):
         """Step 7's aiding mask a_aid from P (policy resolution), float {0, 1}, by ``aid_rule``."""
         return top_area_mask(p) if self.opts.aid_rule == "area" else (p.detach() > 0.5).to(p.dtype)
 
+    def aided_keep(self, p: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 7's keep-masks for images x [B, C, H, W] from P, after the ``min_keep`` guard, float {0, 1}
+        [B, 1, H, W], and the kept fraction per image [B] before the guard."""
+        return guard_blank(PixelPolicy.upsample(self.aiding(p).to(x.dtype), *x.shape[-2:]), self.opts.min_keep)
+
     def act(self, p: torch.Tensor) -> torch.Tensor:
         """The useful-pixel mask a (float {0,1}, policy resolution)."""
         if self.opts.action == "bernoulli":
@@ -271,7 +277,7 @@ class APGA(Method):
         self.policy.train()
         p = self.policy_probs(ctx, x)
         a = self.act(p)
-        aid, kept = guard_blank(PixelPolicy.upsample(self.aiding(p).to(x.dtype), h, w), o.min_keep)
+        aid, kept = self.aided_keep(p, x)
         x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
         with (nullcontext() if o.adv_eval else record_batch_stats(ctx.model)) as stats:
             per_image = F.cross_entropy(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
@@ -312,7 +318,7 @@ class APGA(Method):
         ctx.step(lp, self.policy_opt)
         # 7. classifier step on aided images (fresh policy output, after its update)
         with torch.no_grad():
-            keep, kept = guard_blank(PixelPolicy.upsample(self.aiding(self.policy_probs(ctx, x)).to(x.dtype), h, w), o.min_keep)
+            keep, kept = self.aided_keep(self.policy_probs(ctx, x), x)
         loss_aid = F.cross_entropy(ctx.logits(x * keep), y)
         ctx.step(loss_aid)
         return {"loss": loss_orig.mean().detach(), "loss_aided": loss_aid.detach(), "loss_adv": loss_adv.mean(),
