@@ -89,8 +89,12 @@ class TrainConfig:
     @classmethod
     def field_defaults(cls) -> dict:
         """Every field's default value (without validating a config)."""
-        return {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-                for f in dataclasses.fields(cls)}
+        return {f.name: field_default(f) for f in dataclasses.fields(cls)}
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (a fresh one for ``default_factory`` fields)."""
+    return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
 
 
 def _same_type(value: Any, default: Any) -> bool:
@@ -119,7 +123,7 @@ def check_types(obj: Any, where: str) -> None:
     """Every field of dataclass ``obj`` has its annotated type (else its default's): float also takes int,
     bool is not an int, list elements match the default's first element."""
     for f in dataclasses.fields(obj):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = field_default(f)
         value = getattr(obj, f.name)
         parsed = _annotated(f)
         if parsed is not None:
@@ -145,7 +149,7 @@ def from_dict(cls, values: dict[str, Any], where: str):
         raise MedaugError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
     for key, value in values.items():
         f = fields[key]
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = field_default(f)
         expected = (int, float) if isinstance(default, float) else type(default)
         if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
             raise MedaugError(f"{where}: {key} should be {type(default).__name__}, got {value!r}")
