@@ -12,7 +12,7 @@ from medaug.methods.apga import APGA, policy_loss
 from medaug.methods.cutout import Cutout
 from medaug.methods.gradcam import grad_cam
 from medaug.models.classifiers import create_classifier
-from medaug.train import Context
+from medaug.context import Context
 
 
 def make_ctx(model: str = "tiny", size: int = 32, **cfg) -> Context:
@@ -202,6 +202,30 @@ def test_blank_image_guard_in_the_training_step(step):
         concat_step(ref_ctx, x, y, x)
         for got, want in zip(ctx.model.state_dict().values(), ref.state_dict().values()):
             torch.testing.assert_close(got, want)
+
+
+def test_one_normalisation_for_classifier_and_policy_and_per_image_loss():
+    """Context, PixelPolicy and the quality extractor share medaug.models.inputs.normalize; ctx.loss
+    with reduction='none' is the per-image cross-entropy the policy methods use."""
+    from medaug.models.inputs import normalize
+    from medaug.models.policies import PixelPolicy
+
+    x = torch.rand(3, 1, 32, 32)
+    ctx = make_ctx(in_channels=3)
+    assert torch.equal(ctx.normalize(x), ((x - 0.5) / 0.25).expand(-1, 3, -1, -1))
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def forward(self, t):
+            seen["x"] = t
+            return t[:, :1]
+
+    PixelPolicy(Probe(), 0, in_channels=3)(x)
+    assert torch.equal(seen["x"], normalize(x, 3))
+    logits, y = torch.randn(4, 2), torch.tensor([0, 1, 1, 0])
+    per_image = ctx.loss(logits, y, reduction="none")
+    assert per_image.shape == (4,) and torch.allclose(per_image.mean(), ctx.loss(logits, y))
+    assert torch.allclose(per_image, -torch.log_softmax(logits, 1)[torch.arange(4), y])
 
 
 def test_gradcam_method_unknown_layer():

@@ -12,7 +12,8 @@ from medaug.errors import MedaugError
 from medaug.experiments import ExperimentConfig, make_plan, run_config
 from medaug.methods.pgnm import PGNM, mask_geometry, reinforce_loss
 from medaug.models.classifiers import create_classifier
-from medaug.train import Context, average_weights, finetune_epochs, fit
+from medaug.context import Context
+from medaug.train import average_weights, finetune_epochs, fit
 
 
 def make_ctx(size: int = 64, classes: int = 3) -> Context:

@@ -54,7 +54,8 @@ def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmu
     Returns ``step()``, one ``train_step`` of the method on that batch, and the number of images
     the classifier trains on (forward with gradient) per source image: 2 for the 1:1 mixes.
     """
-    from .train import Context, make_optimizer
+    from .context import Context
+    from .train import make_optimizer
 
     device = resolve_device(cfg.device)
     seed_everything(0)

@@ -60,6 +60,16 @@ def place(module: torch.nn.Module, device: torch.device, channels_last: bool = F
     return module.to(memory_format=torch.channels_last) if channels_last else module
 
 
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a DistributedDataParallel wrapper (for saving, copying, hooks); ``module`` otherwise."""
+    return getattr(module, "module", module)
+
+
+def to_full(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision autocast outputs -> float32; float32/float64 pass through unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def autocast(device: torch.device, precision: str):
     """Autocast context for 'fp32' (none), 'bf16' or 'fp16' on the given device."""
     if precision == "fp32":

@@ -20,19 +20,18 @@ import json
 import math
 import time
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
 from .config import TrainConfig, dump_toml
+from .context import Context
 from .data.cache import ArraySplit, Dataset, cached, fingerprint, is_cache, load_dataset
 from .data.index import read_index
-from .device import autocast, barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
+from .device import barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
 from .errors import MedaugError
 from .io_utils import output_folder, remove_output, save_npz, save_torch, write_json, write_text
 from .methods import Method, create_method, resolved_options
@@ -45,83 +44,6 @@ from .reproduce import provenance
 
 N_MASK_SNAPSHOTS = 8  # fixed validation images whose masks are saved every epoch
 COLLAPSE_BOUNDS, COLLAPSE_EPOCHS = (0.01, 0.99), 3  # a learned mask keeping < 1% or > 99% for 3 epochs has collapsed
-
-
-@dataclass
-class Context:
-    """What a method may use: the classifier, its update step, the device and the config."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    device: torch.device
-    cfg: TrainConfig
-    num_classes: int
-    scaler: torch.amp.GradScaler
-    extras: dict = field(default_factory=dict)  # baseline dir etc., for methods that need them
-    rank: int = 0  #: this process under torchrun (0 otherwise)
-    world: int = 1  #: number of data-parallel processes
-
-    def wrap(self, module: nn.Module) -> nn.Module:
-        """DistributedDataParallel under torchrun (gradients averaged across processes); as is otherwise."""
-        if self.world == 1:
-            return module
-        from torch.nn.parallel import DistributedDataParallel
-
-        return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    def place(self, module: nn.Module) -> nn.Module:
-        """A method's network on the device, in the classifier's memory format, wrapped for DDP."""
-        return self.wrap(place(module, self.device, self.cfg.channels_last))
-
-    @staticmethod
-    def unwrap(module: nn.Module) -> nn.Module:
-        """The network inside a DistributedDataParallel wrapper (for saving, copying, hooks)."""
-        return getattr(module, "module", module)
-
-    def all_mean(self, t: torch.Tensor) -> torch.Tensor:
-        """Mean of ``t`` over processes (every rank gets the same value); ``t`` itself when alone."""
-        if self.world == 1:
-            return t
-        import torch.distributed as dist
-
-        t = t.detach().clone()
-        dist.all_reduce(t)
-        return t / self.world
-
-    def inputs(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 [B, H, W] -> float [B, 1, H, W] in [0, 1] on the device."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
-        return x.unsqueeze(1).float().div_(255.0)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images -> network input: zero-centred, gray repeated to ``in_channels``."""
-        x = (x - 0.5) / 0.25
-        return x.expand(-1, self.cfg.in_channels, -1, -1) if self.cfg.in_channels != x.shape[1] else x
-
-    def logits(self, x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
-        """Classifier logits float32 [B, K] for images float [B, 1, H, W] in [0, 1]."""
-        with autocast(self.device, self.cfg.precision):
-            out = (model or self.model)(self.normalize(x))
-        return to_full(out)
-
-    @staticmethod
-    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y)
-
-    def step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
-        """zero_grad, one backward (loss-scaled for fp16), then step each optimizer (default: the classifier's)."""
-        opts = optimizers or (self.optimizer,)
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        for opt in opts:
-            self.scaler.step(opt)
-        self.scaler.update()
-
-
-def to_full(t: torch.Tensor) -> torch.Tensor:
-    """Half-precision autocast outputs -> float32; float32/float64 pass through unchanged."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def trainable_parameters(model: nn.Module, cfg: TrainConfig) -> list[nn.Parameter]:

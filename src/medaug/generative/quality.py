@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MedaugError
+from ..models.inputs import normalize
 
 # ----------------------------------------------------------------------------------------------
 # reading generated image folders
@@ -130,11 +131,6 @@ def load_run_classifier(run: Path, ckpt_file: Path, device: torch.device) -> tup
     return model.eval(), cfg
 
 
-def _run_input(x: torch.Tensor, in_ch: int) -> torch.Tensor:
-    x = (x - 0.5) / 0.25  # medaug.train.Context.normalize
-    return x.expand(-1, in_ch, -1, -1) if in_ch != 1 else x
-
-
 def load_extractor(path: str | Path, device: torch.device | str = "cpu") -> Extractor:
     """A medaug run folder (best.pt + config.toml) or its best.pt, or a TorchScript feature network."""
     from ..device import resolve_device
@@ -157,7 +153,7 @@ def load_extractor(path: str | Path, device: torch.device | str = "cpu") -> Extr
     in_ch = cfg.get("in_channels", 1)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        model(_run_input(x, in_ch))
+        model(normalize(x, in_ch))
         return feats["x"]
 
     return Extractor(f"medaug-{cfg.get('model', 'tiny')}:{run.name}", fn, cfg.get("size"), device)
@@ -168,7 +164,7 @@ def run_classifier(run: str | Path, device: torch.device) -> Extractor:
     run = Path(run)
     model, cfg = load_run_classifier(run, run / "best.pt", device)
     in_ch = cfg.get("in_channels", 1)
-    return Extractor(f"medaug-{cfg.get('model', 'tiny')}:{run.name}", lambda x: model(_run_input(x, in_ch)).softmax(1),
+    return Extractor(f"medaug-{cfg.get('model', 'tiny')}:{run.name}", lambda x: model(normalize(x, in_ch)).softmax(1),
                      cfg.get("size"), device)
 
 

@@ -73,7 +73,7 @@ from ..device import autocast
 from ..errors import MedaugError
 from ..models.batch_stats import eval_mode, normalise_with, record_batch_stats
 from ..models.policies import PixelPolicy, create_policy
-from .base import KEPT_FRACTION, Method, register
+from .base import KEPT_FRACTION, Method, load_policy_state, policy_state, register
 from .gradcam import cam_layer, grad_cam
 
 LEARN_LAMBDA_AREA, LEARN_TARGET_AREA, LEARN_POLICY_LR, LEARN_GRID = 1.0, 0.0, 1e-4, 0
@@ -242,7 +242,7 @@ class APGA(Method):
         return top_area_mask(p) if self.opts.aid_rule == "area" else (p.detach() > 0.5).to(p.dtype)
 
     def aided_keep(self, p: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step 7's keep-masks for images x [B, C, H, W] from P, after the ``min_keep`` guard, float {0, 1}
+        """Step 7's keep-masks for images x [B, 1, H, W] from P, after the ``min_keep`` guard, float {0, 1}
         [B, 1, H, W], and the kept fraction per image [B] before the guard."""
         return guard_blank(PixelPolicy.upsample(self.aiding(p).to(x.dtype), *x.shape[-2:]), self.opts.min_keep)
 
@@ -280,12 +280,12 @@ class APGA(Method):
         aid, kept = self.aided_keep(p, x)
         x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
         with (nullcontext() if o.adv_eval else record_batch_stats(ctx.model)) as stats:
-            per_image = F.cross_entropy(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
+            per_image = ctx.loss(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
         # L_adv without gradient: in eval mode (code), or (paper, training mode) with the batch
         # statistics of [x ; aided x], so L_orig and L_adv are the same function and erasing nothing
         # gives R = 0, while the adversarial images leave the classifier's update untouched
         with torch.no_grad(), (eval_mode(ctx.model) if o.adv_eval else normalise_with(stats)):
-            loss_adv = F.cross_entropy(ctx.logits(x_adv, ctx.unwrap(ctx.model)), y, reduction="none")
+            loss_adv = ctx.loss(ctx.logits(x_adv, ctx.unwrap(ctx.model)), y, reduction="none")
         loss_orig, loss_aid = per_image[:b], per_image[b:]
         with torch.no_grad():
             r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())
@@ -302,7 +302,7 @@ class APGA(Method):
         h, w = x.shape[-2:]
         # 1. classifier step on the originals
         logits = ctx.logits(x)
-        loss_orig = F.cross_entropy(logits, y, reduction="none")
+        loss_orig = ctx.loss(logits, y, reduction="none")
         ctx.step(loss_orig.mean())
         # 2-3. adversarial image and reward
         self.policy.train()
@@ -310,7 +310,7 @@ class APGA(Method):
         a = self.act(p)
         x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
         with torch.no_grad(), (eval_mode(ctx.model) if o.adv_eval else nullcontext()):
-            loss_adv = F.cross_entropy(ctx.logits(x_adv), y, reduction="none")
+            loss_adv = ctx.loss(ctx.logits(x_adv), y, reduction="none")
         with torch.no_grad():
             r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())  # 3-4. reward, EMA baseline
         # 5-6. policy step
@@ -319,7 +319,7 @@ class APGA(Method):
         # 7. classifier step on aided images (fresh policy output, after its update)
         with torch.no_grad():
             keep, kept = self.aided_keep(self.policy_probs(ctx, x), x)
-        loss_aid = F.cross_entropy(ctx.logits(x * keep), y)
+        loss_aid = ctx.loss(ctx.logits(x * keep), y)
         ctx.step(loss_aid)
         return {"loss": loss_orig.mean().detach(), "loss_aided": loss_aid.detach(), "loss_adv": loss_adv.mean(),
                 "reward": r.mean(), "baseline": self.baseline.clone(), "policy_loss": lp.detach(),
@@ -348,10 +348,9 @@ class APGA(Method):
             return PixelPolicy.upsample(self.policy_probs(ctx, x), *x.shape[-2:])
 
     def state_dict(self) -> dict:
-        return {"policy": getattr(self.policy, "module", self.policy).state_dict(), "policy_opt": self.policy_opt.state_dict(), "baseline": self.baseline}
+        return policy_state(self.policy, self.policy_opt, baseline=self.baseline)
 
     def load_state_dict(self, state: dict) -> None:
         if state:
-            getattr(self.policy, "module", self.policy).load_state_dict(state["policy"])
-            self.policy_opt.load_state_dict(state["policy_opt"])
+            load_policy_state(self.policy, self.policy_opt, state)
             self.baseline = state["baseline"].to(self.baseline.device)

@@ -2,9 +2,10 @@
 
 The training loop (``medaug.train``) never branches on a method's name. A method owns how a
 batch becomes training inputs, any extra network (policy, segmenter) with its optimizer, and its
-own losses. Images reach a method as float [B, C, H, W] in [0, 1] on the training device; labels
-as int64 [B]. ``ctx`` (``medaug.train.Context``) gives the classifier, its optimizer step, the
-device and the config.
+own losses. Images reach a method as float [B, 1, H, W] in [0, 1] on the training device (gray;
+``ctx.normalize`` repeats the channel for 3-channel networks); labels as int64 [B]. ``ctx``
+(:class:`medaug.context.Context`) gives the classifier, its optimizer step, the loss, the device
+and the config.
 
 Options are a dataclass per method (``Options``), filled from TOML/CLI with unknown keys rejected.
 """
@@ -16,11 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from ..device import unwrap
 from ..errors import MedaugError
 from ..registry import Registry
 
 if TYPE_CHECKING:
-    from ..train import Context
+    from torch import nn
+
+    from ..context import Context
 
 
 #: Log key of the fraction of pixels a learned mask keeps in the images the classifier trains on
@@ -61,7 +65,7 @@ class Method:
         """Build extra networks and optimizers (called once, before resuming)."""
 
     def train_step(self, ctx: "Context", x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All updates for one batch. x float [B, C, H, W] in [0, 1]; y int64 [B]. Returns detached logs."""
+        """All updates for one batch. x float [B, 1, H, W] in [0, 1]; y int64 [B]. Returns detached logs."""
         loss = ctx.loss(ctx.logits(x), y)
         ctx.step(loss)
         return {"loss": loss.detach()}
@@ -107,11 +111,23 @@ def resolved_options(name: str, options: dict) -> dict:
     return dataclasses.asdict(create_method(name, options).opts)
 
 
+def policy_state(policy: "nn.Module", optimizer: torch.optim.Optimizer, **extra: Any) -> dict:
+    """A method's checkpoint of its policy network: the bare network's weights (DDP unwrapped) under
+    ``'policy'``, its optimizer's under ``'policy_opt'``, and ``extra`` (schedules, baselines, EMAs)."""
+    return {"policy": unwrap(policy).state_dict(), "policy_opt": optimizer.state_dict(), **extra}
+
+
+def load_policy_state(policy: "nn.Module", optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Inverse of :func:`policy_state` for the network and its optimizer (the method restores ``extra``)."""
+    unwrap(policy).load_state_dict(state["policy"])
+    optimizer.load_state_dict(state["policy_opt"])
+
+
 def concat_step(ctx: "Context", x: torch.Tensor, y: torch.Tensor, x_aug: torch.Tensor,
                 targets_aug: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One classifier update on originals and augmented copies together (the 1:1 mix).
 
-    x, x_aug float [B, C, H, W]; y int64 [B]. The mean loss over the 2B images equals the average
+    x, x_aug float [B, 1, H, W]; y int64 [B]. The mean loss over the 2B images equals the average
     of the two halves' losses, so this is the paper's 1:1 ratio in one forward/backward.
     ``targets_aug``: soft targets float [B, K] of the augmented half (mixup, cutmix; rows sum to 1),
     else its labels are ``y``; cross-entropy with a soft target t is -sum_k t_k log p_k.

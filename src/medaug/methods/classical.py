@@ -41,7 +41,7 @@ class Classical(Method):
         ).to(ctx.device)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """Augment float [B, C, H, W] in [0, 1]; returns the same shape, clamped to [0, 1]."""
+        """Augment float [B, 1, H, W] in [0, 1]; returns the same shape, clamped to [0, 1]."""
         return self.augment(x).clamp_(0, 1)
 
     def train_step(self, ctx, x, y):

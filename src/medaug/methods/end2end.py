@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..device import autocast
 from ..models.policies import PixelPolicy, create_policy
-from .base import KEPT_FRACTION, Method, register
+from .base import KEPT_FRACTION, Method, load_policy_state, policy_state, register
 
 
 @register
@@ -75,9 +75,8 @@ class EndToEnd(Method):
         return F.interpolate(p, size=x.shape[-2:], mode="nearest")
 
     def state_dict(self) -> dict:
-        return {"policy": getattr(self.policy, "module", self.policy).state_dict(), "policy_opt": self.policy_opt.state_dict()}
+        return policy_state(self.policy, self.policy_opt)
 
     def load_state_dict(self, state: dict) -> None:
         if state:
-            getattr(self.policy, "module", self.policy).load_state_dict(state["policy"])
-            self.policy_opt.load_state_dict(state["policy_opt"])
+            load_policy_state(self.policy, self.policy_opt, state)

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..device import autocast, fixed_rng
 from ..errors import MedaugError
-from .base import Method, register
+from .base import Method, load_policy_state, policy_state, register
 
 EPS = 1e-4  # samples are clamped into [EPS, 1 - EPS] so log-probabilities stay finite
 VAL_SEED = 1234  # the validation masks' seed
@@ -171,7 +171,7 @@ class PGNM(Method):
         m = dist.sample().clamp(EPS, 1 - EPS)
         log_prob = dist.log_prob(m).flatten(1)  # [B, G*G]
         logits = ctx.logits(self.noise_image(x, m))
-        ce = F.cross_entropy(logits, y, reduction="none")  # [B]
+        ce = ctx.loss(logits, y, reduction="none")  # [B]
         if o.objective == "code":
             loss = torch.logsumexp(log_prob, 1).mean() * ce.mean()
             logs = {"loss": ce.mean().detach(), "policy_loss": loss.detach()}
@@ -214,15 +214,13 @@ class PGNM(Method):
         return (self.noise_image(white, m) - 0.5) * 2
 
     def state_dict(self) -> dict:
-        return {"policy": getattr(self.policy, "module", self.policy).state_dict(), "policy_opt": self.policy_opt.state_dict(),
-                "policy_sched": self.policy_sched.state_dict(), "global_log": self.global_log,
-                "cost_ema": self.cost_ema, "cost_seen": self.cost_seen}
+        return policy_state(self.policy, self.policy_opt, policy_sched=self.policy_sched.state_dict(),
+                            global_log=self.global_log, cost_ema=self.cost_ema, cost_seen=self.cost_seen)
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
-        getattr(self.policy, "module", self.policy).load_state_dict(state["policy"])
-        self.policy_opt.load_state_dict(state["policy_opt"])
+        load_policy_state(self.policy, self.policy_opt, state)
         self.policy_sched.load_state_dict(state["policy_sched"])
         self.global_log = state["global_log"].to(self.global_log.device)
         self.cost_ema, self.cost_seen = state["cost_ema"].to(self.cost_ema.device), state["cost_seen"].to(self.cost_seen.device)

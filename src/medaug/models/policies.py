@@ -14,8 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..device import to_full
 from ..errors import MedaugError
 from ..registry import Registry
+from .inputs import normalize
 
 POLICIES: Registry[nn.Module] = Registry("policy")
 
@@ -116,11 +118,7 @@ class PixelPolicy(nn.Module):
         side = self.side(x.shape[-1])
         if x.shape[-2:] != (side, side):
             x = nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-        x = (x - 0.5) / 0.25
-        if self.in_channels != x.shape[1]:
-            x = x.expand(-1, self.in_channels, -1, -1)
-        out = self.net(x)
-        return torch.sigmoid(out.float() if out.dtype in (torch.float16, torch.bfloat16) else out)
+        return torch.sigmoid(to_full(self.net(normalize(x, self.in_channels))))
 
     @staticmethod
     def upsample(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
