@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -213,7 +214,8 @@ def test_report_pairs_against_another_baseline(study, tmp_path):
     a = df[df["method"] == "none"].set_index("seed")["auroc"]
     b = df[df["method"] == "cutout"].set_index("seed")["auroc"]
     assert tested["diff"].iloc[0] == pytest.approx((a - b).mean())
-    assert "Paired tests against cutout" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "Paired tests against cutout" in page and "<th>diff vs cutout</th>" in page and "<th>beats cutout</th>" in page
     with pytest.raises(MedaugError, match="--baseline 'mixup': no runs of that method"):
         write_report(study, tmp_path / "x", baseline="mixup")
     assert not (tmp_path / "x").exists()
@@ -227,3 +229,36 @@ def test_report_without_none_runs_still_writes_untested_tables(study, tmp_path):
         shutil.copytree(run, only_cutout / os.path.relpath(run, study))
     out = write_report(only_cutout, tmp_path / "r", metrics=["auroc"])
     assert "cutout" in (out / "report.md").read_text() and "paired tests" not in (out / "report.md").read_text()
+
+
+def test_html_escapes_what_the_runs_wrote(study, tmp_path):
+    """The templates autoescape: markup in a run's files (config.toml, a warning) is shown as text, never run."""
+    import json
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(study, runs)
+    run = collect(runs).sort_values("seed")["run_dir"].iloc[0]
+    evil = "<script>alert('x')</script> & \"q\""
+    cfg = Path(run) / "config.toml"
+    cfg.write_text(cfg.read_text() + f"# {evil}\n")
+    m = json.loads((Path(run) / "metrics.json").read_text())
+    m["test"]["warnings"] = [f"warning {evil}"]
+    (Path(run) / "metrics.json").write_text(json.dumps(m))
+    page = (write_report(runs, tmp_path / "r", html=True) / "report.html").read_text()
+    assert "<script>alert" not in page and page.count("<script>") == 1  # only the report's own print script
+    assert page.count("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &#34;q&#34;") == 2  # config and warning
+
+
+def test_templates_ship_with_the_package():
+    """`pip install .` includes every template: each file in medaug/templates matches a package-data glob."""
+    import fnmatch
+    import tomllib
+
+    import medaug
+
+    root = Path(medaug.__file__).parent
+    globs = tomllib.loads((root.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["medaug"]
+    files = [f.relative_to(root).as_posix() for f in (root / "templates").iterdir()]
+    assert "templates/report.html.j2" in files
+    assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), (files, globs)

@@ -4,63 +4,45 @@ Everything is inside the file: CSS inline, figures as base64 PNG ``data:`` URIs,
 script (opens collapsed sections before printing). A Content-Security-Policy meta tag forbids
 the page from loading anything that is not inline, so opening it never makes a request.
 
-Sections: main table (bold rule in :mod:`medaug.report`), paired tests, metric vs training-set
+Sections: main table (bold rule in :mod:`medaug.results`), paired tests, metric vs training-set
 size per method (when a dataset has several shots), mask gallery with per-image IoU, one section
 per run (learning curves, confusion matrix, ROC, reliability diagram with ECE, study-level
 metrics, exact config), provenance and checks (things a reader should know before trusting a cell).
 Built from the run folders' files alone (metrics.json, log.jsonl, predictions.npz, masks.npz,
 mask_history.png, config.toml).
+
+The functions below compute the figures and plain values of each section; the markup is in the
+Jinja2 templates ``medaug/templates/report.html.j2`` and ``blocks.html.j2`` (autoescaped: every
+value is text, so run names, config files and warnings cannot inject markup).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
 import re
+from functools import cache
 from pathlib import Path
 
+import jinja2
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 import pandas as pd
 
 from . import __version__
 from .io_utils import write_text
-from .report import (LOWER_BETTER, cell_text, collect, mark_significance, method_order, read_history, report_metrics,
-                     shot_key, summarise, table_cells, table_legend)
+from .results import (LOWER_BETTER, cell_text, collect, is_number, mark_significance, method_order, read_history,
+                      report_metrics, shot_key, summarise, table_cells, table_legend)
 
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
-
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;margin:0 auto;max-width:1200px;padding:0 18px 40px}
-h1{font-size:22px;margin:18px 0 4px}h2{font-size:18px;border-bottom:2px solid #ddd;padding-bottom:3px;margin-top:28px}
-h3{font-size:15px;margin:16px 0 6px}.muted{color:#666}.small{font-size:12px}
-nav{background:#f5f5f5;padding:6px 10px;border-radius:4px;font-size:13px}nav a{margin-right:12px}
-table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
-th{background:#f0f0f0}td.key,th.key{text-align:left}td.bold{background:#e8f4e8}td.better{background:#f4faf4}
-.legend{font-size:12px;color:#444;max-width:1000px}
-.tables{display:flex;flex-wrap:wrap;gap:6px 28px}.tables h3{margin-top:6px}
-img.fig{max-width:100%;height:auto;display:block;margin:4px 0}
-.gallery{display:flex;flex-wrap:wrap;gap:4px;align-items:flex-start}.tile{text-align:center;font-size:11px}
-.tile img{width:88px;height:88px;image-rendering:pixelated;display:block}
-.gallery .name{width:110px;font-weight:600;font-size:12px;text-align:left;align-self:center}
-details.run{border:1px solid #ddd;border-radius:4px;margin:6px 0;padding:4px 8px}details.run>summary{cursor:pointer;font-weight:600}
-pre{background:#f7f7f7;padding:6px;font-size:11px;overflow-x:auto;white-space:pre-wrap}
-.warn{background:#fff4e0;border-left:4px solid #e0a000;padding:4px 8px;margin:4px 0}
-.ok{background:#eef8ee;border-left:4px solid #3a3;padding:4px 8px;margin:4px 0}
-@page{size:A4 landscape;margin:12mm}
-@media print{body{max-width:none;padding:0;font-size:11px}nav{display:none}table{font-size:10px;page-break-inside:avoid}
- h2{page-break-after:avoid}details.run{page-break-inside:avoid;border:none}details.run>summary{list-style:none}
- img.fig{max-width:100%;page-break-inside:avoid}td.bold{background:none}}
-"""
-
-SCRIPT = "window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true})});"
-
-
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
+@cache
+def templates() -> jinja2.Environment:
+    """The report's Jinja2 environment: package templates, autoescape on, undefined names are errors."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("medaug", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(v=fmt_value, p=fmt_p)
+    return env
 
 
 def anchor(*parts) -> str:
@@ -79,10 +61,6 @@ def png_uri(fig) -> str:
 
 def file_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
-
-
-def img(uri: str, alt: str, cls: str = "fig") -> str:
-    return f'<img class="{cls}" alt="{esc(alt)}" src="{uri}">'
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -211,55 +189,43 @@ def image_iou(keep: np.ndarray, roi: np.ndarray) -> float:
     return float((k & r).sum() / max((k | r).sum(), 1)) if r.any() else math.nan
 
 
-# --- sections ----------------------------------------------------------------------------------
+# --- sections: plain values for the templates ----------------------------------------------------
 
-def main_table_html(summary: pd.DataFrame, metric: str, digits: int = 3) -> str:
+def main_table(summary: pd.DataFrame, metric: str, digits: int = 3) -> dict | None:
+    """One metric's main table: methods, and per (dataset, shot) row one cell per method (None: no runs)."""
     keys, methods, cells = table_cells(summary, metric)
     if not keys:
-        return ""
-    head = "".join(f"<th>{esc(m)}</th>" for m in methods)
+        return None
     rows = []
     for d, s in keys:
-        tds = []
+        row = []
         for m in methods:
             r = cells.get((d, s, m))
             if r is None:
-                tds.append('<td class="missing">–</td>')
+                row.append(None)
                 continue
-            text = esc(cell_text(r, digits))
-            p = "" if not _num(r.get("t_p_holm")) and not _num(r.get("wilcoxon_p_holm")) else \
-                f' title="diff {r.get("diff", math.nan):+.4f}; Holm t p {_fmt_p(r.get("t_p_holm"))}; Holm Wilcoxon p {_fmt_p(r.get("wilcoxon_p_holm"))}"'
-            if r.get("bold"):
-                tds.append(f'<td class="bold" data-method="{esc(m)}"{p}><strong>{text}</strong></td>')
-            elif r.get("better"):
-                tds.append(f'<td class="better" data-method="{esc(m)}"{p}>{text}*</td>')
-            else:
-                tds.append(f'<td data-method="{esc(m)}"{p}>{text}</td>')
-        rows.append(f'<tr><td class="key">{esc(d)}</td><td class="key">{esc(s)}</td>{"".join(tds)}</tr>')
-    title = f"{metric}" + (" (lower is better)" if metric in LOWER_BETTER else "")
-    return (f'<h3>{esc(title)}</h3><table class="main" data-metric="{esc(metric)}"><thead><tr><th class="key">dataset</th>'
-            f'<th class="key">shot</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+            tested = is_number(r.get("t_p_holm")) or is_number(r.get("wilcoxon_p_holm"))
+            title = (f'diff {r.get("diff", math.nan):+.4f}; Holm t p {fmt_p(r.get("t_p_holm"))}; '
+                     f'Holm Wilcoxon p {fmt_p(r.get("wilcoxon_p_holm"))}') if tested else None
+            row.append(dict(method=m, text=cell_text(r, digits), bold=bool(r.get("bold")), better=bool(r.get("better")), title=title))
+        rows.append(dict(dataset=d, shot=s, cells=row))
+    return dict(metric=metric, title=metric + (" (lower is better)" if metric in LOWER_BETTER else ""), methods=methods, rows=rows)
 
 
-def tests_html(summary: pd.DataFrame, metrics: list[str]) -> str:
+def paired_tests(summary: pd.DataFrame, metrics: list[str], baseline: str) -> dict:
+    """Rows of the paired-tests table, or a note saying why there are none."""
     if "diff" not in summary:
-        return '<p class="muted">No paired tests: no runs of the baseline method.</p>'
+        return dict(rows=[], note="No paired tests: no runs of the baseline method.")
     rows = summary[summary["diff"].notna() & summary["metric"].isin(metrics)]
     if rows.empty:
-        return '<p class="muted">No paired tests: no method shares seeds with the baseline.</p>'
-    body = "".join(
-        f'<tr><td class="key">{esc(r["metric"])}</td><td class="key">{esc(r["dataset"])}</td><td class="key">{esc(r["shot"])}</td>'
-        f'<td class="key">{esc(r["method"])}</td><td>{r["diff"]:+.4f}</td><td>{_fmt_p(r["t_p"])}</td><td>{_fmt_p(r["wilcoxon_p"])}</td>'
-        f'<td>{_fmt_p(r.get("t_p_holm"))}</td><td>{_fmt_p(r.get("wilcoxon_p_holm"))}</td><td>{int(r["n_paired"])}</td>'
-        f'<td>{"yes" if r.get("better") else "no"}</td></tr>' for _, r in rows.iterrows())
-    return ('<table class="tests"><thead><tr><th class="key">metric</th><th class="key">dataset</th><th class="key">shot</th>'
-            '<th class="key">method</th><th>diff vs none</th><th>t-test p</th><th>Wilcoxon p</th><th>Holm t p</th>'
-            f'<th>Holm Wilcoxon p</th><th>n paired</th><th>beats none</th></tr></thead><tbody>{body}</tbody></table>')
+        return dict(rows=[], note="No paired tests: no method shares seeds with the baseline.")
+    return dict(rows=[{**r.to_dict(), "n_paired": int(r["n_paired"]), "better": bool(r.get("better"))} for _, r in rows.iterrows()],
+                baseline=baseline)
 
 
-def gallery_html(df: pd.DataFrame) -> str:
+def gallery(df: pd.DataFrame) -> list[dict]:
     """Per (dataset, shot): the lowest seed's masks.npz of every mask method on the same test images."""
-    parts = []
+    blocks = []
     for (dataset, shot), group in sorted(df.groupby(["dataset", "shot"]), key=lambda kv: (kv[0][0], shot_key(kv[0][1]))):
         rows, images, rois = [], None, None
         for method in method_order(group["method"]):
@@ -276,29 +242,22 @@ def gallery_html(df: pd.DataFrame) -> str:
             rows.append((method, int(runs.iloc[0]["seed"]), data["masks"], summary, runs.iloc[0]["run_dir"]))
         if not rows:
             continue
-        out = [f'<h3>{esc(dataset)}, shot {esc(shot)}</h3><div class="gallery"><div class="name">image'
-               + (" (true finding in green)" if rois is not None else "") + "</div>"]
-        out += [f'<div class="tile">{img(tile_uri(images[i], None, None if rois is None else rois[i]), f"test image {i}", "tile")}#{i}</div>'
-                for i in range(len(images))]
-        out.append("</div>")
+        block = dict(dataset=dataset, shot=shot, has_rois=rois is not None, rows=[],
+                     images=[tile_uri(images[i], None, None if rois is None else rois[i]) for i in range(len(images))])
         for method, seed, masks, summary, run_dir in rows:
             tiles = []
             for i in range(min(len(images), len(masks))):
                 roi = None if rois is None else rois[i]
                 iou = image_iou(masks[i], roi) if roi is not None else math.nan
-                cap = f"IoU {iou:.2f}" if not math.isnan(iou) else "no finding"
-                tiles.append(f'<div class="tile">{img(tile_uri(images[i], masks[i], roi), f"{method} mask {i}", "tile")}{cap}</div>')
-            out.append(f'<div class="gallery mask-row" data-method="{esc(method)}"><div class="name">{esc(method)}<br>'
-                       f'<span class="muted small">seed {seed}; {esc(summary)}</span></div>{"".join(tiles)}</div>')
+                tiles.append(dict(uri=tile_uri(images[i], masks[i], roi), caption=f"IoU {iou:.2f}" if not math.isnan(iou) else "no finding"))
             hist = Path(run_dir) / "mask_history.png"
-            if hist.is_file():
-                out.append(f'<details><summary class="small">{esc(method)}: masks of fixed validation images after each epoch</summary>'
-                           f'{img(file_uri(hist), f"{method} mask history")}</details>')
-        parts.append("".join(out))
-    return "".join(parts)
+            block["rows"].append(dict(method=method, seed=seed, summary=summary, tiles=tiles,
+                                      history=file_uri(hist) if hist.is_file() else None))
+        blocks.append(block)
+    return blocks
 
 
-def per_class_html(labels: np.ndarray, probs: np.ndarray, classes: list[str], show: int = 5) -> str:
+def per_class(labels: np.ndarray, probs: np.ndarray, classes: list[str], show: int = 5) -> dict:
     """Per-class precision, recall, F1, AUROC and support; with many classes (RadImageNet has 165)
     only the ``show`` best and worst by F1, so the report stays readable."""
     from .metrics import per_class_table
@@ -308,13 +267,11 @@ def per_class_html(labels: np.ndarray, probs: np.ndarray, classes: list[str], sh
     if len(df) > 2 * show + 2:
         note = f"per class (test): the {show} best and {show} worst of {len(df)} classes by F1"
         df = pd.concat([df.head(show), df.tail(show)])
-    head = "".join(f"<th>{c}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{esc(v) if isinstance(v, str) else _v(v)}</td>" for v in row) + "</tr>"
-                   for row in df.itertuples(index=False))
-    return f'<p class="small">{note}</p><table class="per-class"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return dict(note=note, columns=list(df.columns), rows=[list(row) for row in df.itertuples(index=False)])
 
 
-def run_html(run: pd.Series, metrics: dict, config_text: str) -> str:
+def run_section(run: pd.Series, metrics: dict, config_text: str) -> dict:
+    """One run's section: its figure, image- and study-level test metrics, masks, warnings, provenance, config."""
     folder = Path(run["run_dir"])
     history = read_history(folder)
     probs = labels = None
@@ -322,39 +279,27 @@ def run_html(run: pd.Series, metrics: dict, config_text: str) -> str:
     if pred.is_file():
         data = np.load(pred)
         probs, labels = data["probs"], data["labels"]
-    uri = run_figure(history, probs, labels, list(metrics.get("classes", [])))
-    key = f'{run["dataset"]}/{run["method"]}/shot-{run["shot"]}/seed-{run["seed"]}'
-    test = metrics.get("test", {})
-    names = ["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa", "ece", "loss", "n"]
-    image_row = "".join(f"<td>{_v(test.get(k))}</td>" for k in names)
-    study = any(k.startswith("study_") for k in test)
-    study_row = "".join(f"<td>{_v(test.get('study_' + k))}</td>" for k in names) if study else ""
-    table = (f'<table class="run-metrics"><thead><tr><th class="key">level</th>{"".join(f"<th>{k}</th>" for k in names)}</tr></thead>'
-             f'<tbody><tr><td class="key">image</td>{image_row}</tr>'
-             + (f'<tr><td class="key">study</td>{study_row}</tr>' if study else "") + "</tbody></table>")
-    mask = metrics.get("mask", {})
-    mask_line = ("<p class='small'>masks: " + ", ".join(f"{esc(k)} {_v(v)}" for k, v in mask.items() if isinstance(v, (int, float)))
-                 + "</p>") if mask else ""
-    warn = "".join(f'<div class="warn small">{esc(w)}</div>' for w in test.get("warnings", []))
     classes = list(metrics.get("classes", []))
-    if probs is not None and len(classes) > 2:
-        table += per_class_html(labels, probs, classes)
+    test = metrics.get("test", {})
+    mask = metrics.get("mask", {})
     noise = folder / "heated" / "mask_history.png"
-    if noise.is_file():
-        mask_line += (f'<details><summary class="small">stage 1 (heated model): sampled noise masks of fixed validation images, '
-                      f'first to last epoch</summary>{img(file_uri(noise), f"{key} noise masks")}</details>')
     prov = metrics.get("provenance", {})
-    return (f'<details class="run" id="{anchor(run["dataset"], run["method"], run["shot"], run["seed"])}" data-run="{esc(key)}">'
-            f'<summary>{esc(key)} <span class="muted small">test AUROC {_v(test.get("auroc"))}, accuracy {_v(test.get("accuracy"))}, '
-            f'best epoch {metrics.get("best_epoch", "?")}/{metrics.get("epochs_run", "?")}, {_v(metrics.get("wall_s"))} s</span></summary>'
-            f'{img(uri, f"{key}: learning curves, confusion matrix, ROC, reliability")}{table}{mask_line}{warn}'
-            f'<p class="small muted">folder {esc(folder)}; device {esc(prov.get("device", metrics.get("device", "?")))}; '
-            f'data fingerprint {esc(metrics.get("data_fingerprint", "?"))}</p>'
-            f'<details><summary class="small">config.toml</summary><pre>{esc(config_text)}</pre></details></details>')
+    return dict(
+        key=f'{run["dataset"]}/{run["method"]}/shot-{run["shot"]}/seed-{run["seed"]}',
+        anchor=anchor(run["dataset"], run["method"], run["shot"], run["seed"]),
+        figure=run_figure(history, probs, labels, classes), test=test,
+        names=["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa", "ece", "loss", "n"],
+        study=any(k.startswith("study_") for k in test),
+        per_class=per_class(labels, probs, classes) if probs is not None and len(classes) > 2 else None,
+        mask=[(k, v) for k, v in mask.items() if isinstance(v, (int, float))] if mask else None,
+        noise=file_uri(noise) if noise.is_file() else None,
+        warnings=test.get("warnings", []), best_epoch=metrics.get("best_epoch", "?"), epochs_run=metrics.get("epochs_run", "?"),
+        wall_s=metrics.get("wall_s"), folder=str(folder), device=prov.get("device", metrics.get("device", "?")),
+        fingerprint=metrics.get("data_fingerprint", "?"), config=config_text)
 
 
-def provenance_html(df: pd.DataFrame, meta: dict[str, dict]) -> tuple[str, list[str]]:
-    """Study-wide provenance (distinct values with counts) and the per-run table; returns (html, warnings)."""
+def provenance(df: pd.DataFrame, meta: dict[str, dict]) -> tuple[dict, list[str]]:
+    """Study-wide provenance (distinct values with counts) and the per-run rows; returns (section, warnings)."""
     warnings = []
 
     def value(m: dict, key: str) -> str:
@@ -368,36 +313,26 @@ def provenance_html(df: pd.DataFrame, meta: dict[str, dict]) -> tuple[str, list[
             return str(prov.get("device", m.get("device", "not recorded")))
         return str(prov.get("packages", {}).get(key, prov.get(key, "not recorded")))
 
-    fields = ["medaug_version", "git_commit", "python", "torch", "numpy", "monai", "device"]
-    rows = []
-    for f in fields:
+    study = []
+    for f in ["medaug_version", "git_commit", "python", "torch", "numpy", "monai", "device"]:
         counts = pd.Series([value(meta[d], f) for d in df["run_dir"]]).value_counts()
-        rows.append(f'<tr><td class="key">{esc(f)}</td><td class="key">' + "<br>".join(
-            f"{esc(v)} <span class='muted'>({c} runs)</span>" for v, c in counts.items()) + "</td></tr>")
+        study.append((f, list(counts.items())))
         if f in ("medaug_version", "git_commit", "torch", "device") and len(counts) > 1:
             warnings.append(f"runs differ in {f}: {', '.join(map(str, counts.index))}; results may not be comparable")
     for dataset, runs in df.groupby("dataset"):
         fps = pd.Series([value(meta[d], "data_fingerprint") for d in runs["run_dir"]]).value_counts()
-        rows.append(f'<tr><td class="key">data fingerprint: {esc(dataset)}</td><td class="key">'
-                    + "<br>".join(f"{esc(v)} <span class='muted'>({c} runs)</span>" for v, c in fps.items()) + "</td></tr>")
+        study.append((f"data fingerprint: {dataset}", list(fps.items())))
         if len(fps) > 1:
             warnings.append(f"dataset {dataset}: runs were trained on different data (fingerprints {', '.join(fps.index)})")
-    study = f'<table class="provenance"><tbody>{"".join(rows)}</tbody></table>'
-    per_run = []
+    runs = []
     for _, r in df.sort_values(["dataset", "shot", "method", "seed"], key=lambda c: c.map(shot_key) if c.name == "shot" else c).iterrows():
         m = meta[r["run_dir"]]
-        per_run.append(
-            f'<tr><td class="key"><a href="#{anchor(r["dataset"], r["method"], r["shot"], r["seed"])}">{esc(r["dataset"])}/{esc(r["method"])}'
-            f'/shot-{esc(r["shot"])}/seed-{r["seed"]}</a></td><td>{r["seed"]}</td><td>{esc(m.get("n_train", ""))}</td>'
-            f'<td>{m.get("best_epoch", "")}/{m.get("epochs_run", "")}</td><td>{_v(m.get("wall_s"))}</td>'
-            f'<td class="key">{esc(value(m, "device"))}</td><td class="key">{esc(value(m, "data_fingerprint"))}</td>'
-            f'<td class="key">{esc(value(m, "git_commit")[:12])}</td></tr>')
-    total = pd.to_numeric(df["wall_s"], errors="coerce").sum()
-    runs_table = ('<table class="provenance-runs"><thead><tr><th class="key">run</th><th>seed</th><th>n train</th><th>best/epochs</th>'
-                  '<th>wall s</th><th class="key">device</th><th class="key">data fingerprint</th><th class="key">git commit</th>'
-                  f'</tr></thead><tbody>{"".join(per_run)}</tbody></table><p class="small">total wall time {total:.1f} s over {len(df)} runs. '
-                  'Each run\'s exact config.toml is in its section under Runs.</p>')
-    return study + runs_table, warnings
+        runs.append(dict(anchor=anchor(r["dataset"], r["method"], r["shot"], r["seed"]),
+                         key=f'{r["dataset"]}/{r["method"]}/shot-{r["shot"]}/seed-{r["seed"]}', seed=r["seed"],
+                         n_train=m.get("n_train", ""), best_epoch=m.get("best_epoch", ""), epochs_run=m.get("epochs_run", ""),
+                         wall_s=m.get("wall_s"), device=value(m, "device"), fingerprint=value(m, "data_fingerprint"),
+                         commit=value(m, "git_commit")[:12]))
+    return dict(study=study, runs=runs, total=pd.to_numeric(df["wall_s"], errors="coerce").sum()), warnings
 
 
 def checks(df: pd.DataFrame, summary: pd.DataFrame, level: float, test: str, baseline: str = "none") -> list[str]:
@@ -442,76 +377,46 @@ def write_html(runs_dir: str | Path, path: str | Path, *, df: pd.DataFrame | Non
         summary = mark_significance(summary, level, test)
     meta = {d: json.loads((Path(d) / "metrics.json").read_text()) for d in df["run_dir"]}
     methods = method_order(df["method"])
-    parts = [f"<h1>medaug report: {esc(root.name)}</h1>",
-             f'<p class="muted">{len(df)} runs from {esc(root)}; datasets: {esc(", ".join(sorted(df["dataset"].unique())))}; '
-             f'methods: {esc(", ".join(methods))}; seeds: {esc(", ".join(map(str, sorted(df["seed"].unique()))))}; '
-             f'shots: {esc(", ".join(sorted(df["shot"].unique(), key=shot_key)))}. Report by medaug {esc(__version__)}.</p>',
-             '<nav><a href="#main">main table</a><a href="#tests">paired tests</a><a href="#size">size/shot</a>'
-             '<a href="#curves">learning curves</a><a href="#masks">masks</a><a href="#runs">runs</a>'
-             '<a href="#provenance">provenance</a><a href="#checks">checks</a></nav>']
-    parts += ['<section id="main"><h2>Main table (test split)</h2>',
-              f'<p class="legend">{esc(table_legend(level, test, baseline, ci_level=ci_level))}</p>']
-    parts += ['<div class="tables">'] + [f"<div>{main_table_html(summary, m)}</div>" for m in metrics] + ["</div>"]
-    parts.append("</section>")
-    parts += [f'<section id="tests"><h2>Paired tests against {esc(baseline)}</h2>', tests_html(summary, metrics), "</section>"]
 
     size = []
     for dataset, g in df.groupby("dataset"):
         if g["shot"].nunique() > 1:
             for m in [m for m in ("auroc", "accuracy") if m in metrics] or metrics[:1]:
-                size.append(img(shot_figure(summary, df, dataset, m), f"{dataset}: {m} vs training-set size"))
-    parts += ['<section id="size"><h2>Metric vs training-set size</h2>',
-              "".join(size) or '<p class="muted">One training-set size per dataset: nothing to plot.</p>', "</section>"]
-
+                size.append(dict(uri=shot_figure(summary, df, dataset, m), alt=f"{dataset}: {m} vs training-set size"))
     curves = []
     for (dataset, shot), g in sorted(df.groupby(["dataset", "shot"]), key=lambda kv: (kv[0][0], shot_key(kv[0][1]))):
         hist = {m: [read_history(Path(d)) for d in g[g["method"] == m]["run_dir"]] for m in method_order(g["method"])}
-        curves.append(f"<h3>{esc(dataset)}, shot {esc(shot)}</h3>" + img(curves_figure(hist, "val_auroc"), f"{dataset} shot {shot} curves"))
-    parts += ['<section id="curves"><h2>Learning curves (validation AUROC)</h2>', "".join(curves), "</section>"]
-
-    gallery = gallery_html(df)
-    parts += ['<section id="masks"><h2>Mask gallery</h2><p class="legend">Test images (lowest seed) with the pixels each '
-              'method keeps; erased pixels in red, the true finding outlined in green; per-image IoU of kept region and '
-              'true finding where a finding exists.</p>', gallery or '<p class="muted">No method in these runs produces masks.</p>',
-              "</section>"]
-
+        curves.append(dict(dataset=dataset, shot=shot, uri=curves_figure(hist, "val_auroc")))
     runs = []
     order = df.assign(_s=df["shot"].map(shot_key), _m=df["method"].map(methods.index)).sort_values(["dataset", "_s", "_m", "seed"])
     for _, r in order.iterrows():
         cfg = Path(r["run_dir"]) / "config.toml"
-        runs.append(run_html(r, meta[r["run_dir"]], cfg.read_text() if cfg.is_file() else "(config.toml missing)"))
-    parts += ['<section id="runs"><h2>Runs</h2><p class="legend">Per run: train/validation loss and validation metrics per '
-              'epoch; test confusion matrix, ROC curve and reliability diagram (ECE: expected calibration error); image- and '
-              'study-level test metrics; the exact config.</p>', "".join(runs), "</section>"]
+        runs.append(run_section(r, meta[r["run_dir"]], cfg.read_text() if cfg.is_file() else "(config.toml missing)"))
+    prov, prov_warnings = provenance(df, meta)
 
-    prov, prov_warnings = provenance_html(df, meta)
-    parts += ['<section id="provenance"><h2>Provenance</h2>', prov, "</section>"]
-    notes = checks(df, summary, level, test, baseline) + prov_warnings
-    parts += ['<section id="checks"><h2>Checks</h2>',
-              "".join(f'<div class="warn">{esc(n)}</div>' for n in notes) or '<div class="ok">No warnings.</div>', "</section>"]
-
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>medaug report: {esc(root.name)}</title><style>{CSS}</style></head><body>"
-            + "\n".join(parts) + f"<script>{SCRIPT}</script></body></html>\n")
+    page = templates().get_template("report.html.j2").render(
+        version=__version__, name=root.name, root=str(root), n_runs=len(df),
+        datasets=sorted(df["dataset"].unique()), methods=methods, seeds=sorted(df["seed"].unique()),
+        shots=sorted(df["shot"].unique(), key=shot_key), baseline=baseline,
+        legend=table_legend(level, test, baseline, ci_level=ci_level),
+        main_tables=[main_table(summary, m) for m in metrics], tests=paired_tests(summary, metrics, baseline),
+        size_figures=size, curves=curves, gallery=gallery(df), runs=runs, provenance=prov,
+        notes=checks(df, summary, level, test, baseline) + prov_warnings)
     write_text(path, page)
     return path
 
 
-def _num(value) -> bool:
-    return isinstance(value, (int, float, np.floating)) and not math.isnan(value)
+def fmt_p(value) -> str:
+    """A p-value with 3 significant digits, or 'n/a'."""
+    return f"{value:.3g}" if is_number(value) else "n/a"
 
 
-def _fmt_p(value) -> str:
-    return f"{value:.3g}" if _num(value) else "n/a"
-
-
-def _v(value) -> str:
+def fmt_value(value) -> str:
+    """A metric value for a table cell: floats with 3 decimals, NaN 'n/a', missing '–', anything else as text."""
     if isinstance(value, bool) or value is None:
         return "–" if value is None else str(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         return "n/a" if math.isnan(value) else f"{value:.3f}"
-    return esc(value)
+    return str(value)

@@ -1,0 +1,222 @@
+"""The study's numbers, from the run folders' files alone: one row per run, mean +- std per cell,
+paired tests against a baseline and the bold rule. Shared by :mod:`medaug.report` (Markdown, CSV,
+LaTeX, PNG) and :mod:`medaug.html_report` (report.html), which import it and not each other.
+
+``collect(runs_dir)`` reads every ``metrics.json`` below ``runs_dir`` into one row per run;
+``summarise`` gives mean +- std per (dataset, shot, method) with paired tests of each method
+against ``none`` across seeds (t-test and Wilcoxon, each Holm-adjusted across a metric's table);
+``mark_significance`` decides which cells beat ``none`` and which one per row is bold.
+
+The bold rule, stated once: in each (dataset, shot) row of a metric's table, a method *beats*
+the baseline when its mean paired difference over seeds is in the metric's good direction and
+the Holm-adjusted p-values (Holm over every method-vs-baseline comparison of that metric's
+table) of the paired t-test and of the Wilcoxon signed-rank test are both below ``level``.
+Of the methods that beat the baseline, the one with the best mean is bold. A higher mean that
+is not significant is never bold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import MedaugError
+from .stats import bootstrap_ci, holm, mean_std, paired_tests
+
+MAIN_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa"]
+MASK_METRICS = ["mask_iou", "pointing", "saliency_auroc"]
+LOWER_BETTER = {"ece", "loss"}  #: metrics where smaller is better (the test direction flips)
+KEYS = ["dataset", "shot", "method", "seed"]
+TESTS = ("both", "t", "wilcoxon")
+
+
+def collect(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per finished run below ``runs_dir`` (or ``runs_dir`` itself): keys, test metrics, mask metrics, folder.
+
+    A run's method, seed and shot come from its metrics.json; its dataset from the experiment
+    layout's folder (``<dataset>/<method>/shot-k/seed-s``, distinct per plan) or else from the
+    data path in its config.toml, so ``medaug train --out runs/none-0``-style folders work too.
+    Stage folders (a staged run's ``heated/``) are part of their run, not runs.
+    """
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise MedaugError(f"{root}: no such folder; pass the folder `medaug run` wrote (e.g. runs/demo) or a run folder")
+    rows, seen = [], {}
+    for path in sorted(root.rglob("metrics.json")):
+        if not path.is_file():
+            continue
+        m = _read_metrics(path)
+        if m.get("stage"):
+            continue
+        row = {**run_keys(path, root, m), "run_dir": str(path.parent),
+               "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"), "n_train": m.get("n_train", math.nan),
+               "collapsed": int("collapse" in m)}
+        key = tuple(row[k] for k in KEYS)
+        if key in seen:
+            raise MedaugError(f"{path.parent} and {seen[key]}: two runs of the same dataset, method, shot and seed "
+                              f"({', '.join(map(str, key))}); report them from separate folders")
+        seen[key] = path.parent
+        row.update({k: v for k, v in m.get("test", {}).items() if isinstance(v, (int, float)) and k not in row})
+        row.update({k: v for k, v in m.get("mask", {}).items() if isinstance(v, (int, float)) and k not in row})
+        rows.append(row)
+    if not rows:
+        raise MedaugError(f"{root}: no finished runs (no metrics.json below it); pass a folder `medaug run` or `medaug train --out` wrote")
+    return pd.DataFrame(rows)
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise MedaugError(f"{path}: not valid JSON; delete the run folder and run it again") from None
+    if not isinstance(m, dict) or not isinstance(m.get("test"), dict) or not isinstance(m.get("method"), str):
+        raise MedaugError(f"{path}: not a medaug metrics.json (expected an object with method and test); "
+                          "remove it or run the run again")
+    if isinstance(m.get("seed"), bool) or not isinstance(m.get("seed"), int):
+        raise MedaugError(f"{path}: seed {m.get('seed')!r} is not an integer; remove the file or run the run again")
+    return m
+
+
+def run_keys(path: Path, root: Path, m: dict) -> dict:
+    """dataset, method, shot and seed of the run whose metrics.json is ``path`` (see :func:`collect`)."""
+    rel = path.parent.relative_to(root).parts
+    shot = m.get("n_shot", 0)
+    shot = "all" if not shot else str(shot)
+    if len(rel) >= 4 and rel[-1].startswith("seed-") and rel[-2].startswith("shot-"):
+        dataset = rel[-4]  # the plan's key: distinct even for datasets with the same folder name
+    else:
+        from .experiments import dataset_name
+        from .train import read_toml
+
+        train = read_toml(path.parent / "config.toml").get("train", {})
+        data = train.get("data") if isinstance(train, dict) else None
+        dataset = dataset_name(data, train.get("body_part", "all")) if isinstance(data, str) and data else "data"
+    return {"dataset": dataset, "method": m["method"], "shot": shot, "seed": m["seed"]}
+
+
+def shot_key(shot) -> tuple:
+    """Sort key for shot labels: numbers ascending, then 'all'."""
+    s = str(shot)
+    return (0, int(s), "") if s.isdigit() else (1, 0, s)
+
+
+def summarise(df: pd.DataFrame, metrics: list[str], baseline: str = "none", bootstrap: int = 0,
+              ci_level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Long table: dataset, shot, method, metric, mean, std, n, diff vs baseline, p-values (Holm-adjusted).
+
+    Paired tests use only the seeds both the method and the baseline have (``n_paired``).
+    ``bootstrap`` > 0 adds a percentile bootstrap CI of the mean over seeds (``ci_lo``, ``ci_hi``)
+    with that many resamples at ``ci_level``.
+    """
+    out = []
+    for (dataset, shot), group in df.groupby(["dataset", "shot"], sort=True):
+        base = group[group["method"] == baseline].set_index("seed")
+        for method, runs in group.groupby("method", sort=False):
+            runs = runs.set_index("seed")
+            for metric in metrics:
+                if metric not in runs or runs[metric].isna().all():
+                    continue
+                values = runs[metric].dropna().to_numpy(float)
+                mean, std, n = mean_std(values)
+                row = dict(dataset=dataset, shot=shot, method=method, metric=metric, mean=mean, std=std, n=n,
+                           collapsed=int(runs["collapsed"].sum()) if "collapsed" in runs else 0)
+                if bootstrap:
+                    row["ci_lo"], row["ci_hi"] = bootstrap_ci(values, ci_level, bootstrap, seed)
+                seeds = sorted(set(runs[metric].dropna().index) & set(base[metric].dropna().index)) if metric in base else []
+                if method != baseline and seeds:
+                    test = paired_tests(runs.loc[seeds, metric].to_numpy(float), base.loc[seeds, metric].to_numpy(float))
+                    row.update(diff=test["mean_diff"], t_p=test["t_p"], wilcoxon_p=test["wilcoxon_p"], n_paired=test["n"])
+                out.append(row)
+    table = pd.DataFrame(out)
+    if "t_p" in table:
+        for metric, rows in table.groupby("metric"):
+            table.loc[rows.index, "t_p_holm"] = holm(rows["t_p"].to_list())
+            table.loc[rows.index, "wilcoxon_p_holm"] = holm(rows["wilcoxon_p"].to_list())
+    return table
+
+
+def mark_significance(summary: pd.DataFrame, level: float = 0.05, test: str = "both") -> pd.DataFrame:
+    """Add ``better`` (beats the baseline at ``level``) and ``bold`` (best mean among those that do, per row).
+
+    ``test``: 'both' (Holm-adjusted t-test and Wilcoxon p both < level; the default), 't' or 'wilcoxon'.
+    """
+    if test not in TESTS:
+        raise MedaugError(f"--test {test!r}: choose {', '.join(TESTS)}")
+    if not 0 < level < 1:
+        raise MedaugError(f"--level {level}: choose a significance level in (0, 1), e.g. 0.05")
+    s = summary.copy()
+    s["better"] = False
+    s["bold"] = False
+    if s.empty or "diff" not in s:
+        return s
+    sign = np.where(s["metric"].isin(LOWER_BETTER), -1.0, 1.0)
+    good = (s["diff"].fillna(0).to_numpy() * sign) > 0
+    t_ok = s.get("t_p_holm", pd.Series(np.nan, index=s.index)).fillna(1).to_numpy() < level
+    w_ok = s.get("wilcoxon_p_holm", pd.Series(np.nan, index=s.index)).fillna(1).to_numpy() < level
+    ok = {"both": t_ok & w_ok, "t": t_ok, "wilcoxon": w_ok}[test]
+    s["better"] = good & ok
+    for _, rows in s[s["better"]].groupby(["dataset", "shot", "metric"]):
+        lower = rows["metric"].iloc[0] in LOWER_BETTER
+        s.loc[rows["mean"].idxmin() if lower else rows["mean"].idxmax(), "bold"] = True
+    return s
+
+
+def method_order(methods) -> list[str]:
+    return ["none"] + sorted(m for m in set(methods) if m != "none") if "none" in set(methods) else sorted(set(methods))
+
+
+def table_cells(summary: pd.DataFrame, metric: str) -> tuple[list[tuple], list[str], dict]:
+    """(rows [(dataset, shot)], methods, {(dataset, shot, method): summary row as dict}) for one metric."""
+    rows = summary[summary["metric"] == metric]
+    keys = sorted({(r.dataset, r.shot) for r in rows.itertuples()}, key=lambda k: (k[0], shot_key(k[1])))
+    cells = {(r["dataset"], r["shot"], r["method"]): r.to_dict() for _, r in rows.iterrows()}
+    return keys, method_order(rows["method"]), cells
+
+
+def cell_text(r: dict, digits: int = 3, pm: str = "±") -> str:
+    """'0.812 ± 0.010 (n=3)' plus ' [0.80, 0.82]' when the row has a bootstrap CI."""
+    text = f"{r['mean']:.{digits}f} {pm} {r['std']:.{digits}f} (n={int(r['n'])})"
+    if is_number(r.get("ci_lo")):
+        text += f" [{r['ci_lo']:.{digits}f}, {r['ci_hi']:.{digits}f}]"
+    if r.get("collapsed"):
+        text += f" COLLAPSED {int(r['collapsed'])}/{int(r['n'])}"
+    return text
+
+
+def table_legend(level: float, test: str = "both", baseline: str = "none", ci_level: float | None = None) -> str:
+    which = {"both": "a paired t-test and a Wilcoxon signed-rank test", "t": "a paired t-test",
+             "wilcoxon": "a Wilcoxon signed-rank test"}[test]
+    text = (f"Mean ± sample std over seeds; n = seeds in the cell. Bold: the best method of the row among those that "
+            f"beat `{baseline}` by {which} across seeds (two-sided, Holm-adjusted across the metric's table, "
+            f"p < {level:g}); * = beats `{baseline}` but not the best such. A higher mean without a significant "
+            f"test is not bold. COLLAPSED k/n: in k of the cell's runs the learned masks collapsed (kept < 1% or "
+            f"> 99% of the image for 3 epochs; metrics.json 'collapse').")
+    if ci_level:
+        text += f" Brackets: {ci_level:.0%} percentile bootstrap CI of the mean over seeds (crude with few seeds)."
+    return text
+
+
+def report_metrics(df: pd.DataFrame, wanted: list[str] | None = None) -> list[str]:
+    """The metrics a report shows: ``wanted`` (checked against the runs) or every main/study/mask metric present."""
+    if wanted:
+        missing = [m for m in wanted if m not in df]
+        if missing:
+            known = [c for c in df.columns if c not in KEYS + ["run_dir", "wall_s", "best_epoch", "n_train", "n", "collapsed"]]
+            raise MedaugError(f"--metric {', '.join(missing)}: not in the runs' metrics.json; choose from {', '.join(known)}")
+        return list(wanted)
+    return [m for m in MAIN_METRICS + ["study_auroc", "study_kappa", "ece"] + MASK_METRICS if m in df and df[m].notna().any()]
+
+
+def is_number(value) -> bool:
+    """A real number that is not NaN (numpy floats included)."""
+    return isinstance(value, (int, float, np.floating)) and not math.isnan(value)
+
+
+def read_history(run: Path) -> list[dict]:
+    """log.jsonl of a run folder as a list of per-epoch dicts ([] if absent)."""
+    log = run / "log.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
