@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` as PNG (110 dpi, atomically) and close it."""
     from .io_utils import save_with
 
     try:
@@ -43,7 +44,7 @@ def mask_grid(images: np.ndarray, keeps: np.ndarray | None, rois: np.ndarray | N
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def mask_rows(images: np.ndarray, rows: dict[str, np.ndarray | None], rois: np.ndarray | None, path: Path) -> None:
@@ -60,7 +61,7 @@ def mask_rows(images: np.ndarray, rows: dict[str, np.ndarray | None], rois: np.n
             if c == 0:
                 ax.set_ylabel(name, fontsize=9)
     fig.suptitle("kept pixels; erased in red; true finding outlined green", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def learning_curves(histories: dict[str, list[list[dict]]], key: str, path: Path) -> None:
@@ -82,7 +83,7 @@ def learning_curves(histories: dict[str, list[list[dict]]], key: str, path: Path
     ax.set_ylabel(key)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def mask_history_grid(history: np.ndarray, images: np.ndarray, path: Path, max_epochs: int = 10) -> None:
@@ -107,4 +108,4 @@ def mask_history_grid(history: np.ndarray, images: np.ndarray, path: Path, max_e
             ax.set_xticks([]), ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(f"epoch {ep + 1}", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)

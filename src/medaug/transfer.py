@@ -132,7 +132,7 @@ def transfer_table(df: pd.DataFrame, reference: str | None = None) -> str:
 
 def transfer_plot(df: pd.DataFrame, path: Path) -> None:
     """Macro F1 and balanced accuracy against k (log scale), mean +- std over seeds per backbone and mode."""
-    from .figures import _save, plt
+    from .figures import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, metric in zip(axes, ("macro_f1", "balanced_accuracy")):
@@ -147,4 +147,4 @@ def transfer_plot(df: pd.DataFrame, path: Path) -> None:
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)

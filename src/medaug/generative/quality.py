@@ -45,12 +45,12 @@ def read_image_folder(root: str | Path, size: int, classes: list[str] | None = N
     ``*_roi.*`` files and files at the root (contact sheets) are skipped.
     """
     from ..data.io import load_image, resize
-    from ..data.readers.imagefolder import _class_dirs, _images
+    from ..data.readers.imagefolder import class_dirs, image_files
 
     root = Path(root)
     if not root.is_dir():
         raise MedaugError(f"{root}: no such folder; expected generated images in root/<class>/*.png")
-    dirs = _class_dirs(root)
+    dirs = class_dirs(root)
     names = [d.name for d in dirs]
     if classes is None:
         classes = names
@@ -59,7 +59,7 @@ def read_image_folder(root: str | Path, size: int, classes: list[str] | None = N
         raise MedaugError(f"{root}: class folder(s) {', '.join(unknown)} are not classes of the real data ({', '.join(classes)})")
     images, labels = [], []
     for d in dirs:
-        for path in _images(d):
+        for path in image_files(d):
             images.append(np.round(np.clip(resize(load_image(path), size), 0, 1) * 255).astype(np.uint8))
             labels.append(classes.index(d.name))
     if not images:
@@ -291,7 +291,7 @@ def nearest_real(queries: np.ndarray, reals: np.ndarray, batch: int = 512) -> tu
 
 def memorisation(fake: np.ndarray, real_train: np.ndarray, real_test: np.ndarray | None, out: Path, n_show: int = 8) -> dict:
     """Nearest-neighbour check; writes memorisation.png (closest pairs) and nn_distances.png (histograms)."""
-    from ..figures import plt, _save
+    from ..figures import plt, save_figure
 
     idx, dist = nearest_real(fake, real_train)
     ref = nearest_real(real_test, real_train)[1] if real_test is not None and len(real_test) else None
@@ -306,7 +306,7 @@ def memorisation(fake: np.ndarray, real_train: np.ndarray, real_test: np.ndarray
     axes[0, 0].text(-0.1, 0.5, "synthetic", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
     axes[1, 0].text(-0.1, 0.5, "nearest real", transform=axes[1, 0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
     fig.suptitle("closest synthetic images and their nearest real training image (pixel RMS)", fontsize=8)
-    _save(fig, out / "memorisation.png")
+    save_figure(fig, out / "memorisation.png")
     fig, ax = plt.subplots(figsize=(4.5, 3))
     bins = np.linspace(0, max(dist.max(), ref.max() if ref is not None else 0) * 1.05 + 1e-6, 30)
     ax.hist(dist, bins=bins, alpha=0.6, density=True, label="synthetic -> nearest train")
@@ -314,7 +314,7 @@ def memorisation(fake: np.ndarray, real_train: np.ndarray, real_test: np.ndarray
         ax.hist(ref, bins=bins, alpha=0.6, density=True, label="real test -> nearest train")
     ax.set_xlabel("pixel RMS distance")
     ax.legend(fontsize=7)
-    _save(fig, out / "nn_distances.png")
+    save_figure(fig, out / "nn_distances.png")
     result = {"nn_dist_median": float(np.median(dist)), "nn_dist_min": float(dist.min())}
     if ref is not None:
         thr = float(np.quantile(ref, 0.05))
@@ -329,7 +329,7 @@ def memorisation(fake: np.ndarray, real_train: np.ndarray, real_test: np.ndarray
 
 def image_grid(rows: np.ndarray, path: Path, row_names: list[str] | None = None, title: str = "") -> None:
     """uint8 [R, C, H, W] as a grid, one named row each (contact sheets, previews)."""
-    from ..figures import plt, _save
+    from ..figures import plt, save_figure
 
     R, C = rows.shape[:2]
     fig, axes = plt.subplots(R, C, figsize=(0.9 * C + 0.8, 0.9 * R + 0.3), squeeze=False)
@@ -341,7 +341,7 @@ def image_grid(rows: np.ndarray, path: Path, row_names: list[str] | None = None,
             axes[r, 0].text(-0.1, 0.5, row_names[r], transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def contact_sheet(real: np.ndarray, fake: np.ndarray, path: Path, title: str = "", fake_wrong: np.ndarray | None = None,
@@ -351,7 +351,7 @@ def contact_sheet(real: np.ndarray, fake: np.ndarray, path: Path, title: str = "
     ``fake_wrong``: bool [m]; those synthetic tiles get a red frame (the real-trained classifier
     assigns them to another class).
     """
-    from ..figures import plt, _save
+    from ..figures import plt, save_figure
 
     rows = max(1, math.ceil(max(len(real), len(fake)) / cols))
     fig, axes = plt.subplots(rows, 2 * cols + 1, figsize=(0.75 * (2 * cols + 1), 0.75 * rows + 0.5), squeeze=False,
@@ -377,7 +377,7 @@ def contact_sheet(real: np.ndarray, fake: np.ndarray, path: Path, title: str = "
     axes[0, cols + 1 + cols // 2].set_title("synthetic", fontsize=8, loc="left")
     if title:
         fig.suptitle(title, fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------

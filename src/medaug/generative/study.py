@@ -121,7 +121,7 @@ def _markdown(table: pd.DataFrame) -> str:
 def _plot(table: pd.DataFrame, path: Path) -> None:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    from ..figures import plt, _save
+    from ..figures import plt, save_figure
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 2.8), squeeze=False)
     for ax, m in zip(axes[0], METRICS):
@@ -136,4 +136,4 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
         ax.set_title(m, fontsize=9)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("test metrics vs training-set size (mean ± std over seeds)", fontsize=9, y=1.02)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -16,7 +16,8 @@ from ..index import DataIndex, register_reader
 from .imagefolder import SPLIT_NAMES
 
 
-def _csv_file(root: Path) -> Path | None:
+def csv_file(root: Path) -> Path | None:
+    """``root`` if it is a .csv file, else the one .csv file directly in folder ``root``, else None."""
     if root.is_file() and root.suffix.lower() == ".csv":
         return root
     if root.is_dir():
@@ -27,7 +28,7 @@ def _csv_file(root: Path) -> Path | None:
 
 
 def looks_like_csv(root: Path) -> bool:
-    csv = _csv_file(root)
+    csv = csv_file(root)
     if csv is None:
         return False
     try:
@@ -71,7 +72,7 @@ def class_names(labels: pd.Series, classes: list[str] | None, csv: Path) -> list
 
 @register_reader("csv", detect=looks_like_csv)
 def read_csv_list(root: Path, classes: list[str] | None = None, **_) -> DataIndex:
-    csv = _csv_file(root)
+    csv = csv_file(root)
     if csv is None:
         raise MedaugError(f"{root}: expected a .csv file (or a folder with exactly one) with columns path,label")
     frame = read_table(csv)

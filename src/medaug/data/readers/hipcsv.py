@@ -23,7 +23,7 @@ import pandas as pd
 
 from ...errors import MedaugError
 from ..index import DataIndex, register_reader
-from .csvlist import _csv_file, class_names, read_table, resolve_inside
+from .csvlist import class_names, csv_file, read_table, resolve_inside
 from .imagefolder import SPLIT_NAMES
 
 ALIASES = {
@@ -56,7 +56,7 @@ def _columns(header: list[str]) -> tuple[dict[str, str], tuple | None]:
 
 def looks_like_hipcsv(root: Path) -> bool:
     """A CSV with image and label columns plus boxes or a patient/accession column (else: generic csv)."""
-    csv = _csv_file(root)
+    csv = csv_file(root)
     if csv is None:
         return False
     try:
@@ -87,7 +87,7 @@ def _box(row: pd.Series, boxes: tuple, where: str) -> str:
 def read_hipcsv(root: Path, crop: str = "none", classes: list[str] | None = None, **_) -> DataIndex:
     if crop not in CROPS:
         raise MedaugError(f"--crop {crop!r}: unknown; use one of {', '.join(CROPS)}")
-    csv = _csv_file(root)
+    csv = csv_file(root)
     if csv is None:
         raise MedaugError(f"{root}: expected a .csv file (or a folder with exactly one) with image and label columns")
     frame = read_table(csv)
