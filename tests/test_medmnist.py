@@ -10,20 +10,21 @@ import torch
 
 from medaug.config import TrainConfig
 from medaug.errors import MedaugError
-from medaug.models.classifiers import CAM_LAYERS, HEAD_LAYERS, create_classifier
+from medaug.models.classifiers import classifier_info, create_classifier
 from medaug.train import make_scheduler
 
 
 @pytest.mark.parametrize("name", ["resnet18_small", "resnet50_small"])
 def test_small_resnet_has_medmnist_stem_and_named_layers(name):
     net = create_classifier(name, 1, 3)
+    assert classifier_info(name).small_stem and not classifier_info(name.removesuffix("_small")).small_stem
     assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1) and net.conv1.padding == (1, 1)
     shapes = {}
-    net.get_submodule(CAM_LAYERS[name]).register_forward_hook(lambda m, i, o: shapes.update(cam=tuple(o.shape)))
+    net.get_submodule(classifier_info(name).cam).register_forward_hook(lambda m, i, o: shapes.update(cam=tuple(o.shape)))
     net.eval()
     assert net(torch.rand(2, 1, 28, 28)).shape == (2, 3)
     assert shapes["cam"][-2:] == (4, 4)  # 28 -> 28 (stem, no max-pool) -> 14 -> 7 -> 4; the ImageNet stem gives 1 x 1
-    assert net.get_submodule(HEAD_LAYERS[name]).out_features == 3
+    assert net.get_submodule(classifier_info(name).head).out_features == 3
     big = create_classifier(name.removesuffix("_small"), 1, 3)
     assert big.conv1.kernel_size == (7, 7) and big.conv1.stride == (2, 2)
 

@@ -25,6 +25,7 @@ def test_fit_writes_every_result_file(tiny_cfg, tmp_path):
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2
     # checkpoints load without unpickling arbitrary objects
     torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["num_classes"] == 2  # stored with the weights
 
 
 def test_finished_run_is_skipped(tiny_cfg, tmp_path):

@@ -5,7 +5,7 @@ A run folder holds::
 
     config.toml      the exact TrainConfig
     checkpoint.pt    everything needed to resume (written atomically after every epoch)
-    best.pt          classifier + method state at the best validation epoch
+    best.pt          classifier + method state at the best validation epoch (and num_classes)
     log.jsonl        one line per epoch: train losses, validation metrics, time
     metrics.json     written last and atomically: its presence means the run is finished
     predictions.npz  test-set probabilities, labels and study ids (for ROC, calibration, reports)
@@ -37,7 +37,7 @@ from .io_utils import output_folder, remove_output, save_npz, save_torch, write_
 from .methods import Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
 from .metrics import classification_metrics, mask_metrics
-from .models.classifiers import HEAD_LAYERS, create_classifier
+from .models.classifiers import classifier_info, create_classifier
 from .progress import NullProgress, console, make_progress
 from . import tracking
 from .reproduce import provenance
@@ -50,7 +50,7 @@ def trainable_parameters(model: nn.Module, cfg: TrainConfig) -> list[nn.Paramete
     """All parameters, or with ``train_layers='head'`` only the final layer's (the rest frozen)."""
     if cfg.train_layers == "all":
         return list(model.parameters())
-    head = model.get_submodule(HEAD_LAYERS[cfg.model])
+    head = model.get_submodule(classifier_info(cfg.model).head)
     for p in model.parameters():
         p.requires_grad_(False)
     for p in head.parameters():
@@ -64,7 +64,7 @@ def set_train_mode(model: nn.Module, cfg: TrainConfig) -> None:
         model.train()
         return
     model.eval()
-    Context.unwrap(model).get_submodule(HEAD_LAYERS[cfg.model]).train()
+    Context.unwrap(model).get_submodule(classifier_info(cfg.model).head).train()
 
 
 def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -428,7 +428,8 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
             if score > state["best_score"]:
                 state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
                 if lead:
-                    save_torch(out / "best.pt", {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch})
+                    save_torch(out / "best.pt", {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch,
+                                                 "num_classes": ctx.num_classes})
             else:
                 state["bad_epochs"] += 1
             snap = snapshot_masks(method, ctx, dataset.valid.images[snap_idx])
@@ -459,7 +460,7 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
         states = [torch.load(f, map_location=device, weights_only=True)["model"] for f in files]
         if lead:
             save_torch(out / "best.pt", {"model": average_weights(states), "method": method.state_dict(),
-                                         "epoch": state["epoch"] - 1, "averaged": [f.name for f in files]})
+                                         "epoch": state["epoch"] - 1, "averaged": [f.name for f in files], "num_classes": ctx.num_classes})
         barrier()
     best = torch.load(out / "best.pt", map_location=device, weights_only=True)
     model.load_state_dict(best["model"])

@@ -22,6 +22,7 @@ different extractors do not compare, so every number is reported with the extrac
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -124,11 +125,30 @@ def load_run_classifier(run: Path, ckpt_file: Path, device: torch.device) -> tup
     from ..models.classifiers import create_classifier
 
     cfg = load_toml(run / "config.toml").get("train", {})
-    state = torch.load(ckpt_file, map_location=device, weights_only=True)["model"]
-    last_w = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2][-1]
-    model = create_classifier(cfg.get("model", "tiny"), cfg.get("in_channels", 1), last_w.shape[0]).to(device)
-    model.load_state_dict(state)
+    name = cfg.get("model", "tiny")
+    ckpt = torch.load(ckpt_file, map_location=device, weights_only=True)
+    model = create_classifier(name, cfg.get("in_channels", 1), run_num_classes(run, ckpt, name)).to(device)
+    model.load_state_dict(ckpt["model"])
     return model.eval(), cfg
+
+
+def run_num_classes(run: Path, ckpt: dict, model: str) -> int:
+    """The class count of a run's classifier: stored in its best.pt; for files written before it was
+    stored, the classes of the run's metrics.json, or else the output size of the registered head layer."""
+    from ..models.classifiers import classifier_info
+
+    if "num_classes" in ckpt:
+        return int(ckpt["num_classes"])
+    try:
+        classes = json.loads((run / "metrics.json").read_text()).get("classes")
+    except (OSError, ValueError, AttributeError):  # no metrics.json yet (a run in progress), or not medaug's
+        classes = None
+    if isinstance(classes, list) and classes:
+        return len(classes)
+    head = f"{classifier_info(model).head}.weight"
+    if head not in ckpt["model"]:
+        raise MedaugError(f"{run}: best.pt has no {head!r} for model {model!r} (config.toml); train the run again")
+    return int(ckpt["model"][head].shape[0])
 
 
 def load_extractor(path: str | Path, device: torch.device | str = "cpu") -> Extractor:

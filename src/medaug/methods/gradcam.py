@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MedaugError
-from ..models.classifiers import CAM_LAYERS
+from ..models.classifiers import classifier_info
 from .base import Method, concat_step, register
 
 
@@ -50,8 +50,8 @@ def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, ta
 
 
 def cam_layer(model: torch.nn.Module, model_name: str, layer: str = "", method: str = "gradcam") -> torch.nn.Module:
-    """The module GradCAM reads in ``model``: ``layer`` by name, or the model's default (``CAM_LAYERS``)."""
-    name = layer or CAM_LAYERS.get(model_name, "")
+    """The module GradCAM reads in ``model``: ``layer`` by name, or the classifier's default (its ``ClassifierInfo.cam``)."""
+    name = layer or classifier_info(model_name).cam
     modules = dict(model.named_modules())
     if name not in modules:
         raise MedaugError(f"method {method}: layer {name!r} not in model {model_name!r}; set option layer=NAME")
