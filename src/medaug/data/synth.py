@@ -279,6 +279,17 @@ def render(rng: np.random.Generator, size: int, label: int, classes: int, shortc
     return image, roi
 
 
+def arrays(n: int, size: int = 64, seed: int = 0, classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` synthetic radiographs in memory, no files and no shortcut: images uint8 [n, size, size] and
+    labels int64 [n] (classes in turn). For one's own loop (examples/own_loop.py); ``generate`` writes datasets."""
+    if n < 1 or classes < 2:
+        raise MedaugError(f"synth arrays: n={n}, classes={classes}; give n >= 1 and classes >= 2")
+    labels = np.arange(n, dtype=np.int64) % classes
+    images = [render(np.random.default_rng(s), size, int(c), classes, False)[0]
+              for s, c in zip(np.random.SeedSequence(seed).spawn(n), labels)]
+    return np.stack(images), labels
+
+
 # ----------------------------------------------------------------------------------------------
 # datasets
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MedaugError
-from ..models.classifiers import classifier_info
+from ..models.classifiers import CLASSIFIERS, classifier_info
 from .base import Method, concat_step, register
 
 
@@ -51,9 +51,9 @@ def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, ta
 
 def cam_layer(model: torch.nn.Module, model_name: str, layer: str = "", method: str = "gradcam") -> torch.nn.Module:
     """The module GradCAM reads in ``model``: ``layer`` by name, or the classifier's default (its ``ClassifierInfo.cam``)."""
-    name = layer or classifier_info(model_name).cam
+    name = layer or (classifier_info(model_name).cam if model_name in CLASSIFIERS else "")
     modules = dict(model.named_modules())
-    if name not in modules:
+    if not name or name not in modules:  # '' names the whole network, not a layer
         raise MedaugError(f"method {method}: layer {name!r} not in model {model_name!r}; set option layer=NAME")
     return modules[name]
 
