@@ -50,6 +50,12 @@ def test_a_method_on_your_own_network():
     with pytest.raises(MedaugError, match="set option layer=NAME"):
         mm.create("gradcam").setup(ctx)
     mm.create("gradcam", layer="2").setup(ctx)  # the ReLU's feature map
+    apga = mm.create("apga", prior_steps=0)  # its GradCAM prior needs a registered classifier's layer
+    apga.setup(ctx)
+    assert 0 < float(apga.train_step(ctx, x, y)["kept_fraction"]) < 1
+    ctx.extras["train_images"] = (x[:, 0] * 255).to(torch.uint8).numpy()
+    with pytest.raises(MedaugError, match="apga: layer '' not in model ''; set the option prior_steps=0"):
+        mm.create("apga").setup(ctx)
     with pytest.raises(MedaugError, match="unknown option"):
         mm.create("cutout", sise=3)
     assert mm.available() == mm.METHODS.names() and "apga" in mm.available()

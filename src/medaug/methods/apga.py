@@ -206,7 +206,8 @@ class APGA(Method):
             raise MedaugError("method apga: prior_steps needs the training images (Context.extras['train_images']); "
                               "set the option prior_steps=0")
         model = ctx.unwrap(ctx.model)
-        layer = cam_layer(model, ctx.cfg.model, "", "apga")
+        layer = cam_layer(model, ctx.cfg.model, "", "apga",
+                          "set the option prior_steps=0 (the prior needs a registered classifier's GradCAM layer)")
         gen = torch.Generator().manual_seed(ctx.cfg.seed)
         pick = torch.randperm(len(images), generator=gen)[:max_images].numpy()
         images = images[np.sort(pick)]

@@ -49,12 +49,14 @@ def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, ta
     return cam / cam.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
 
-def cam_layer(model: torch.nn.Module, model_name: str, layer: str = "", method: str = "gradcam") -> torch.nn.Module:
-    """The module GradCAM reads in ``model``: ``layer`` by name, or the classifier's default (its ``ClassifierInfo.cam``)."""
+def cam_layer(model: torch.nn.Module, model_name: str, layer: str = "", method: str = "gradcam",
+              fix: str = "set option layer=NAME") -> torch.nn.Module:
+    """The module GradCAM reads in ``model``: ``layer`` by name, or the classifier's default (its
+    ``ClassifierInfo.cam``); ``fix`` ends the error when there is none."""
     name = layer or (classifier_info(model_name).cam if model_name in CLASSIFIERS else "")
     modules = dict(model.named_modules())
     if not name or name not in modules:  # '' names the whole network, not a layer
-        raise MedaugError(f"method {method}: layer {name!r} not in model {model_name!r}; set option layer=NAME")
+        raise MedaugError(f"method {method}: layer {name!r} not in model {model_name!r}; {fix}")
     return modules[name]
 
 
