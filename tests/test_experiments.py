@@ -95,3 +95,57 @@ def test_plan_check_builds_the_default_policy_on_28px_images(tiny_data, tmp_path
 
     exp = ExperimentConfig(name="p28", out=str(tmp_path), data=[str(tiny_data)], methods=["apga", "end2end"], seeds=[0])
     check_plan(plan_runs(make_plan(exp, TrainConfig(size=28, epochs=1, progress=False))))  # raises if any fails
+
+
+def test_two_variants_of_one_method_run_side_by_side_and_are_reported_by_name(tiny_data, tmp_path):
+    import numpy as np
+    import pytest
+
+    from medaug.errors import MedaugError
+    from medaug.experiments import load_plan
+    from medaug.generative.quality import write_image_folder
+    from medaug.report import synthetic_section
+
+    rng = np.random.default_rng(0)
+    samples = write_image_folder(rng.integers(0, 255, (8, 32, 32), dtype=np.uint8), np.array([0, 1] * 4),
+                                 ["negative", "positive"], tmp_path / "samples")
+    toml = tmp_path / "plan.toml"
+    toml.write_text(f"""
+[experiment]
+name = "v"
+out = "{tmp_path}"
+data = ["{tiny_data}"]
+methods = ["none", "generative", "generative+classical", "square"]
+seeds = [0]
+[train]
+size = 32
+epochs = 1
+batch_size = 16
+progress = false
+[methods.generative]
+samples = "{samples}"
+[methods."generative+classical"]
+samples = "{samples}"
+[methods.square]
+method = "cutout"
+variant = "devries"
+""")
+    plan = load_plan(toml)
+    run_plan(plan)
+    cfgs = {m: (run_dir(plan, str(tiny_data), m, 0, 0) / "config.toml").read_text() for m in ("generative+classical", "square")}
+    assert 'method = "generative"' in cfgs["generative+classical"] and "classical = true" in cfgs["generative+classical"]
+    assert 'method = "cutout"' in cfgs["square"] and 'variant = "devries"' in cfgs["square"]
+    plain = (run_dir(plan, str(tiny_data), "generative", 0, 0) / "config.toml").read_text()
+    assert "classical = false" in plain
+    df = collect(plan.root)
+    assert set(df["method"]) == {"none", "generative", "generative+classical", "square"}
+    assert dict(zip(df["method"], df["base_method"]))["square"] == "cutout"
+    lines = synthetic_section(df, tmp_path / "report")
+    assert f"### {samples} (2 runs)" in lines  # both generative variants trained on the same samples
+    assert "generative+classical" in (write_report(plan.root) / "report.md").read_text()
+
+    exp = ExperimentConfig(name="w", out=str(tmp_path), data=[str(tiny_data)], methods=["generative+ratio"], seeds=[0])
+    with pytest.raises(MedaugError, match="'ratio' is not a boolean option of 'generative'"):
+        make_plan(exp, TrainConfig(size=32, progress=False))
+    with pytest.raises(MedaugError, match="unknown method 'nosuch'"):
+        make_plan(ExperimentConfig(data=[str(tiny_data)], methods=["x"]), TrainConfig(), {"x": {"method": "nosuch"}})

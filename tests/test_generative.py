@@ -43,6 +43,45 @@ def test_gan_class_label_changes_the_image():
     assert not torch.allclose(a, b)
 
 
+def test_class_truncation_keeps_the_label_where_global_truncation_washes_it_out():
+    torch.manual_seed(0)
+    gan = GAN(2, 16, 4, CPU, TINY_GAN)
+    for _ in range(3):  # track a running w_avg as training does (one of a majority class's batches)
+        gan.G.mapping(torch.randn(16, gan.opts.z_dim), torch.ones(16, dtype=torch.long), track=True)
+    gan.G_ema.load_state_dict(gan.G.state_dict())
+    labels = torch.tensor([0, 0, 1, 1])
+    gan.opts.truncation, gan.opts.truncation_center = 0.0, "global"
+    x = gan.sample(labels, seed=0)  # psi 0 toward the global w_avg: one image whatever the class
+    assert torch.allclose(x[0], x[2], atol=1e-6) and torch.allclose(x[0], x[1], atol=1e-6)
+    gan.opts.truncation_center = "class"
+    x = gan.sample(labels, seed=0)  # psi 0 toward each class's centre: one image per class, the classes differ
+    assert torch.allclose(x[0], x[1], atol=1e-6) and torch.allclose(x[2], x[3], atol=1e-6)
+    assert not torch.allclose(x[0], x[2], atol=1e-3)
+    centers = gan.class_centers()
+    assert centers.shape == (2, gan.opts.w_dim) and torch.equal(centers, gan.class_centers())  # fixed seed
+
+
+def test_gan_presets_fill_only_the_options_left_unset():
+    o = GAN.Options()
+    assert (o.preset, o.balanced, o.truncation, o.truncation_center) == ("balanced", True, 1.0, "class")
+    p = GAN.Options(preset="paper")
+    assert (p.balanced, p.truncation, p.truncation_center) == (False, 1.0, "global")
+    assert GAN.Options(preset="paper", balanced=True).balanced is True
+    with pytest.raises(ValueError, match="preset"):
+        GAN.Options(preset="nosuch")
+
+
+def test_balanced_batches_draw_each_class_equally_often_and_depend_only_on_seed_and_step():
+    from medaug.generative.train import batch_indices
+
+    labels = torch.tensor([0] * 20 + [1] * 180)  # 10% minority
+    drawn = {b: torch.cat([labels[batch_indices(labels, 16, 0, step, b)] for step in range(200)]) for b in (False, True)}
+    assert abs(drawn[True].float().mean().item() - 0.5) < 0.05  # balanced: half the draws are the minority's
+    assert abs(drawn[False].float().mean().item() - 0.9) < 0.05  # uniform: as in the data
+    idx = batch_indices(labels, 16, 3, 7, True)
+    assert len(set(idx.tolist())) == 16 and torch.equal(idx, batch_indices(labels, 16, 3, 7, True))
+
+
 def test_ada_p_rises_when_discriminator_is_overconfident_on_reals():
     ada = AdaController(target=0.6, interval=4, kimg=0.1)
     for _ in range(40):  # an overfitting D: sign(D(real)) = +1 everywhere, r_t = 1 > 0.6

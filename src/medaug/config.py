@@ -25,6 +25,7 @@ class TrainConfig:
     size: int = 64  #: image side in pixels after resizing
     method: str = "none"
     method_options: dict = field(default_factory=dict)
+    label: str = ""  #: the run's name in reports (metrics.json "method") when it is a named variant of `method` ('' = method)
     model: str = "tiny"
     pretrained: str = ""  #: local weights file for the classifier ('' = random init)
     train_layers: str = "all"  #: all | head (a linear probe: the backbone frozen, BatchNorm statistics too)

@@ -25,6 +25,11 @@ A TOML config::
 
     [overrides.apga]              # TrainConfig fields for one method's runs
     finetune_lr = 1e-4
+
+Two variants of one method coexist as named entries of ``methods`` (see :func:`method_spec`):
+``BASE+FLAG`` (e.g. ``generative+classical``: ``generative`` with its boolean option ``classical``
+true), or any name with a ``[methods.NAME]`` table holding ``method = "BASE"`` and the options.
+Their runs land in ``<dataset>/<NAME>/...`` and are reported as ``NAME``.
 """
 
 from __future__ import annotations
@@ -75,6 +80,36 @@ class Plan:
         return Path(self.experiment.out) / self.experiment.name
 
 
+def method_spec(name: str, method_options: dict | None = None) -> tuple[str, dict]:
+    """(registered method, its options) of the plan entry ``name``.
+
+    ``name`` is a method (``classical``), a named variant (``[methods.NAME]`` with ``method = "BASE"``
+    and BASE's options), or ``BASE+FLAG[+FLAG...]``: BASE with each boolean option FLAG set to true
+    (``generative+classical``); options in ``[methods."BASE+FLAG"]`` are added to those.
+    """
+    opts = dict((method_options or {}).get(name) or {})
+    base = opts.pop("method", None)
+    if base is not None and not isinstance(base, str):
+        raise MedaugError(f"[methods.{name}] method: give a method name (a string), got {base!r}")
+    if base is None and "+" in name:
+        base, *flags = name.split("+")
+        fields = {f.name: f.type for f in dataclasses.fields(METHODS.get(base).Options)} if base in METHODS else {}
+        for flag in flags:
+            if flag not in fields or fields[flag] not in (bool, "bool"):
+                bools = sorted(k for k, t in fields.items() if t in (bool, "bool"))
+                raise MedaugError(f"method {name!r}: {flag!r} is not a boolean option of {base!r}; "
+                                  f"BASE+FLAG takes one of {', '.join(bools) or '(none: it has no boolean options)'}, "
+                                  f"or name the variant in a [methods.NAME] table with method = \"{base}\"")
+        opts = {**{flag: True for flag in flags}, **opts}
+    base = base or name
+    METHODS.get(base)  # an unknown method fails here
+    return base, opts
+
+
+def base_method(name: str, method_options: dict | None = None) -> str:
+    return method_spec(name, method_options)[0]
+
+
 def load_plan(path: str | Path) -> Plan:
     raw = load_toml(path)
     unknown = sorted(set(raw) - {"experiment", "train", "methods", "overrides"})
@@ -92,12 +127,11 @@ def make_plan(exp: ExperimentConfig, train: TrainConfig, method_options: dict | 
         raise MedaugError(f"{where}: [experiment] data is empty; list at least one dataset folder")
     EXECUTORS.get(exp.executor)  # an unknown executor fails here
     for name in list(exp.methods) + list(method_options) + list(overrides):
-        METHODS.get(name)  # unknown names fail here, before any training
+        base, opts = method_spec(name, method_options)  # unknown names fail here, before any training
+        METHODS.create(base, **opts)  # validates the options
     for name, values in overrides.items():
         from_dict(TrainConfig, values, f"{where} [overrides.{name}]")
-    for name, opts in method_options.items():
-        METHODS.create(name, **opts)  # validates the options
-    if any(METHODS.get(m).needs_baseline for m in exp.methods) and "none" not in exp.methods:
+    if any(METHODS.get(base_method(m, method_options)).needs_baseline for m in exp.methods) and "none" not in exp.methods:
         exp = dataclasses.replace(exp, methods=["none", *exp.methods])
     # the baseline runs first so two-stage methods can start from it
     exp = dataclasses.replace(exp, methods=sorted(exp.methods, key=lambda m: m != "none"))
@@ -130,12 +164,14 @@ def run_dir(plan: Plan, data: str, method: str, shot: int, seed: int) -> Path:
 
 def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> TrainConfig:
     values = {**plan.train.to_dict(), **plan.overrides.get(method, {})}
-    values.update(data=str(data), method=method, n_shot=shot, seed=seed,
-                  method_options=plan.method_options.get(method, {}))
-    if METHODS.get(method).needs_baseline:
+    base, opts = method_spec(method, plan.method_options)
+    values.update(data=str(data), method=base, label=method if method != base else "", n_shot=shot, seed=seed,
+                  method_options=opts)
+    if METHODS.get(base).needs_baseline:
         values["baseline"] = str(run_dir(plan, data, "none", shot, seed))
     elif values["finetune_epochs"] == -1:  # the same budget: every one-stage method gets the plan's fine-tuning stage
-        values["finetune_epochs"] = max(METHODS.get(m).finetune_epochs for m in plan.experiment.methods)
+        values["finetune_epochs"] = max(METHODS.get(base_method(m, plan.method_options)).finetune_epochs
+                                        for m in plan.experiment.methods)
     return TrainConfig(**values)
 
 
@@ -147,7 +183,8 @@ def plan_runs(plan: Plan) -> list[tuple[Path, TrainConfig, bool]]:
         twice = sorted({str(v) for v in values if values.count(v) > 1})
         if twice:
             raise MedaugError(f"[experiment] {what}: {', '.join(twice)} listed twice; list each once (every run needs its own folder)")
-    return [(run_dir(plan, data, method, shot, seed), run_config(plan, data, method, shot, seed), METHODS.get(method).needs_baseline)
+    return [(run_dir(plan, data, method, shot, seed), run_config(plan, data, method, shot, seed),
+             METHODS.get(base_method(method, plan.method_options)).needs_baseline)
             for data in exp.data for shot in exp.shots for seed in exp.seeds for method in exp.methods]
 
 

@@ -222,7 +222,7 @@ def synthetic_section(df: pd.DataFrame, out: Path) -> list[str]:
     from .config import load_toml
 
     folders: dict[str, list[str]] = {}
-    for run in df.loc[df["method"] == "generative", "run_dir"]:
+    for run in df.loc[df["base_method"] == "generative", "run_dir"]:  # variants too (generative+classical)
         cfg_file = Path(run) / "config.toml"
         samples = load_toml(cfg_file).get("train", {}).get("method_options", {}).get("samples") if cfg_file.is_file() else None
         if samples:

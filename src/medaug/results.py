@@ -52,7 +52,7 @@ def collect(runs_dir: str | Path) -> pd.DataFrame:
         m = _read_metrics(path)
         if m.get("stage"):
             continue
-        row = {**run_keys(path, root, m), "run_dir": str(path.parent),
+        row = {**run_keys(path, root, m), "base_method": m.get("base_method", m["method"]), "run_dir": str(path.parent),
                "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"), "n_train": m.get("n_train", math.nan),
                "collapsed": int("collapse" in m)}
         key = tuple(row[k] for k in KEYS)
@@ -205,7 +205,7 @@ def report_metrics(df: pd.DataFrame, wanted: list[str] | None = None) -> list[st
     if wanted:
         missing = [m for m in wanted if m not in df]
         if missing:
-            known = [c for c in df.columns if c not in KEYS + ["run_dir", "wall_s", "best_epoch", "n_train", "n", "collapsed"]]
+            known = [c for c in df.columns if c not in KEYS + ["base_method", "run_dir", "wall_s", "best_epoch", "n_train", "n", "collapsed"]]
             raise MedaugError(f"--metric {', '.join(missing)}: not in the runs' metrics.json; choose from {', '.join(known)}")
         return list(wanted)
     return [m for m in MAIN_METRICS + ["study_auroc", "study_kappa", "ece"] + MASK_METRICS if m in df and df[m].notna().any()]

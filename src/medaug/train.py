@@ -468,7 +468,7 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     valid_metrics, _ = evaluate(method, ctx, dataset.valid)
     test_metrics, test_probs = evaluate(method, ctx, dataset.test)
     result = {
-        "method": record.method, "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
+        "method": record.label or record.method, **({"base_method": record.method} if record.label else {}), "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
         "classes": dataset.classes, "n_train": len(dataset.train), "n_valid": len(dataset.valid), "n_test": len(dataset.test),
         "best_epoch": state["best_epoch"] + 1, "epochs_run": state["epoch"],
         "valid": valid_metrics, "test": test_metrics,

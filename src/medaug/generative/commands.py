@@ -117,7 +117,7 @@ def gen_eval(
 def study_size(
     data: Path = typer.Option(..., help="Dataset folder."),
     per_class: str = typer.Option("20,50,100", help="Training-set sizes, images per class (comma-separated)."),
-    methods: str = typer.Option("none,classical,generative", help="Comma-separated methods."),
+    methods: str = typer.Option("none,classical,generative", help="Comma-separated methods; variants too, e.g. generative+classical (generative with -o classical=true)."),
     seeds: str = typer.Option("0,1", help="Comma-separated seeds."),
     gen_model: str = typer.Option("gan", help="gan | diffusion"),
     gen_steps: int = typer.Option(300, help="Generator training steps per (size, seed)."),

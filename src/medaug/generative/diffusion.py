@@ -48,6 +48,7 @@ class Diffusion:
         ddim_steps: int = 25
         eta: float = 1.0  #: DDIM eta (0 = deterministic ODE; 1 = DDPM-like stochastic steps, which correct an undertrained network's errors)
         ema_kimg: float = 5.0
+        balanced: bool = False  #: class-balanced training batches (the trainer's sampling; see generative/train.py)
 
         def __post_init__(self):
             if len(self.channels) != len(self.attention_levels):

@@ -99,12 +99,17 @@ class MappingNetwork(nn.Module):
         self.net = nn.Sequential(*[EqLinear(dims[i], dims[i + 1], lr_mul=lr_mul, act=True) for i in range(layers)])
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor, psi: float = 1.0, track: bool = False) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: torch.Tensor, psi: float = 1.0, track: bool = False,
+                centers: torch.Tensor | None = None) -> torch.Tensor:
+        """Truncation ``w' = center + psi (w - center)``: center = the running w_avg over all classes, or
+        with ``centers`` float [K, w_dim] each sample's own class centre (class-conditional truncation)."""
         y = normalize_2nd_moment(self.embed(F.one_hot(c, self.num_classes).to(z.dtype)))
         w = self.net(torch.cat([normalize_2nd_moment(z), y], dim=1))
         if track:
             self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, 0.995))
-        return self.w_avg.lerp(w, psi) if psi != 1 else w
+        if psi == 1:
+            return w
+        return (self.w_avg if centers is None else centers[c]).lerp(w, psi)
 
 
 class ModulatedConv2d(nn.Module):
@@ -198,8 +203,9 @@ class Generator(nn.Module):
             )))
             res *= 2
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor, psi: float = 1.0, noise_mode: str = "random") -> torch.Tensor:
-        w = self.mapping(z, c, psi=psi, track=self.training)
+    def forward(self, z: torch.Tensor, c: torch.Tensor, psi: float = 1.0, noise_mode: str = "random",
+                centers: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.mapping(z, c, psi=psi, track=self.training, centers=centers)
         x = self.conv4(self.const[None].expand(z.shape[0], -1, -1, -1), w, noise_mode)
         img = self.gray4(x, w)
         for blk in self.blocks:  # "skip" architecture: upsampled image + this octave's toGray
@@ -381,6 +387,12 @@ class AdaController:
 # ----------------------------------------------------------------------------------------------
 # the trainable model behind `medaug gen train --model gan`
 
+#: option values each preset fills in (fields left unset); "paper": StyleGAN2-ADA's paper and code agree here
+PRESETS = {
+    "balanced": dict(balanced=True, truncation=1.0, truncation_center="class"),
+    "paper": dict(balanced=False, truncation=1.0, truncation_center="global"),
+}
+
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
@@ -421,11 +433,21 @@ class GAN:
         ada_kimg: float = 10.0  #: images (thousands) for p to move by 1 (the paper: 500, for runs of 10^4 kimg)
         ada_p: float = 0.0  #: initial / fixed (augment=ada with ada_interval=0 freezes it) probability
         ema_kimg: float = -1.0  #: G EMA half-life in kimg; -1 = batch * 10 / 32 (StyleGAN2-ADA)
-        truncation: float = 1.0  #: psi when sampling (1 = off)
+        preset: str = "balanced"  #: "balanced" (default) | "paper" (StyleGAN2-ADA paper and code); fills the fields left unset below
+        balanced: bool | None = None  #: class-balanced batches (the trainer draws each class equally often); paper: as in the data
+        truncation: float | None = None  #: psi when sampling (1 = off)
+        truncation_center: str = ""  #: class (each class's mean w; StyleGAN-XL) | global (the running w_avg; StyleGAN2-ADA code)
 
         def __post_init__(self):
+            if self.preset not in PRESETS:
+                raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+            for key, value in PRESETS[self.preset].items():
+                if getattr(self, key) in ("", None):
+                    setattr(self, key, value)
             if self.augment not in ("ada", "diffaugment", "none"):
                 raise ValueError(f"augment must be ada, diffaugment or none, not {self.augment!r}")
+            if self.truncation_center not in ("class", "global"):
+                raise ValueError(f"truncation_center must be class or global, not {self.truncation_center!r}")
 
     def __init__(self, num_classes: int, size: int, batch_size: int, device: torch.device, options: dict | None = None):
         o = self.opts = self.Options(**(options or {}))
@@ -497,14 +519,23 @@ class GAN:
         return {"ada_p": self.ada.p, "ada_rt": self.ada.rt} if self.opts.augment == "ada" else {}
 
     @torch.no_grad()
+    def class_centers(self, n: int = 4096, seed: int = 0) -> torch.Tensor:
+        """Each class's mean w under the EMA mapping, float [K, w_dim] (n latents per class, fixed seed)."""
+        z = torch.randn(n, self.opts.z_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        m = self.G_ema.mapping
+        return torch.stack([m(z, torch.full((n,), k, device=self.device)).mean(0) for k in range(self.num_classes)])
+
+    @torch.no_grad()
     def sample(self, labels: torch.Tensor, seed: int, batch: int = 64) -> torch.Tensor:
         """EMA-generator images float [N, 1, S, S] in [0, 1] for int64 labels [N]; same seed, same images."""
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(len(labels), self.opts.z_dim, generator=gen)
+        psi = self.opts.truncation
+        centers = self.class_centers() if psi != 1 and self.opts.truncation_center == "class" else None
         out = []
         for i in range(0, len(labels), batch):
             x = self.G_ema(z[i : i + batch].to(self.device), labels[i : i + batch].to(self.device),
-                           psi=self.opts.truncation, noise_mode="const")
+                           psi=psi, noise_mode="const", centers=centers)
             out.append(((x + 1) / 2).clamp(0, 1).cpu())
         return torch.cat(out) if out else torch.zeros(0, 1, self.size, self.size)
 

@@ -6,7 +6,10 @@ subset (``generators/shot-k/seed-s``), samples from it, and one classifier run p
 (``runs/<dataset>/<method>/shot-k/seed-s``, the experiment layout, so ``medaug report`` works on
 it too). Then a table (mean ± std over seeds per method and size) and a plot with error bars, and
 the answer to the paper's question: from which size on does generative augmentation match
-classical augmentation (mean difference >= -tolerance, paired by seed)?
+classical augmentation (mean difference >= -tolerance, paired by seed)? Methods may be variants
+(``generative+classical``: the generative method with its ``classical`` option; see
+``medaug.experiments.method_spec``); every generative one trains on the same samples and gets its
+own comparison with classical and answer line.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[
                epochs: int = 10, model: str = "tiny", samples_per_class: int = 0, ratio: float = 1.0,
                tolerance: float = 0.01, device: str = "auto", progress: bool = True) -> dict:
     from ..config import TrainConfig
-    from ..experiments import ExperimentConfig, make_plan, run_plan
+    from ..experiments import ExperimentConfig, base_method, make_plan, run_plan
     from .train import GenConfig, train_generator, write_samples
 
     from ..io_utils import output_folder
@@ -35,11 +38,12 @@ def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[
     root = Path(out)
     if not per_class or not methods or not seeds:
         raise MedaugError("study size: give at least one --per-class, --methods and --seeds value")
+    generative = [m for m in methods if base_method(m) == "generative"]  # unknown names fail here
     output_folder(root, "study", inputs=(data,) if Path(data).is_dir() else ())
     for k in per_class:
         for s in seeds:
             options = {}
-            if "generative" in methods:
+            if generative:
                 gdir = root / "generators" / f"shot-{k}" / f"seed-{s}"
                 gcfg = GenConfig(data=str(data), model=gen_model, size=size, steps=gen_steps, seed=s, n_shot=k,
                                  options=dict(gen_options or {}), device=device, progress=progress,
@@ -49,7 +53,7 @@ def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[
                 n = samples_per_class or max(k, 64)
                 if not (sdir / "samples.json").is_file():
                     write_samples(gdir, n, sdir, seed=s, device=device)
-                options = {"generative": {"samples": str(sdir), "ratio": ratio}}
+                options = {m: {"samples": str(sdir), "ratio": ratio} for m in generative}
             exp = ExperimentConfig(name="runs", out=str(root), data=[str(data)], methods=list(methods), seeds=[s], shots=[k])
             train = TrainConfig(size=size, epochs=epochs, model=model, device=device, progress=progress)
             run_plan(make_plan(exp, train, options))
@@ -75,37 +79,42 @@ def summarise_study(root: str | Path, tolerance: float = 0.01) -> dict:
     table = pd.DataFrame(rows).sort_values(["per_class", "method"]).reset_index(drop=True)
     table.to_csv(root / "study.csv", index=False)
     comparison = []
-    for shot, g in df.groupby("shot"):
-        gen, cla = g[g.method == "generative"].set_index("seed"), g[g.method == "classical"].set_index("seed")
-        seeds = sorted(set(gen.index) & set(cla.index))
-        if not seeds:
-            continue
-        test = paired_tests(gen.loc[seeds, "accuracy"].to_numpy(float), cla.loc[seeds, "accuracy"].to_numpy(float))
-        comparison.append({"per_class": int(shot), "diff_accuracy": test["mean_diff"], "t_p": test["t_p"], "n": test["n"],
-                           "matches": bool(test["mean_diff"] >= -tolerance)})
-    answer = _answer(comparison, tolerance)
+    generative = sorted(set(df.loc[df["base_method"] == "generative", "method"]), key=lambda m: (m != "generative", m))
+    for method in generative:
+        for shot, g in df.groupby("shot"):
+            gen, cla = g[g.method == method].set_index("seed"), g[g.method == "classical"].set_index("seed")
+            seeds = sorted(set(gen.index) & set(cla.index))
+            if not seeds:
+                continue
+            test = paired_tests(gen.loc[seeds, "accuracy"].to_numpy(float), cla.loc[seeds, "accuracy"].to_numpy(float))
+            comparison.append({"method": method, "per_class": int(shot), "diff_accuracy": test["mean_diff"], "t_p": test["t_p"],
+                               "n": test["n"], "matches": bool(test["mean_diff"] >= -tolerance)})
+    answers = [_answer([c for c in comparison if c["method"] == m], tolerance, m) for m in generative] or [_answer([], tolerance)]
+    answer = " / ".join(answers)
     _plot(table, root / "study.png")
     md = ["# Dataset-size study", "", _markdown(table), ""]
-    if comparison:
-        md += ["generative - classical (test accuracy, paired by seed):", ""]
-        md += [f"- {c['per_class']} per class: {c['diff_accuracy']:+.3f} (t-test p = {c['t_p']:.3g}, n = {c['n']})"
-               for c in comparison]
-    md += ["", answer, ""]
+    for method in generative:
+        rows = [c for c in comparison if c["method"] == method]
+        if rows:
+            md += [f"{method} - classical (test accuracy, paired by seed):", ""]
+            md += [f"- {c['per_class']} per class: {c['diff_accuracy']:+.3f} (t-test p = {c['t_p']:.3g}, n = {c['n']})"
+                   for c in rows] + [""]
+    md += [*answers, ""]
     write_text(root / "study.md", "\n".join(md))
     result = {"table": table.to_dict(orient="records"), "comparison": comparison, "answer": answer, "tolerance": tolerance}
     write_json(root / "study.json", result)
     return result
 
 
-def _answer(comparison: list[dict], tolerance: float) -> str:
+def _answer(comparison: list[dict], tolerance: float, method: str = "generative") -> str:
     if not comparison:
-        return "no generative/classical pairs to compare (run both methods)"
+        return f"no {method}/classical pairs to compare (run both methods)"
     sizes = [c["per_class"] for c in comparison]
     for i, c in enumerate(comparison):
         if all(d["matches"] for d in comparison[i:]):
-            return (f"generative matches classical (mean accuracy difference >= -{tolerance:g}) from {c['per_class']} "
+            return (f"{method} matches classical (mean accuracy difference >= -{tolerance:g}) from {c['per_class']} "
                     f"images per class on, among sizes {sizes}")
-    return f"generative does not match classical (within {tolerance:g} accuracy) at the largest size tested ({sizes[-1]})"
+    return f"{method} does not match classical (within {tolerance:g} accuracy) at the largest size tested ({sizes[-1]})"
 
 
 def _markdown(table: pd.DataFrame) -> str:

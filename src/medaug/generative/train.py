@@ -10,7 +10,10 @@ A generator folder holds::
 
 The training images are the *train* split of ``--data`` after the validation carve (and after
 k-shot sampling with ``n_shot``/``seed``), the same images a classifier run with those settings
-trains on; validation and test images are never seen by the generator.
+trains on; validation and test images are never seen by the generator. With the model option
+``balanced`` (the GAN's default) each batch is drawn with every class equally likely (image weight
+1 / its class's count), so a minority class gets as many generator and discriminator updates as
+the majority; otherwise batches are uniform over the images.
 """
 
 from __future__ import annotations
@@ -139,6 +142,17 @@ def _fingerprint(cfg: GenConfig) -> str:
     return data_fingerprint(TrainConfig(data=cfg.data, format=cfg.format, size=cfg.size, progress=False))
 
 
+def batch_indices(labels: torch.Tensor, batch: int, seed: int, step: int, balanced: bool) -> torch.Tensor:
+    """Indices int64 [batch] (distinct) of step ``step``'s batch; a function of (seed, step) only, so a
+    resumed run sees the same batches. ``balanced``: image i drawn with weight 1 / count(labels[i]),
+    every class equally likely; else uniform over the images. labels int64 [N]."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    if not balanced:
+        return torch.randperm(len(labels), generator=g)[:batch]
+    weights = (1.0 / torch.bincount(labels).double())[labels]
+    return torch.multinomial(weights, batch, generator=g)
+
+
 def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
     from ..train import load_checkpoint
 
@@ -168,6 +182,7 @@ def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
     if n < 2:
         raise MedaugError(f"{cfg.data}: only {n} training image(s); a generator needs at least 2")
     bs = min(cfg.batch_size, n)
+    balanced = bool(getattr(model.opts, "balanced", False))
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     t0 = time.time()
@@ -181,9 +196,7 @@ def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
     with make_progress() if cfg.progress else NullProgress() as bar:
         task = bar.add_task(f"{cfg.model} {cfg.size}px", total=cfg.steps, completed=step, status="")
         while step < cfg.steps:
-            # the batch depends only on (seed, step): a resumed run sees the same batches
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            idx = torch.randperm(n, generator=g)[:bs]
+            idx = batch_indices(labels, bs, cfg.seed, step, balanced)
             x = images[idx].to(device).unsqueeze(1).float().div_(127.5).sub_(1.0)  # [-1, 1]
             for k, v in model.train_step(x, labels[idx].to(device)).items():
                 sums[k] = sums.get(k, 0.0) + v.float()

@@ -44,8 +44,8 @@ class Generative(Method):
 
         if not self.opts.samples:
             raise MedaugError("method 'generative': give -o samples=DIR (a folder written by `medaug gen sample`)")
-        classes = ctx.extras.get("classes") or [str(i) for i in range(ctx.num_classes)]
-        images, labels, _ = read_image_folder(self.opts.samples, ctx.cfg.size, list(classes))
+        classes = ctx.extras.get("classes")  # None in a plan check (medaug.bench.prepare_method): the folder's own classes
+        images, labels, classes = read_image_folder(self.opts.samples, ctx.cfg.size, None if classes is None else list(classes))
         missing = [c for i, c in enumerate(classes) if not (labels == i).any()]
         if missing and self.opts.ratio > 0:
             raise MedaugError(f"method 'generative': {self.opts.samples} has no synthetic images of class(es) {', '.join(missing)}")
