@@ -401,3 +401,26 @@ def test_gen_eval_warns_when_samples_ignore_their_label(tmp_path, tiny_data):
     assert q["agreement"]["balanced"] == pytest.approx(0.5) and q["agreement"]["label_ignored"]
     assert "WARNING" in res.output and "ignores its class label" in res.output
     assert "ignores its class label" in (tmp_path / "q" / "quality.md").read_text()
+
+
+def test_size_study_compares_every_generative_variant_with_classical(tmp_path):
+    """summarise_study on run folders as `study size --methods ...,generative,generative+classical` writes them."""
+    import json
+
+    from medaug.generative.study import summarise_study
+
+    acc = {"classical": [0.70, 0.72], "generative": [0.60, 0.62], "generative+classical": [0.71, 0.73]}
+    for method, values in acc.items():
+        for seed, a in enumerate(values):
+            run = tmp_path / "runs" / "d" / method / "shot-50" / f"seed-{seed}"
+            run.mkdir(parents=True)
+            m = {"method": method, "seed": seed, "n_shot": 50, "test": {"accuracy": a, "auroc": a}}
+            if "+" in method:
+                m["base_method"] = "generative"
+            (run / "metrics.json").write_text(json.dumps(m))
+    r = summarise_study(tmp_path)
+    diffs = {c["method"]: c["diff_accuracy"] for c in r["comparison"]}
+    assert diffs == pytest.approx({"generative": -0.10, "generative+classical": 0.01})
+    assert "generative does not match classical" in r["answer"] and "generative+classical matches classical" in r["answer"]
+    md = (tmp_path / "study.md").read_text()
+    assert "generative+classical - classical" in md and "| 50 | generative+classical | 2 |" in md
