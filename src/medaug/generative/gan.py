@@ -38,9 +38,9 @@ Labels on unbalanced data (presets; ``preset="paper"`` is StyleGAN2-ADA's paper 
   steps its per-class FID was 15.4 against 0.33 for pneumonia).
 - truncation ``w' = center + psi (w - center)`` toward ``truncation_center``: ``class``, each class's
   mean w (the mapping of 4,096 fixed latents per class; class-conditional truncation as in
-  StyleGAN-XL, Sauer et al. 2022), or ``global``, the running w_avg of the authors' code, which
-  training tracks over batches of the data's class mix: toward it, every class drifts to the
-  majority's mean and the label washes out.
+  StyleGAN-XL, Sauer et al. 2022), or ``global``, the running w_avg of the authors' code, tracked
+  over the training batches' class mix (with unbalanced labels near the majority's mean): toward
+  it every class drifts to one point and the label washes out. Defaults: balanced, psi 0.8, class.
 """
 
 from __future__ import annotations
