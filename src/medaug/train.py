@@ -20,7 +20,9 @@ import json
 import math
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -313,16 +315,59 @@ def average_weights(states: list[dict]) -> dict:
     return out
 
 
+@dataclass
+class Stage:
+    """One stage of a run as :func:`start_stage` builds it; the epoch, selection and final steps share it."""
+
+    cfg: TrainConfig
+    out: Path
+    record: TrainConfig  #: the config saved and reported (the staged run's own in stage 2)
+    dataset: Dataset
+    method: Method
+    ctx: Context
+    model: nn.Module  #: the bare classifier (``ctx.model`` wraps it under torchrun)
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    identity: dict  #: :func:`run_identity` of this stage, saved in every checkpoint
+    track: Any  #: the tracking hook (:mod:`medaug.tracking`)
+    snap_idx: np.ndarray  #: the fixed validation images of the mask history
+    state: dict  #: the loop's progress: epoch, history, best_score, best_epoch, bad_epochs, snapshots (checkpointed)
+    average_last: int = 0
+    start: float = 0.0  #: wall-clock start (time.time())
+
+    @property
+    def lead(self) -> bool:
+        """Only the first process writes files."""
+        return self.ctx.rank == 0
+
+
 def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, record: TrainConfig | None = None,
          average_last: int = 0, stage: str = "", extra: dict | None = None, fingerprint: str | None = None) -> dict:
-    """One stage: the training loop. ``record``: the config to save and report (stage 2 of a staged run)."""
-    done = out / "metrics.json"
+    """One stage: reuse it when finished, else set up, resume, train epoch by epoch, select and test.
+    ``record``: the config to save and report (stage 2 of a staged run)."""
     record = record or cfg
-    if done.is_file():
-        saved = read_json(done, "the run's")
-        check_identity(out, run_identity(read_toml(out / "config.toml").get("train", {}), saved.get("data_fingerprint")),
-                       run_identity(record, fingerprint or data_fingerprint(cfg)), "a finished run")
+    saved = finished_result(cfg, out, record, fingerprint)
+    if saved is not None:
         return saved
+    run = start_stage(cfg, out, dataset, tracker, record, average_last)
+    resume(run)
+    train_epochs(run)
+    return finalise(run, load_selected(run), stage, extra)
+
+
+def finished_result(cfg: TrainConfig, out: Path, record: TrainConfig, fingerprint: str | None) -> dict | None:
+    """The metrics.json of a finished stage in ``out``, or None; one of another configuration is refused."""
+    done = out / "metrics.json"
+    if not done.is_file():
+        return None
+    saved = read_json(done, "the run's")
+    check_identity(out, run_identity(read_toml(out / "config.toml").get("train", {}), saved.get("data_fingerprint")),
+                   run_identity(record, fingerprint or data_fingerprint(cfg)), "a finished run")
+    return saved
+
+
+def start_stage(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, record: TrainConfig, average_last: int) -> Stage:
+    """Everything a stage needs, seeded: the method, the data, the folder's config.toml, the tracker, the
+    classifier (:func:`build_classifier`) with its optimizer and schedule, the Context and the method's setup."""
     start = time.time()
     method = create_method(cfg.method, cfg.method_options)  # validate names before any work
     if method.needs_baseline and not cfg.baseline:
@@ -338,30 +383,15 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
     device = resolve_device(cfg.device)
     rank, world = distributed()
     init_distributed(device)
-    lead = rank == 0  # only the first process writes files
-    if lead:
+    if rank == 0:
         output_folder(out, "run")
         # method options as they run (defaults and presets filled in): a later change of a default is then
         # a different configuration for this folder, not a silent reuse of its results
         saved = {**record.to_dict(), "method_options": resolved_options(record.method, record.method_options)}
         write_text(out / "config.toml", dump_toml({"train": saved}))
-    track = tracking.hook(cfg, out, tracker, enabled=lead)
+    track = tracking.hook(cfg, out, tracker, enabled=rank == 0)
     track.start(cfg.to_dict())
-
-    torch.manual_seed(cfg.seed)
-    model = place(create_classifier(cfg.model, cfg.in_channels, len(dataset.classes), cfg.pretrained or None), device,
-                  cfg.channels_last)
-    lr = cfg.lr
-    if cfg.baseline:
-        if not (Path(cfg.baseline) / "best.pt").is_file():
-            raise MedaugError(f"--baseline {cfg.baseline}: no best.pt; train the `none` baseline there first")
-        try:
-            model.load_state_dict(model_state(cfg.baseline, device))
-        except RuntimeError as exc:  # another model or class count
-            raise MedaugError(f"--baseline {cfg.baseline}: its classifier does not fit this run ({cfg.model}, "
-                              f"{len(dataset.classes)} classes): {str(exc).splitlines()[1 if len(str(exc).splitlines()) > 1 else 0].strip()[:120]}; "
-                              "train the `none` baseline on the same data and model") from None
-        lr = cfg.finetune_lr or cfg.lr
+    model, lr = build_classifier(cfg, len(dataset.classes), device)
     optimizer = make_optimizer(trainable_parameters(model, cfg), cfg.optimizer, lr, cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
@@ -370,111 +400,178 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
                   rank=rank, world=world)
     ctx.model = ctx.wrap(model)
     method.setup(ctx)
-
-    snap_idx = snapshot_indices(dataset.valid)
     state = dict(epoch=0, history=[], best_score=-math.inf, best_epoch=-1, bad_epochs=0, snapshots=[])
-    ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path, device)
-        if not isinstance(ckpt.get("identity"), dict):
-            raise MedaugError(f"{ckpt_path}: no record of the configuration that wrote it (not medaug's, or an older medaug); "
-                              "--overwrite to start fresh")
-        check_identity(out, ckpt["identity"], identity, "a checkpoint")
-        try:
-            model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            scaler.load_state_dict(ckpt["scaler"])
-            method.load_state_dict(ckpt["method"])
-            set_rng_state(ckpt["rng"])
-            state = ckpt["state"]
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise MedaugError(f"{ckpt_path}: does not fit this run ({exc.__class__.__name__}: {str(exc)[:120]}); "
-                              "--overwrite to start fresh") from None
-    if world > 1:
-        torch.manual_seed(cfg.seed * 1000 + rank + 1000 * state["epoch"])  # different augmentations per process
+    return Stage(cfg, out, record, dataset, method, ctx, model, scheduler, identity, track,
+                 snapshot_indices(dataset.valid), state, average_last, start)
 
-    train = dataset.train
+
+def build_classifier(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
+    """The classifier (seeded) on the device, with the weights of ``cfg.baseline``'s best.pt when set, and its lr."""
+    torch.manual_seed(cfg.seed)
+    model = place(create_classifier(cfg.model, cfg.in_channels, num_classes, cfg.pretrained or None), device,
+                  cfg.channels_last)
+    if not cfg.baseline:
+        return model, cfg.lr
+    if not (Path(cfg.baseline) / "best.pt").is_file():
+        raise MedaugError(f"--baseline {cfg.baseline}: no best.pt; train the `none` baseline there first")
+    try:
+        model.load_state_dict(model_state(cfg.baseline, device))
+    except RuntimeError as exc:  # another model or class count
+        lines = str(exc).splitlines()
+        raise MedaugError(f"--baseline {cfg.baseline}: its classifier does not fit this run ({cfg.model}, "
+                          f"{num_classes} classes): {lines[1 if len(lines) > 1 else 0].strip()[:120]}; "
+                          "train the `none` baseline on the same data and model") from None
+    return model, cfg.finetune_lr or cfg.lr
+
+
+def resume(run: Stage) -> None:
+    """Continue from the folder's checkpoint.pt when there is one: classifier, optimizer, schedule, loss
+    scaler, method, RNG streams and loop state; a checkpoint of another configuration is refused."""
+    ctx, path = run.ctx, run.out / "checkpoint.pt"
+    if path.is_file():
+        ckpt = load_checkpoint(path, ctx.device)
+        if not isinstance(ckpt.get("identity"), dict):
+            raise MedaugError(f"{path}: no record of the configuration that wrote it (not medaug's, or an older medaug); "
+                              "--overwrite to start fresh")
+        check_identity(run.out, ckpt["identity"], run.identity, "a checkpoint")
+        try:
+            run.model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
+            ctx.optimizer.load_state_dict(ckpt["optimizer"])
+            run.scheduler.load_state_dict(ckpt["scheduler"])
+            ctx.scaler.load_state_dict(ckpt["scaler"])
+            run.method.load_state_dict(ckpt["method"])
+            set_rng_state(ckpt["rng"])
+            run.state = ckpt["state"]
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise MedaugError(f"{path}: does not fit this run ({exc.__class__.__name__}: {str(exc)[:120]}); "
+                              "--overwrite to start fresh") from None
+    if ctx.world > 1:
+        torch.manual_seed(run.cfg.seed * 1000 + ctx.rank + 1000 * run.state["epoch"])  # different augmentations per process
+
+
+def train_epochs(run: Stage) -> None:
+    """Epochs until ``cfg.epochs`` or early stopping (``patience`` epochs without a better validation score)."""
+    cfg, state = run.cfg, run.state
     with make_progress() if cfg.progress else NullProgress() as bar:
         task = bar.add_task(f"{cfg.method} seed {cfg.seed}", total=cfg.epochs, completed=state["epoch"], status="")
         while state["epoch"] < cfg.epochs and not (cfg.patience and state["bad_epochs"] >= cfg.patience):
-            epoch = state["epoch"]
             t0 = time.time()
-            set_train_mode(ctx.model, cfg)
-            sums: dict[str, torch.Tensor] = {}
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            order = batches(len(train), cfg.batch_size, gen, rank, world)
-            if not order:
-                raise MedaugError(f"{cfg.data}: the train split has {len(train)} image(s), too few for one batch of 2 per "
-                                  f"process (--batch-size {cfg.batch_size}, {world} process(es)); add training images")
-            for idx in order:
-                x, y = ctx.inputs(train.images[idx]), torch.from_numpy(train.labels[idx]).to(device)
-                for k, v in method.train_step(ctx, x, y).items():
-                    sums[k] = sums.get(k, 0.0) + v.float()
-            scheduler.step()
-            method.epoch_end(ctx)
-            logs = {k: float(ctx.all_mean(v)) / max(len(order), 1) for k, v in sums.items()}  # one host sync per epoch
-            bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            if bad:
-                raise MedaugError(
-                    f"{out}: {', '.join(bad)} became NaN/inf in epoch {epoch + 1}; lower --lr, use --precision fp32, "
-                    "or check the data for constant images"
-                )
-            note = watch_collapse(state, logs, epoch + 1)
-            if note and lead:
-                console.print(f"{out}: {note}", highlight=False, soft_wrap=True)
-            val, _ = evaluate(method, ctx, dataset.valid, studies=False)
-            score = _score(val, cfg.monitor)
-            if score > state["best_score"]:
-                state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-                if lead:
-                    save_torch(out / "best.pt", {"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch,
-                                                 "num_classes": ctx.num_classes})
-            else:
-                state["bad_epochs"] += 1
-            snap = snapshot_masks(method, ctx, dataset.valid.images[snap_idx])
-            if snap is not None:
-                state["snapshots"].append(snap)
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "time_s": round(time.time() - t0, 3),
+            logs = train_one_epoch(run)
+            val = validate_and_select(run, logs)
+            row = {"epoch": state["epoch"] + 1, "lr": run.ctx.optimizer.param_groups[0]["lr"], "time_s": round(time.time() - t0, 3),
                    **{f"train_{k}": v for k, v in logs.items()},
                    **{f"val_{k}": v for k, v in val.items() if k != "warnings"}}
-            state["history"].append(row)
-            state["epoch"] = epoch + 1
-            if lead and average_last:  # keep the weights of the last `average_last` epochs
-                save_torch(out / "last" / f"epoch-{epoch + 1:04d}.pt", {"model": model.state_dict(), "epoch": epoch})
-                for old in sorted((out / "last").glob("epoch-*.pt"))[:-average_last]:
-                    old.unlink()
-            if lead:
-                save_torch(ckpt_path, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(), "method": method.state_dict(), "rng": rng_state(), "state": state,
-                    "identity": identity,
-                })
-                write_text(out / "log.jsonl", "".join(_json_line(r) for r in state["history"]))
-                track.epoch(row)
+            checkpoint(run, row)
             bar.update(task, advance=1, status=f"loss {logs.get('loss', float('nan')):.3f} val {cfg.monitor} {val.get(cfg.monitor, float('nan')):.3f}")
 
+
+def train_one_epoch(run: Stage) -> dict[str, float]:
+    """One pass over this process's share of the epoch's shuffled batches, then the lr schedule and the
+    method's epoch end. Returns each log's mean over batches and processes; a NaN/inf log is an error."""
+    cfg, ctx, method, train = run.cfg, run.ctx, run.method, run.dataset.train
+    epoch = run.state["epoch"]
+    set_train_mode(ctx.model, cfg)
+    sums: dict[str, torch.Tensor] = {}
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    order = batches(len(train), cfg.batch_size, gen, ctx.rank, ctx.world)
+    if not order:
+        raise MedaugError(f"{cfg.data}: the train split has {len(train)} image(s), too few for one batch of 2 per "
+                          f"process (--batch-size {cfg.batch_size}, {ctx.world} process(es)); add training images")
+    for idx in order:
+        x, y = ctx.inputs(train.images[idx]), torch.from_numpy(train.labels[idx]).to(ctx.device)
+        for k, v in method.train_step(ctx, x, y).items():
+            sums[k] = sums.get(k, 0.0) + v.float()
+    run.scheduler.step()
+    method.epoch_end(ctx)
+    logs = {k: float(ctx.all_mean(v)) / max(len(order), 1) for k, v in sums.items()}  # one host sync per epoch
+    bad = [k for k, v in logs.items() if not math.isfinite(v)]
+    if bad:
+        raise MedaugError(
+            f"{run.out}: {', '.join(bad)} became NaN/inf in epoch {epoch + 1}; lower --lr, use --precision fp32, "
+            "or check the data for constant images"
+        )
+    return logs
+
+
+def validate_and_select(run: Stage, logs: dict[str, float]) -> dict:
+    """After an epoch: watch the masks for collapse, score the validation split (``cfg.monitor``), keep
+    best.pt when the score beats the best so far, snapshot the fixed images' masks. Returns the metrics."""
+    state, epoch = run.state, run.state["epoch"]
+    note = watch_collapse(state, logs, epoch + 1)
+    if note and run.lead:
+        console.print(f"{run.out}: {note}", highlight=False, soft_wrap=True)
+    val, _ = evaluate(run.method, run.ctx, run.dataset.valid, studies=False)
+    score = _score(val, run.cfg.monitor)
+    if score > state["best_score"]:
+        state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+        if run.lead:
+            save_torch(run.out / "best.pt", {"model": run.model.state_dict(), "method": run.method.state_dict(), "epoch": epoch,
+                                             "num_classes": run.ctx.num_classes})
+    else:
+        state["bad_epochs"] += 1
+    snap = snapshot_masks(run.method, run.ctx, run.dataset.valid.images[run.snap_idx])
+    if snap is not None:
+        state["snapshots"].append(snap)
+    return val
+
+
+def checkpoint(run: Stage, row: dict) -> None:
+    """Close an epoch: its row in the history; the lead keeps the last ``average_last`` epochs' weights,
+    writes checkpoint.pt (all that :func:`resume` needs) and log.jsonl, and gives the row to the tracker."""
+    state, out = run.state, run.out
+    state["history"].append(row)
+    state["epoch"] = row["epoch"]
+    if not run.lead:
+        return
+    if run.average_last:
+        save_torch(out / "last" / f"epoch-{row['epoch']:04d}.pt", {"model": run.model.state_dict(), "epoch": row["epoch"] - 1})
+        for old in sorted((out / "last").glob("epoch-*.pt"))[:-run.average_last]:
+            old.unlink()
+    ctx = run.ctx
+    save_torch(out / "checkpoint.pt", {
+        "model": run.model.state_dict(), "optimizer": ctx.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "scaler": ctx.scaler.state_dict(), "method": run.method.state_dict(), "rng": rng_state(), "state": state,
+        "identity": run.identity,
+    })
+    write_text(out / "log.jsonl", "".join(_json_line(r) for r in state["history"]))
+    run.track.epoch(row)
+
+
+def load_selected(run: Stage) -> list[str]:
+    """Load the selected model into the classifier and method: best.pt, or with ``average_last`` the mean
+    of the last epochs' weights (written as best.pt first). Returns the averaged files' names, else []."""
+    out, device = run.out, run.ctx.device
     barrier()  # best.pt is written by the first process
-    if average_last:  # the selected model: the mean of the last epochs' weights, kept as best.pt
-        files = sorted((out / "last").glob("epoch-*.pt"))[-average_last:]
+    files = []
+    if run.average_last:
+        files = sorted((out / "last").glob("epoch-*.pt"))[-run.average_last:]
         states = [torch.load(f, map_location=device, weights_only=True)["model"] for f in files]
-        if lead:
-            save_torch(out / "best.pt", {"model": average_weights(states), "method": method.state_dict(),
-                                         "epoch": state["epoch"] - 1, "averaged": [f.name for f in files], "num_classes": ctx.num_classes})
+        if run.lead:
+            save_torch(out / "best.pt", {"model": average_weights(states), "method": run.method.state_dict(),
+                                         "epoch": run.state["epoch"] - 1, "averaged": [f.name for f in files],
+                                         "num_classes": run.ctx.num_classes})
         barrier()
     best = torch.load(out / "best.pt", map_location=device, weights_only=True)
-    model.load_state_dict(best["model"])
-    method.load_state_dict(best["method"])
+    run.model.load_state_dict(best["model"])
+    run.method.load_state_dict(best["method"])
+    return [f.name for f in files]
+
+
+def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) -> dict:
+    """Validation and test metrics of the selected model (and its test masks against the findings): the
+    result dict; the lead writes predictions, figures and, last, metrics.json."""
+    cfg, dataset, method, ctx, state = run.cfg, run.dataset, run.method, run.ctx, run.state
     valid_metrics, _ = evaluate(method, ctx, dataset.valid)
     test_metrics, test_probs = evaluate(method, ctx, dataset.test)
     result = {
-        "method": record.label or record.method, **({"base_method": record.method} if record.label else {}), "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
+        "method": run.record.label or run.record.method, **({"base_method": run.record.method} if run.record.label else {}),
+        "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
         "classes": dataset.classes, "n_train": len(dataset.train), "n_valid": len(dataset.valid), "n_test": len(dataset.test),
         "best_epoch": state["best_epoch"] + 1, "epochs_run": state["epoch"],
         "valid": valid_metrics, "test": test_metrics,
-        "data_fingerprint": dataset.fingerprint, "device": str(device), "medaug_version": __version__,
-        "wall_s": round(time.time() - start + (extra or {}).get("stages", {}).get("heated_wall_s", 0.0), 2),
-        "provenance": provenance(device),
+        "data_fingerprint": dataset.fingerprint, "device": str(ctx.device), "medaug_version": __version__,
+        "wall_s": round(time.time() - run.start + (extra or {}).get("stages", {}).get("heated_wall_s", 0.0), 2),
+        "provenance": provenance(ctx.device),
     }
     test_masks = predict_masks(method, ctx, dataset.test.images)
     if test_masks is not None and dataset.test.rois is not None:
@@ -482,18 +579,18 @@ def _fit(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, *, recor
         result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool), soft)
     if "collapse" in state:
         result["collapse"] = state["collapse"]
-    result["world_size"] = world
+    result["world_size"] = ctx.world
     if dataset.info.get("warnings"):
         result["data_warnings"] = list(dataset.info["warnings"])
     if stage:
         result["stage"] = stage
-    if average_last:
-        result["selection"] = f"mean of the last {len(files)} epochs' weights"
+    if run.average_last:
+        result["selection"] = f"mean of the last {len(averaged)} epochs' weights"
     result.update(extra or {})
-    if lead:
-        _write_artifacts(out, dataset, test_probs, test_masks, state, snap_idx)
-        write_json(done, result)  # last: its presence marks the run finished
-    track.finish(result, out)
+    if run.lead:
+        _write_artifacts(run.out, dataset, test_probs, test_masks, state, run.snap_idx)
+        write_json(run.out / "metrics.json", result)  # last: its presence marks the run finished
+    run.track.finish(result, run.out)
     return result
 
 
