@@ -6,8 +6,11 @@ stderr with exit code 2 (no traceback).
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Optional
 
@@ -44,52 +47,69 @@ def parse_options(pairs: list[str]) -> dict:
     return options
 
 
-@app.command()
-def train(
-    data: Optional[Path] = typer.Option(None, help="Dataset folder (or a prepared cache)."),
-    method: Optional[str] = typer.Option(None, help="Augmentation method (`medaug methods` lists them) \\[default: none]."),
-    seed: Optional[int] = typer.Option(None, help="\\[default: 0]"),
-    model: Optional[str] = typer.Option(None, help="Classifier: tiny, densenet121, densenet169, resnet18, resnet50, resnet18_small, resnet50_small (28-px MedMNIST stem) \\[default: tiny]."),
-    n_shot: Optional[int] = typer.Option(None, help="Training images per class \\[default: 0 = all]."),
-    epochs: Optional[int] = typer.Option(None, help="\\[default: 15]"),
-    out_dir: Path = typer.Option(Path("runs/train"), "--out", help="Run folder (resumed if it holds a checkpoint)."),
-    size: Optional[int] = typer.Option(None, help="Image side in pixels \\[default: 64]."),
-    batch_size: Optional[int] = typer.Option(None, help="\\[default: 32]"),
-    lr: Optional[float] = typer.Option(None, help="\\[default: 1e-3]"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Dataset format \\[default: auto]."),
-    body_part: Optional[str] = typer.Option(None, help="MURA body part, e.g. XR_ELBOW \\[default: all]."),
-    crop: Optional[str] = typer.Option(None, help="hipcsv: none | bbox (one sample per box) \\[default: none]."),
-    split_ratios: Optional[str] = typer.Option(None, help="train:valid:test for data without splits \\[default: 60:25:15]."),
-    baseline: Optional[str] = typer.Option(None, help="Run folder of a trained `none` model (two-stage methods start from it)."),
-    pretrained: Optional[str] = typer.Option(None, help="Local classifier weights file (nothing is downloaded)."),
-    finetune_epochs: Optional[int] = typer.Option(None, help="Stage 2: fine-tune without the method for N epochs "
-                                                  "(-1 = the method's default: pgnm 10, others 0) \\[default: -1]."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N \\[default: auto]"),
-    precision: Optional[str] = typer.Option(None, help="fp32 | bf16 | fp16 \\[default: fp32]"),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="NHWC classifier weights (faster convolutions) \\[default: off]."),
-    option: list[str] = typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable)."),
-    config: Optional[Path] = typer.Option(None, help="TOML with a \\[train] table; flags given here override it."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start fresh: remove what medaug wrote in --out before (never other files)."),
-):
+#: TrainConfig fields without a flag of their own (method options are -o KEY=VALUE)
+NO_FLAG = ("method_options",)
+CONFIG_PANEL = "Run configuration (TrainConfig; a flag overrides the \\[train] table of --config)"
+
+
+def config_flags(cls: type, skip: tuple[str, ...] = NO_FLAG) -> list[inspect.Parameter]:
+    """One Typer option per field of dataclass ``cls``: ``--n-shot`` for ``n_shot``, ``--x/--no-x`` for a
+    bool, the values of a ``Literal`` as the metavar, help from the field's ``#:`` comment and its default.
+    Every option defaults to None (not given), so a --config file's value stands unless the flag is given."""
+    from .config import choices, field_default, field_help
+
+    hints, docs = typing.get_type_hints(cls), field_help(cls)
+    params = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp, default, flag = hints[f.name], field_default(f), "--" + f.name.replace("_", "-")
+        values, doc = choices(tp), docs.get(f.name, "")
+        text = (doc[:1].upper() + doc[1:]).rstrip(".") + "."
+        if values:
+            text += f" One of {' | '.join(map(str, values))}."
+        if isinstance(default, list):
+            text += f" Repeat the flag for each value, e.g. {flag} 50 {flag} 75."
+        shown = ("on" if default else "off") if isinstance(default, bool) else default
+        if shown not in ("", []):
+            text += f" \\[default: {shown}]"
+        option = typer.Option(None, f"{flag}/--no-{flag[2:]}" if tp is bool else flag, help=text, rich_help_panel=CONFIG_PANEL)
+        kind = str if values else tp  # choices are checked when the config is built: one line naming the field
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind]))
+    return params
+
+
+def train(out_dir: Path, option: list[str], config: Optional[Path], overwrite: bool, **flags) -> None:
     """Train and evaluate one run; writes metrics.json, checkpoints and figures to --out."""
     from .config import TrainConfig, from_dict, load_toml
     from .train import fit
 
     values = from_dict(TrainConfig, load_toml(config).get("train", {}), str(config)).to_dict() if config else {}
-    flags = dict(data=data, method=method, seed=seed, model=model, n_shot=n_shot, epochs=epochs, size=size,
-                 batch_size=batch_size, lr=lr, format=fmt, body_part=body_part, crop=crop,
-                 split_ratios=split_ratios, baseline=baseline,
-                 pretrained=pretrained, finetune_epochs=finetune_epochs, device=device, precision=precision,
-                 channels_last=channels_last)
-    values.update({k: str(v) if isinstance(v, Path) else v for k, v in flags.items() if v is not None})
+    values.update({k: v for k, v in flags.items() if v is not None})
     if option:
         values["method_options"] = {**values.get("method_options", {}), **parse_options(option)}
     if not values.get("data"):
         raise MedaugError("train: give --data DIR (or a --config whose [train] table sets data)")
-    result = fit(TrainConfig(**values), out_dir, overwrite=overwrite)
+    result = fit(from_dict(TrainConfig, values, "train options"), out_dir, overwrite=overwrite)
     show_run(result)
     out.print(f"results in {out_dir}")
+
+
+def _train_signature() -> inspect.Signature:
+    from .config import TrainConfig
+
+    own = {
+        "out_dir": (Path, typer.Option(Path("runs/train"), "--out", help="Run folder (resumed if it holds a checkpoint).")),
+        "option": (list[str], typer.Option([], "--option", "-o", help="Method option KEY=VALUE (repeatable; `medaug methods` lists them).")),
+        "config": (Optional[Path], typer.Option(None, help="TOML with a \\[train] table; flags given here override it.")),
+        "overwrite": (bool, typer.Option(False, "--overwrite", help="Start fresh: remove what medaug wrote in --out before (never other files).")),
+    }
+    params = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=t) for k, (t, d) in own.items()]
+    return inspect.Signature(params + config_flags(TrainConfig))
+
+
+train.__signature__ = _train_signature()
+app.command()(train)
 
 
 def show_run(result: dict) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 
@@ -15,45 +19,49 @@ from .errors import MedaugError
 
 @dataclass
 class TrainConfig:
-    """Everything one training run needs. Defaults suit the tiny CPU demo."""
+    """Everything one training run needs. Defaults suit the tiny CPU demo.
 
-    data: str = ""
-    format: str = "auto"
-    body_part: str = "all"
-    crop: str = "none"  #: none | bbox (hipcsv: train on the boxed regions, one sample per box)
-    split_ratios: str = "60:25:15"  #: train:valid:test, patient-disjoint, for datasets without splits
+    The one source of ``medaug train``'s flags (``--n-shot`` for ``n_shot``; help from the ``#:`` comments)
+    and of the ``[train]`` table of a TOML config; ``Literal`` fields take only their listed values.
+    """
+
+    data: str = ""  #: dataset folder, CSV or prepared cache
+    format: str = "auto"  #: dataset format (auto = detected from the folder)
+    body_part: str = "all"  #: MURA body part, e.g. XR_ELBOW (all = every part)
+    crop: Literal["none", "bbox"] = "none"  #: bbox: train on the boxed regions, one sample per box (hipcsv)
+    split_ratios: str = "60:25:15"  #: ratios train:valid:test of the patient-disjoint split of datasets without splits
     size: int = 64  #: image side in pixels after resizing
-    method: str = "none"
-    method_options: dict = field(default_factory=dict)
+    method: str = "none"  #: augmentation method (`medaug methods` lists them and their options)
+    method_options: dict = field(default_factory=dict)  #: the method's options (-o KEY=VALUE)
     label: str = ""  #: the run's name in reports (metrics.json "method") when it is a named variant of `method` ('' = method)
-    model: str = "tiny"
-    pretrained: str = ""  #: local weights file for the classifier ('' = random init)
-    train_layers: str = "all"  #: all | head (a linear probe: the backbone frozen, BatchNorm statistics too)
+    model: str = "tiny"  #: classifier: tiny, densenet121, densenet169, resnet18, resnet50, resnet18_small, resnet50_small (28-px MedMNIST stem)
+    pretrained: str = ""  #: local weights file for the classifier ('' = random init; nothing is downloaded)
+    train_layers: Literal["all", "head"] = "all"  #: layers that train (head: a linear probe, the backbone and its BatchNorm statistics frozen)
     in_channels: int = 1  #: 1, or 3 to repeat the gray channel for RGB-pretrained networks
-    epochs: int = 15
-    batch_size: int = 32
-    optimizer: str = "adam"  #: adam | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  #: cosine | none | multistep (lr x lr_gamma at each of `milestones`)
-    milestones: list = field(default_factory=list)  #: multistep: epochs after which the lr is multiplied by lr_gamma
+    epochs: int = 15  #: training epochs (of stage 1 when the method fine-tunes after)
+    batch_size: int = 32  #: images per batch (per process under torchrun)
+    optimizer: Literal["adam", "sgd"] = "adam"  #: the classifier's optimizer (sgd: momentum 0.9)
+    lr: float = 1e-3  #: learning rate of the classifier
+    weight_decay: float = 0.0  #: the optimizer's weight decay
+    schedule: Literal["cosine", "none", "multistep"] = "cosine"  #: lr schedule over the epochs (multistep: lr x lr_gamma at each of `milestones`)
+    milestones: list[int] = field(default_factory=list)  #: multistep: epochs after which the lr is multiplied by lr_gamma
     lr_gamma: float = 0.1  #: multistep: the factor at each milestone
     patience: int = 0  #: early stopping after this many epochs without improvement (0 = off)
-    monitor: str = "auroc"  #: validation metric for best-checkpoint selection
-    seed: int = 0
+    monitor: Literal["auroc", "accuracy", "balanced_accuracy", "macro_f1", "kappa", "auroc_ovo", "loss"] = "auroc"  #: validation metric for best-checkpoint selection
+    seed: int = 0  #: seed of the run (initialisation, batches, augmentation, k-shot sample)
     split_seed: int = 0  #: seed of the patient-disjoint validation split (fixed across seeds by default)
     n_shot: int = 0  #: training images per class (0 = all)
-    val_fraction: float = 0.2
-    device: str = "auto"
+    val_fraction: float = 0.2  #: fraction of the training patients held out for validation
+    device: str = "auto"  #: auto | cpu | cuda | cuda:N
     channels_last: bool = False  #: NHWC memory format for the classifier (faster convolutions; see docs/performance.md)
-    precision: str = "fp32"  #: fp32 | bf16 | fp16 (autocast on the device)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  #: autocast precision on the device
     baseline: str = ""  #: run folder of a trained `none` model; two-stage methods start from its best checkpoint
     finetune_lr: float = 0.0  #: lr when starting from a baseline or in the fine-tuning stage (0 = use lr; stage 2: lr / 10)
     finetune_epochs: int = -1  #: stage 2 without the method after training (-1 = the method's default: pgnm 10, others 0)
     average_last: int = 3  #: stage 2 ends with the mean of its last N epochs' weights (0 = best validation epoch)
-    eval_batch_size: int = 256
+    eval_batch_size: int = 256  #: images per batch when evaluating
     cache: str = ""  #: cache folder ('' = $MEDAUG_CACHE or ~/.cache/medaug)
-    progress: bool = True
+    progress: bool = True  #: Rich progress bar
 
     def __post_init__(self) -> None:
         check_types(self, "config")
@@ -63,9 +71,6 @@ class TrainConfig:
             (self.batch_size >= 2, "batch_size must be >= 2 (BatchNorm needs two images per batch)"),
             (self.lr > 0, "lr must be > 0"),
             (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
-            (self.optimizer in ("adam", "sgd"), "optimizer must be adam or sgd"),
-            (self.train_layers in ("all", "head"), "train_layers must be all or head"),
-            (self.schedule in ("cosine", "none", "multistep"), "schedule must be cosine, none or multistep"),
             (self.schedule != "multistep" or bool(self.milestones), "schedule multistep needs milestones, e.g. [50, 75]"),
             (all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.milestones)
              and list(self.milestones) == sorted(set(self.milestones)),
@@ -73,7 +78,6 @@ class TrainConfig:
             (0 < self.lr_gamma <= 1, "lr_gamma must be in (0, 1]"),
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
             (self.n_shot >= 0, "n_shot must be >= 0"),
-            (self.crop in ("none", "bbox"), "crop must be none or bbox"),
             (self.finetune_epochs >= -1, "finetune_epochs must be >= 0 (or -1 for the method's default)"),
             (self.average_last >= 0, "average_last must be >= 0"),
         ]
@@ -98,68 +102,94 @@ def field_default(f: dataclasses.Field) -> Any:
     return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
 
 
-def _same_type(value: Any, default: Any) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, float):
+def _matches(value: Any, tp: Any) -> bool:
+    """``value`` is of annotated type ``tp``: float also takes int, bool is not an int, list/tuple elements
+    are checked, a Literal takes only its values (of their types)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin is Literal:
+        return any(type(value) is type(a) and value == a for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, int):
+    if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple)) and (not default or all(_same_type(v, default[0]) for v in value))
-    return isinstance(value, type(default))
+    if (origin or tp) in (list, tuple):
+        item = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value)
+    return isinstance(value, origin or tp)
 
 
-_TYPES = {"int": 0, "float": 0.0, "bool": False, "str": "", "dict": {}, "list": [], "tuple": ()}
+def _describe(tp: Any) -> str:
+    """'int', 'list of int', 'one of 'fp32', 'bf16'', 'int or None' for an annotation."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("None" if a is type(None) else _describe(a) for a in args)
+    if (origin or tp) in (list, tuple):
+        return (origin or tp).__name__ + (f" of {_describe(args[0])}" if args and args[0] is not Any else "")
+    return getattr(origin or tp, "__name__", str(tp))
 
 
-def _annotated(f: dataclasses.Field) -> tuple[list, bool] | None:
-    """Example values of the types a field's annotation names ('int | None' -> [0], True), or None if unparsed."""
-    names = [p.strip().split("[")[0] for p in str(f.type).split("|")]
-    examples = [_TYPES.get(n) for n in names if n != "None"]
-    return (examples, "None" in names) if examples and all(e is not None for e in examples) else None
+def choices(tp: Any) -> tuple | None:
+    """The values of a ``Literal[...]`` annotation (also inside ``Optional``), else None."""
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    inner = [choices(a) for a in typing.get_args(tp) if a is not type(None)]
+    return inner[0] if len(inner) == 1 else None
 
 
 def check_types(obj: Any, where: str) -> None:
-    """Every field of dataclass ``obj`` has its annotated type (else its default's): float also takes int,
-    bool is not an int, list elements match the default's first element."""
+    """Every field of dataclass ``obj`` holds a value of its annotated type (:func:`_matches`), else one line
+    naming ``where``, the field, the type and the value."""
+    hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
-        default = field_default(f)
         value = getattr(obj, f.name)
-        parsed = _annotated(f)
-        if parsed is not None:
-            examples, optional = parsed
-            if isinstance(default, (list, tuple)) and default:
-                examples = [default]
-            ok = (value is None and optional) or any(_same_type(value, e) for e in examples)
-        elif default is dataclasses.MISSING or default is None:
-            continue
-        else:
-            examples, ok = [default], _same_type(value, default)
-        if not ok:
-            e = examples[0]
-            kind = type(e).__name__ + (f" of {type(e[0]).__name__}" if isinstance(e, (list, tuple)) and e else "")
-            raise MedaugError(f"{where}: {f.name} should be {kind}, got {value!r}")
+        if not _matches(value, hints[f.name]):
+            raise MedaugError(f"{where}: {f.name} should be {_describe(hints[f.name])}, got {value!r}")
 
 
-def from_dict(cls, values: dict[str, Any], where: str):
-    """Build dataclass ``cls`` from ``values``, naming unknown keys and wrong types."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+def options_from(cls: type, values: dict[str, Any], where: str, noun: str = "key"):
+    """Dataclass ``cls`` (TrainConfig, a method's or a generator's Options, ...) from ``values`` (a TOML
+    table, -o pairs): unknown names and values of the wrong type (:func:`check_types`, run by the
+    class's ``__post_init__`` or here) or out of range (a ``ValueError``/``MedaugError`` of
+    ``__post_init__``) are one line naming ``where``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
     if unknown:
-        raise MedaugError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(fields)}")
-    for key, value in values.items():
-        f = fields[key]
-        default = field_default(f)
-        expected = (int, float) if isinstance(default, float) else type(default)
-        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expected):
-            raise MedaugError(f"{where}: {key} should be {type(default).__name__}, got {value!r}")
+        raise MedaugError(f"{where}: unknown {noun}(s) {', '.join(unknown)}; valid: {', '.join(names) or '(none)'}")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():  # before construction: a range check never sees a wrong type
+        if not _matches(value, hints[key]):
+            raise MedaugError(f"{where}: {key} should be {_describe(hints[key])}, got {value!r}")
     try:
-        return cls(**values)
-    except TypeError as exc:
+        obj = cls(**values)
+    except (TypeError, ValueError) as exc:
         raise MedaugError(f"{where}: {exc}") from None
     except MedaugError as exc:  # a range check: name the file and table it came from
         raise MedaugError(f"{where}: {str(exc).removeprefix('config: ')}") from None
+    check_types(obj, where)  # defaults and __post_init__ results too
+    return obj
+
+
+def from_dict(cls, values: dict[str, Any], where: str):
+    """Build dataclass ``cls`` from a TOML table ``values`` (:func:`options_from`)."""
+    return options_from(cls, values, where)
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """The ``#:`` comment of each field of dataclass ``cls`` (its documentation), from the class's source."""
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+):[^#]*#:\s*(.+)$", line)
+        if m:
+            out[m[1]] = m[2].strip()
+    return out
 
 
 def load_toml(path: str | Path) -> dict:

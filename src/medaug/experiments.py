@@ -49,10 +49,10 @@ from .registry import Registry
 class ExperimentConfig:
     name: str = "study"
     out: str = "runs"
-    data: list = field(default_factory=list)
-    methods: list = field(default_factory=lambda: ["none", "classical", "cutout"])
-    seeds: list = field(default_factory=lambda: [0, 1])
-    shots: list = field(default_factory=lambda: [0])
+    data: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=lambda: ["none", "classical", "cutout"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    shots: list[int] = field(default_factory=lambda: [0])
     executor: str = "local"  #: local (one after another in this process) | ray (see medaug.ray_executor)
     ray_address: str = ""  #: Ray cluster to join ('' = $RAY_ADDRESS, else start a local one)
     ray_local_cpus: int = 0  #: CPUs of a local Ray instance (0 = all)
@@ -61,9 +61,6 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         check_types(self, "config")
-        for key in ("data", "methods"):
-            if not all(isinstance(v, str) for v in getattr(self, key)):
-                raise MedaugError(f"config: {key} should be a list of strings, got {getattr(self, key)!r}")
         if any(v < 0 for v in self.shots) or any(v < 0 for v in self.seeds):
             raise MedaugError(f"config: seeds and shots must be >= 0, got seeds {self.seeds}, shots {self.shots}")
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import dump_toml
+from ..config import check_types, dump_toml, options_from
 from ..data.cache import Dataset, load_dataset
 from ..device import resolve_device, rng_state, seed_everything, set_rng_state
 from ..errors import MedaugError
@@ -57,8 +57,6 @@ class GenConfig:
     options: dict = field(default_factory=dict)  #: model options (GAN.Options / Diffusion.Options fields)
 
     def __post_init__(self) -> None:
-        from ..config import check_types
-
         check_types(self, "gen config")
         if self.steps == 0:
             self.steps = model_class(self.model).default_steps
@@ -74,14 +72,8 @@ class GenConfig:
 
 def build_model(cfg: GenConfig, num_classes: int, device: torch.device):
     cls = model_class(cfg.model)
-    known = {f.name for f in dataclasses.fields(cls.Options)}
-    unknown = sorted(set(cfg.options) - known)
-    if unknown:
-        raise MedaugError(f"--model {cfg.model}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-    from ..config import check_types
-
+    options_from(cls.Options, cfg.options, f"--model {cfg.model} (-o)", noun="option")
     try:
-        check_types(cls.Options(**cfg.options), f"--model {cfg.model} option (-o)")
         return cls(num_classes, cfg.size, cfg.batch_size, device, cfg.options)
     except (TypeError, ValueError) as exc:
         raise MedaugError(f"--model {cfg.model}: bad option: {exc}") from None
@@ -279,8 +271,6 @@ def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: 
         if not hasattr(model.opts, key):
             raise MedaugError(f"sample: {cfg.model} has no option {key!r}")
         setattr(model.opts, key, value)
-    from ..config import check_types
-
     check_types(model.opts, f"gen sample -o ({cfg.model})")
     out = output_folder(out, "samples", overwrite=overwrite)
     if (out / "samples.json").is_file() and not overwrite:

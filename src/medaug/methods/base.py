@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from ..device import unwrap
-from ..errors import MedaugError
+from ..config import options_from
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -46,20 +46,7 @@ class Method:
         pass
 
     def __init__(self, **options: Any):
-        fields = {f.name for f in dataclasses.fields(self.Options)}
-        unknown = sorted(set(options) - fields)
-        if unknown:
-            raise MedaugError(
-                f"method {self.name!r}: unknown option(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(sorted(fields)) or '(none)'}"
-            )
-        from ..config import check_types
-
-        try:
-            self.opts = self.Options(**options)
-        except (TypeError, ValueError) as exc:
-            raise MedaugError(f"method {self.name!r}: bad option: {exc}") from None
-        check_types(self.opts, f"method {self.name!r} option (-o / [methods.{self.name}])")
+        self.opts = options_from(self.Options, options, f"method {self.name!r} (-o / [methods.{self.name}])", noun="option")
 
     def setup(self, ctx: "Context") -> None:
         """Build extra networks and optimizers (called once, before resuming)."""
