@@ -36,7 +36,9 @@ ifeq ($(BROWSER),1)
 		|| echo "chromium not installed: browser test will skip (Debian: apt-get install -y chromium)"
 endif
 
+# lint-imports: the import layers of pyproject.toml [tool.importlinter] (docs/architecture.md)
 test: $(STAMP) browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests
 
 clean:

@@ -83,3 +83,24 @@ def test_class_with_no_images(tmp_path):
 def test_help_works(cmd):
     proc = medaug(*cmd)
     assert proc.returncode == 0 and "Usage" in proc.stdout
+
+
+def test_train_flags_come_from_train_config(tiny_data, tmp_path):
+    """Every TrainConfig field is a flag of `medaug train` with its comment and default; a bad choice
+    fails at config load, in one line naming the field and its values, before any folder is written."""
+    import dataclasses
+
+    from medaug.config import TrainConfig, field_help
+
+    proc = medaug("train", "--help", env={"COLUMNS": "400"})
+    docs = field_help(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name != "method_options":
+            flag = "--" + f.name.replace("_", "-")
+            assert flag in proc.stdout and docs[f.name].split()[0] in proc.stdout, f.name
+    assert "[default: 15]" in proc.stdout and "One of fp32 | bf16 | fp16" in proc.stdout
+    for flag, value, needle in (("--precision", "fp64", "precision should be one of 'fp32', 'bf16', 'fp16', got 'fp64'"),
+                                ("--monitor", "f1", "monitor should be one of 'auroc'"),
+                                ("--epochs", "0", "epochs must be >= 1")):
+        assert_clean_error(medaug("train", "--data", tiny_data, flag, value, "--out", tmp_path / "r"), needle)
+        assert not (tmp_path / "r").exists()

@@ -13,7 +13,8 @@ import types
 import pytest
 
 from medaug.errors import MedaugError
-from medaug.reproduce import compare, flatten, provenance, reproduce
+from medaug.provenance import provenance
+from medaug.reproduce import compare, flatten, reproduce
 from medaug.tracking import create_tracker
 
 

@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .data.commands import data_app
+from .config import parse_options
 from .errors import MedaugError
 from .generative.commands import gen_app, study_app
 
@@ -29,22 +30,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(gen_app, name="gen")
 app.add_typer(study_app, name="study")
 out = Console(markup=False, emoji=False) if sys.stdout.isatty() else Console(width=140, markup=False, emoji=False)  # user text is never markup  # pipes and logs get full tables
-
-
-def parse_options(pairs: list[str]) -> dict:
-    """['lam=0.1', 'variant=devries', 'tta=true'] -> typed dict (TOML value syntax, bare words as strings)."""
-    import tomllib
-
-    options = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise MedaugError(f"--option {pair!r}: expected KEY=VALUE")
-        key, value = pair.split("=", 1)
-        try:
-            options[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            options[key.strip()] = value
-    return options
 
 
 #: TrainConfig fields without a flag of their own (method options are -o KEY=VALUE)

@@ -84,8 +84,6 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise MedaugError(f"config: {msg}")
-        from .data.cache import parse_ratios
-
         parse_ratios(self.split_ratios)  # checked here, not only when a dataset without splits needs it
 
     def to_dict(self) -> dict:
@@ -95,6 +93,10 @@ class TrainConfig:
     def field_defaults(cls) -> dict:
         """Every field's default value (without validating a config)."""
         return {f.name: field_default(f) for f in dataclasses.fields(cls)}
+
+
+#: the TrainConfig fields that decide a run's decoded cache: runs agreeing on them share one cache
+CACHE_FIELDS = ("data", "format", "body_part", "crop", "size", "cache")
 
 
 def field_default(f: dataclasses.Field) -> Any:
@@ -217,3 +219,28 @@ def parse_ints(text: str, what: str) -> list[int]:
     if not values or any(v < 0 for v in values):
         raise MedaugError(f"--{what} {text!r}: expected comma-separated non-negative integers, e.g. 20,50,100")
     return values
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """['lam=0.1', 'variant=devries', 'tta=true'] -> typed dict (TOML value syntax, bare words as strings)."""
+    options = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise MedaugError(f"--option {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        try:
+            options[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def parse_ratios(text: str) -> dict[str, float]:
+    """'60:25:15' -> {'train': 60, 'valid': 25, 'test': 15} (any positive numbers; only ratios count)."""
+    try:
+        values = [float(v) for v in str(text).split(":")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or min(values) <= 0:
+        raise MedaugError(f"--split-ratios {text!r}: give three positive numbers train:valid:test, e.g. 60:25:15")
+    return dict(zip(("train", "valid", "test"), values))

@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import TrainConfig, check_types, from_dict, load_toml
+from .config import CACHE_FIELDS, TrainConfig, check_types, from_dict, load_toml
 from .errors import MedaugError
 from .methods import METHODS
+from .ray_executor import run_ray
 from .registry import Registry
 
 
@@ -185,9 +186,8 @@ def plan_runs(plan: Plan) -> list[tuple[Path, TrainConfig, bool]]:
             for data in exp.data for shot in exp.shots for seed in exp.seeds for method in exp.methods]
 
 
-# the TrainConfig fields that decide the decoded cache, and (with the split fields) the images a run
-# sees: runs agreeing on them share one cache / one loaded dataset
-CACHE_FIELDS = ("data", "format", "body_part", "crop", "size", "cache")
+# with CACHE_FIELDS (config.py), the TrainConfig fields that decide the images a run sees: runs agreeing
+# on them share one loaded dataset
 DATA_FIELDS = CACHE_FIELDS + ("split_ratios", "split_seed", "val_fraction", "n_shot", "seed")
 OnResult = Callable[[Path, dict], None] | None
 EXECUTORS: Registry[Callable[[Plan, list, OnResult], list]] = Registry("executor")
@@ -210,11 +210,7 @@ def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[
     return results
 
 
-@EXECUTORS.register("ray")
-def _ray(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[Path, dict]]:
-    from .ray_executor import run_ray
-
-    return run_ray(plan, runs, on_result)
+EXECUTORS.register("ray")(run_ray)  # the runs as Ray tasks (medaug.ray_executor)
 
 
 def check_plan(runs: list, skip_finished: bool = True) -> None:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .config import TrainConfig
+from .config import CACHE_FIELDS, TrainConfig
 from .errors import MedaugError
 from .progress import NullProgress, make_progress
 
@@ -48,7 +48,6 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
     except ImportError:
         raise MedaugError("executor 'ray': Ray is not installed; pip install 'medaug[ray]' (or use executor = \"local\")") from None
     from .data.cache import default_cache_root
-    from .experiments import CACHE_FIELDS
     from .train import data_cache, fit
 
     exp = plan.experiment

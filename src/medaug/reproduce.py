@@ -1,8 +1,4 @@
-"""Provenance of a run, and ``medaug reproduce RUN_DIR``: train it again and compare the metrics.
-
-:func:`provenance` is the small block ``train.fit`` writes into metrics.json: the git commit of
-the medaug source tree (when it is a git checkout), package versions, the Python version and a
-device string without the host name.
+"""``medaug reproduce RUN_DIR``: train a finished run again and compare the metrics.
 
 :func:`reproduce` re-runs a finished run from its saved ``config.toml`` into a temporary folder
 on the same device type and compares every metric of metrics.json (valid, test, mask, best
@@ -12,70 +8,22 @@ exact; on CUDA within ``CUDA_ATOL`` (absolute), see docs/reproducibility.md.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import platform
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
+from . import __version__
+from .config import TrainConfig, from_dict, load_toml
 from .errors import MedaugError
+from .provenance import git_state
+from .train import fit
 
 CUDA_ATOL = 1e-2  #: default absolute tolerance for metrics reproduced on CUDA (metrics in [0, 1]); 0 on CPU
 IGNORED = {"wall_s", "device", "provenance", "medaug_version", "world_size"}  #: metrics.json keys not compared
 IGNORED_LOG = {"time_s"}  #: log.jsonl keys not compared
-
-
-@functools.lru_cache(maxsize=1)
-def git_state() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the git checkout medaug is imported from; (None, None) if not a checkout."""
-    pkg = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str | None:
-        try:
-            r = subprocess.run(["git", "-C", str(pkg), *args], capture_output=True, text=True, timeout=5)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return r.stdout.strip() if r.returncode == 0 else None
-
-    # the package must be tracked by that repository (not a site-packages copy inside some other repo)
-    if git("ls-files", "--error-unmatch", "__init__.py") is None:
-        return None, None
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".")
-    return commit, (bool(status) if status is not None else None)
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def device_string(device) -> str:
-    """'cpu x86_64, 2 threads' or 'cuda NVIDIA H100 80GB HBM3, CUDA 12.8, cuDNN 91002' (no host name)."""
-    import torch
-
-    dev = torch.device(device)
-    if dev.type == "cuda" and torch.cuda.is_available():
-        return (f"cuda {torch.cuda.get_device_name(dev)}, CUDA {torch.version.cuda}, "
-                f"cuDNN {torch.backends.cudnn.version()}")
-    return f"{dev.type} {platform.machine()}, {torch.get_num_threads()} threads"
-
-
-def provenance(device="cpu") -> dict:
-    """The provenance block of metrics.json (tiny: a commit, versions, a device string)."""
-    import torch
-
-    commit, dirty = git_state()
-    return {"git_commit": commit, "git_dirty": dirty, "python": platform.python_version(),
-            "packages": {"torch": torch.__version__, "numpy": _version("numpy"), "monai": _version("monai")},
-            "device": device_string(device), "threads": torch.get_num_threads()}
 
 
 # --- reproduce ---------------------------------------------------------------------------------
@@ -139,8 +87,6 @@ def reproduce(run_dir: str | Path, *, device: str | None = None, atol: float | N
     ``device`` defaults to the device type the run used; ``atol`` to 0 on CPU and ``CUDA_ATOL`` on
     CUDA; ``data`` replaces the config's dataset folder (when it has moved).
     """
-    from .config import TrainConfig, from_dict, load_toml
-    from .train import fit
 
     run = Path(run_dir)
     done, cfg_path = run / "metrics.json", run / "config.toml"
@@ -170,7 +116,6 @@ def reproduce(run_dir: str | Path, *, device: str | None = None, atol: float | N
     if want.split(":")[0] != saved_device.split(":")[0]:
         result.notes.append(f"trained on {saved_device}, reproduced on {want}: bit-exact agreement is not expected")
     prov = saved.get("provenance", {})
-    from . import __version__
 
     commit, _ = git_state()
     if saved.get("medaug_version") not in (None, __version__):

@@ -36,13 +36,13 @@ from .data.index import read_index
 from .device import barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
 from .errors import MedaugError
 from .io_utils import output_folder, remove_output, save_npz, save_torch, write_json, write_text
-from .methods import Method, create_method, resolved_options
+from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
 from .metrics import classification_metrics, mask_metrics
 from .models.classifiers import classifier_info, create_classifier
 from .progress import NullProgress, console, make_progress
 from . import tracking
-from .reproduce import provenance
+from .provenance import provenance
 
 N_MASK_SNAPSHOTS = 8  # fixed validation images whose masks are saved every epoch
 COLLAPSE_BOUNDS, COLLAPSE_EPOCHS = (0.01, 0.99), 3  # a learned mask keeping < 1% or > 99% for 3 epochs has collapsed
@@ -195,8 +195,6 @@ def warn_data(dataset: Dataset, out: Path) -> None:
 
 def finetune_epochs(cfg: TrainConfig) -> int:
     """Epochs of stage 2 for ``cfg``: its own value, or the method's default when it is -1."""
-    from .methods import METHODS
-
     return cfg.finetune_epochs if cfg.finetune_epochs >= 0 else METHODS.get(cfg.method).finetune_epochs
 
 

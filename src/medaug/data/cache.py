@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import parse_ratios
 from ..errors import MedaugError
 from ..io_utils import install, output_folder, tmp_sibling
 from ..progress import progress_bar
-from .index import DataIndex, read_index
+from .index import read_index
+from .table import DataIndex
 from .io import load_sample, source_file
 from .splits import carve_validation, group_split, k_shot
 
@@ -147,17 +149,6 @@ class Dataset:
     fingerprint: str
     cache: Path
     info: dict = field(default_factory=dict)
-
-
-def parse_ratios(text: str) -> dict[str, float]:
-    """'60:25:15' -> {'train': 60, 'valid': 25, 'test': 15} (any positive numbers; only ratios count)."""
-    try:
-        values = [float(v) for v in str(text).split(":")]
-    except ValueError:
-        values = []
-    if len(values) != 3 or min(values) <= 0:
-        raise MedaugError(f"--split-ratios {text!r}: give three positive numbers train:valid:test, e.g. 60:25:15")
-    return dict(zip(("train", "valid", "test"), values))
 
 
 def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int, ratios: str = "60:25:15", where: str = "the dataset") -> pd.DataFrame:

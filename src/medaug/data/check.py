@@ -10,7 +10,8 @@ import pandas as pd
 
 from ..errors import MedaugError
 from ..io_utils import file_digest
-from .index import DataIndex, read_index
+from .index import read_index
+from .table import DataIndex
 from .io import load_image
 
 

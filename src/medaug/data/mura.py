@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import MedaugError
-from .index import DataIndex, register_reader, roi_path_for
+from .table import DataIndex, register_reader, roi_path_for
 
 BODY_PARTS = ["XR_ELBOW", "XR_FINGER", "XR_FOREARM", "XR_HAND", "XR_HUMERUS", "XR_SHOULDER", "XR_WRIST"]
 CLASSES = ["negative", "positive"]

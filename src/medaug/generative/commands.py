@@ -10,15 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..config import parse_ints, parse_options
+
 gen_app = typer.Typer(no_args_is_help=True, help="Generative augmentation: train a class-conditional GAN or diffusion model, sample, evaluate.")
 study_app = typer.Typer(no_args_is_help=True, help="Studies across settings: `size` (does generative match classical, per dataset size?).")
 out = Console(markup=False, emoji=False) if sys.stdout.isatty() else Console(width=140, markup=False, emoji=False)  # user text is never markup
-
-
-def _options(pairs: list[str]) -> dict:
-    from ..cli import parse_options
-
-    return parse_options(pairs)
 
 
 @gen_app.command("train")
@@ -41,7 +37,7 @@ def gen_train(
     from .train import GenConfig, train_generator
 
     cfg = GenConfig(data=str(data), model=model, steps=steps, size=size, batch_size=batch_size, seed=seed, n_shot=n_shot,
-                    ckpt_every=ckpt_every, device=device, format=fmt, options=_options(option))
+                    ckpt_every=ckpt_every, device=device, format=fmt, options=parse_options(option))
     info = train_generator(cfg, out_dir, overwrite=overwrite)
     last = ", ".join(f"{k} {v:.3f}" for k, v in info.get("last", {}).items() if isinstance(v, float) and k != "time_s")
     out.print(f"{info['model']} {info['size']}px: {info['steps']} steps on {info['n_train']} images "
@@ -62,7 +58,7 @@ def gen_sample(
     """Write class-conditional samples in the ImageFolder layout, with a contact sheet per class."""
     from .train import write_samples
 
-    info = write_samples(model_dir, per_class, out_dir, seed=seed, device=device, overrides=_options(option), overwrite=overwrite)
+    info = write_samples(model_dir, per_class, out_dir, seed=seed, device=device, overrides=parse_options(option), overwrite=overwrite)
     out.print(f"wrote {per_class} x {len(info['classes'])} images ({', '.join(info['classes'])}) to {out_dir} in {info['wall_s']:.1f} s")
 
 
@@ -81,7 +77,7 @@ def gen_eval(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where quality.json and figures go \\[default: FAKE/../quality]."),
 ):
     """FID, KID, precision/recall, density/coverage (with the extractor's name), TSTR and a memorisation check."""
-    from .quality import evaluate
+    from .evaluation import evaluate
 
     folder = out_dir or fake.parent / f"{fake.name}-quality"
     r = evaluate(real, fake, folder, extractor=extractor, size=size, n_shot=n_shot, seed=seed, epochs=epochs, tstr=tstr, device=device)
@@ -132,11 +128,10 @@ def study_size(
     out_dir: Path = typer.Option(..., "--out", help="Study folder (finished runs are skipped on re-run)."),
 ):
     """Generator + classifiers per size and seed; table and plot: at which size does generative match classical?"""
-    from ..config import parse_ints
     from .study import METRICS, size_study
 
     r = size_study(str(data), parse_ints(per_class, "per-class"), [m.strip() for m in methods.split(",") if m.strip()],
-                   parse_ints(seeds, "seeds"), out_dir, gen_model=gen_model, gen_steps=gen_steps, gen_options=_options(gen_option),
+                   parse_ints(seeds, "seeds"), out_dir, gen_model=gen_model, gen_steps=gen_steps, gen_options=parse_options(gen_option),
                    size=size, epochs=epochs, model=model, samples_per_class=samples_per_class, ratio=ratio,
                    tolerance=tolerance, device=device)
     table = Table(title="test metrics, mean ± std over seeds", title_justify="left")

@@ -35,8 +35,8 @@ class Diffusion:
 
     @dataclass
     class Options:
-        channels: list = field(default_factory=lambda: [16, 32, 64])  #: UNet channels per level (0.18 GFLOP per 32-px image)
-        attention_levels: list = field(default_factory=lambda: [False, False, False])  #: attention per level (the middle block always has it)
+        channels: list[int] = field(default_factory=lambda: [16, 32, 64])  #: UNet channels per level (0.18 GFLOP per 32-px image)
+        attention_levels: list[bool] = field(default_factory=lambda: [False, False, False])  #: attention per level (the middle block always has it)
         num_res_blocks: int = 1
         num_head_channels: int = 32
         norm_num_groups: int = 8

@@ -28,7 +28,7 @@ Objective (``objective``):
 from __future__ import annotations
 
 import dataclasses
-import math
+from typing import Literal
 
 import kornia
 import torch
@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import autocast, fixed_rng
-from ..errors import MedaugError
 from .base import Method, load_policy_state, policy_state, register
 
 EPS = 1e-4  # samples are clamped into [EPS, 1 - EPS] so log-probabilities stay finite
@@ -103,21 +102,16 @@ class PGNM(Method):
         scale_to_image: bool = True  #: scale grid, kernel and sigma by image size / 224 (False: use as given)
         blend: float = 0.9  #: weight of the global parameters (authors 0.9)
         global_decay: float = 0.99  #: EMA decay of the global parameters (authors 0.99)
-        objective: str = "paper"  #: paper | code (see the module docstring)
-        reward: str = "batch"  #: batch (authors) | sample
-        baseline: str = "none"  #: none (authors) | ema
+        objective: Literal["paper", "code"] = "paper"  #: see the module docstring
+        reward: Literal["batch", "sample"] = "batch"  #: batch (authors) | sample
+        baseline: Literal["none", "ema"] = "none"  #: none (authors) | ema
         baseline_decay: float = 0.9
-        val_noise: str = "global"  #: global (authors: validation images noised from the global Beta) | none
+        val_noise: Literal["global", "none"] = "global"  #: global (authors: validation images noised from the global Beta) | none
         policy_width: int = 16
-        policy_optimizer: str = "sgd"  #: sgd (authors, momentum 0.9) | adam
+        policy_optimizer: Literal["sgd", "adam"] = "sgd"  #: sgd (authors, momentum 0.9) | adam
         policy_lr: float = 0.01  #: authors 0.01, cosine decay over the epochs
 
         def __post_init__(self):
-            choices = {"objective": ("paper", "code"), "reward": ("batch", "sample"), "baseline": ("none", "ema"),
-                       "val_noise": ("global", "none"), "policy_optimizer": ("sgd", "adam")}
-            for key, allowed in choices.items():
-                if getattr(self, key) not in allowed:
-                    raise ValueError(f"{key}={getattr(self, key)!r}; choose {' or '.join(allowed)}")
             if self.kernel < 1 or self.kernel % 2 == 0:
                 raise ValueError(f"kernel={self.kernel}: an odd number >= 1")
             if self.grid < 1 or self.sigma <= 0 or not 0 <= self.blend <= 1 or not 0 <= self.global_decay < 1:

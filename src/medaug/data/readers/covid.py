@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import MedaugError
-from ..index import DataIndex, register_reader
+from ..table import DataIndex, register_reader
 from .imagefolder import IMAGE_SUFFIXES, SPLIT_NAMES
 
 

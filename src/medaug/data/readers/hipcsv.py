@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import MedaugError
-from ..index import DataIndex, register_reader
+from ..table import DataIndex, register_reader
 from .csvlist import class_names, csv_file, read_table, resolve_inside
 from .imagefolder import SPLIT_NAMES
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import MedaugError
-from ..index import ROI_SUFFIX, DataIndex, register_reader, roi_path_for
+from ..table import ROI_SUFFIX, DataIndex, register_reader, roi_path_for
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".nii", ".gz"}
 SPLIT_NAMES = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import MedaugError
-from ..index import DataIndex, register_reader
+from ..table import DataIndex, register_reader
 from ..io import npz_header, npz_item
 
 SPLITS = {"train": "train", "val": "valid", "test": "test"}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import MedaugError
-from ..index import DataIndex, register_reader
+from ..table import DataIndex, register_reader
 from .csvlist import resolve_inside
 from .imagefolder import IMAGE_SUFFIXES
 
