@@ -97,7 +97,7 @@ def test_train_flags_come_from_train_config(tiny_data, tmp_path):
     for f in dataclasses.fields(TrainConfig):
         if f.name != "method_options":
             flag = "--" + f.name.replace("_", "-")
-            assert flag in proc.stdout and docs[f.name].split()[0] in proc.stdout, f.name
+            assert flag in proc.stdout and docs[f.name].split()[0].lower() in proc.stdout.lower(), f.name
     assert "[default: 15]" in proc.stdout and "One of fp32 | bf16 | fp16" in proc.stdout
     for flag, value, needle in (("--precision", "fp64", "precision should be one of 'fp32', 'bf16', 'fp16', got 'fp64'"),
                                 ("--monitor", "f1", "monitor should be one of 'auroc'"),
