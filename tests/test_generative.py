@@ -63,7 +63,7 @@ def test_class_truncation_keeps_the_label_where_global_truncation_washes_it_out(
 
 def test_gan_presets_fill_only_the_options_left_unset():
     o = GAN.Options()
-    assert (o.preset, o.balanced, o.truncation, o.truncation_center) == ("balanced", True, 0.8, "class")
+    assert (o.preset, o.balanced, o.truncation, o.truncation_center) == ("balanced", True, 1.0, "class")
     p = GAN.Options(preset="paper")
     assert (p.balanced, p.truncation, p.truncation_center) == (False, 1.0, "global")
     assert GAN.Options(preset="paper", balanced=True).balanced is True

@@ -40,7 +40,7 @@ Labels on unbalanced data (presets; ``preset="paper"`` is StyleGAN2-ADA's paper 
   mean w (the mapping of 4,096 fixed latents per class; class-conditional truncation as in
   StyleGAN-XL, Sauer et al. 2022), or ``global``, the running w_avg of the authors' code, tracked
   over the training batches' class mix (with unbalanced labels near the majority's mean): toward
-  it every class drifts to one point and the label washes out. Defaults: balanced, psi 0.8, class.
+  it every class drifts to one point and the label washes out. Defaults: balanced, psi 1 (off), class.
 """
 
 from __future__ import annotations
@@ -400,7 +400,7 @@ class AdaController:
 
 #: option values each preset fills in (fields left unset); "paper": StyleGAN2-ADA's paper and code agree here
 PRESETS = {
-    "balanced": dict(balanced=True, truncation=0.8, truncation_center="class"),
+    "balanced": dict(balanced=True, truncation=1.0, truncation_center="class"),
     "paper": dict(balanced=False, truncation=1.0, truncation_center="global"),
 }
 
@@ -446,7 +446,7 @@ class GAN:
         ema_kimg: float = -1.0  #: G EMA half-life in kimg; -1 = batch * 10 / 32 (StyleGAN2-ADA)
         preset: str = "balanced"  #: "balanced" (default) | "paper" (StyleGAN2-ADA paper and code); fills the fields left unset below
         balanced: bool | None = None  #: class-balanced batches (the trainer draws each class equally often); paper: as in the data
-        truncation: float | None = None  #: psi when sampling (1 = off); balanced: 0.8, paper: 1
+        truncation: float | None = None  #: psi when sampling (1 = off, both presets; e.g. 0.8 for more typical images)
         truncation_center: str = ""  #: class (each class's mean w; StyleGAN-XL) | global (the running w_avg; StyleGAN2-ADA code)
 
         def __post_init__(self):
