@@ -53,8 +53,8 @@ def test_multistep_schedule_is_medmnist_protocol():
     (dict(schedule="multistep"), "needs milestones"),
     (dict(schedule="multistep", milestones=[75, 50]), "increasing"),
     (dict(schedule="multistep", milestones=[0, 5]), "increasing whole epochs >= 1"),
-    (dict(schedule="multistep", milestones=[5.5]), "whole epochs"),
-    (dict(schedule="step"), "cosine, none or multistep"),
+    (dict(schedule="multistep", milestones=[5.5]), "milestones should be list of int, got \\[5.5\\]"),
+    (dict(schedule="step"), "schedule should be one of 'cosine', 'none', 'multistep', got 'step'"),
     (dict(lr_gamma=0.0), "lr_gamma"),
 ])
 def test_multistep_config_is_validated(values, msg):
