@@ -72,7 +72,7 @@ class TrainConfig:
             (self.lr > 0, "lr must be > 0"),
             (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
             (self.schedule != "multistep" or bool(self.milestones), "schedule multistep needs milestones, e.g. [50, 75]"),
-            (all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.milestones)
+            (all(m >= 1 for m in self.milestones)  # whole numbers: check_types above (list[int])
              and list(self.milestones) == sorted(set(self.milestones)),
              "milestones must be increasing whole epochs >= 1, e.g. [50, 75]"),
             (0 < self.lr_gamma <= 1, "lr_gamma must be in (0, 1]"),

@@ -35,6 +35,7 @@ Their runs land in ``<dataset>/<NAME>/...`` and are reported as ``NAME``.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -91,10 +92,10 @@ def method_spec(name: str, method_options: dict | None = None) -> tuple[str, dic
         raise MedaugError(f"[methods.{name}] method: give a method name (a string), got {base!r}")
     if base is None and "+" in name:
         base, *flags = name.split("+")
-        fields = {f.name: f.type for f in dataclasses.fields(METHODS.get(base).Options)} if base in METHODS else {}
+        hints = typing.get_type_hints(METHODS.get(base).Options) if base in METHODS else {}
+        bools = sorted(k for k, t in hints.items() if t is bool)
         for flag in flags:
-            if flag not in fields or fields[flag] not in (bool, "bool"):
-                bools = sorted(k for k, t in fields.items() if t in (bool, "bool"))
+            if flag not in bools:
                 raise MedaugError(f"method {name!r}: {flag!r} is not a boolean option of {base!r}; "
                                   f"BASE+FLAG takes one of {', '.join(bools) or '(none: it has no boolean options)'}, "
                                   f"or name the variant in a [methods.NAME] table with method = \"{base}\"")
