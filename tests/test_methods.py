@@ -131,6 +131,34 @@ def test_apga_presets_and_tta():
     assert torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)
 
 
+def test_apga_leave_one_out_advantage_and_fills():
+    """samples=K: each mask's advantage is its reward minus the mean of its image's other K-1 rewards
+    (so they sum to 0 per image); fill sets what the erased pixels of x_adv become."""
+    from medaug.methods.apga import erase
+
+    ctx, m = _apga(action="bernoulli", reward="sample", samples=3)
+    loss_orig = torch.tensor([1.0, 2.0]).repeat(3)
+    loss_adv = torch.tensor([1.5, 2.0, 3.0, 2.5, 1.0, 4.0])  # [K=3, B=2], sample-major
+    r, adv = m.reward_and_advantage(ctx, loss_adv, loss_orig)
+    rk = (loss_adv - loss_orig).view(3, 2)
+    want = torch.stack([rk[k] - torch.cat([rk[:k], rk[k + 1:]]).mean(0) for k in range(3)]).flatten()
+    assert torch.allclose(adv, want) and torch.allclose(adv.view(3, 2).sum(0), torch.zeros(2), atol=1e-6)
+    logs = m.train_step(ctx, torch.rand(4, 1, 32, 32), torch.randint(0, 2, (4,)))
+    assert all(torch.isfinite(v) for v in logs.values())
+    with pytest.raises(MedaugError, match="samples 2"):
+        APGA(preset="paper", samples=2)  # a threshold action is deterministic: K copies of one mask
+
+    x = torch.zeros(1, 1, 32, 32)
+    x[..., ::2, ::2] = 1.0  # fine detail, mean 0.25
+    a = torch.zeros(1, 1, 32, 32)
+    a[..., 8:24, 8:24] = 1
+    assert torch.equal(erase(x, a, "zero"), x * (1 - a))
+    assert torch.allclose(erase(x, a, "mean")[..., 8:24, 8:24], torch.full((16, 16), 0.25))
+    blurred = erase(x, a, "blur")
+    assert torch.equal(blurred[a == 0], x[a == 0])
+    assert (blurred[..., 12:20, 12:20] - 0.25).abs().max() < 0.02  # the detail is gone where erased
+
+
 def test_gradcam_batches_and_leaves_model_gradients_alone():
     ctx = make_ctx()
     model = ctx.model.eval()

@@ -77,12 +77,14 @@ from .base import KEPT_FRACTION, Method, load_policy_state, policy_state, regist
 from .gradcam import cam_layer, grad_cam
 
 LEARN_LAMBDA_AREA, LEARN_TARGET_AREA, LEARN_POLICY_LR, LEARN_GRID = 1.0, 0.0, 1e-4, 0
+LEARN_SAMPLES, LEARN_FILL = 1, "zero"
 
 _PAPER = dict(action="threshold", reward="batch", baseline_update="after", loss_weights="paper", adv_eval=False,
-              lambda_zeros=0.1, lambda_area=0.0, target_area=0.0, min_keep=0.0, prior_steps=0, aid_rule="threshold",
+              samples=1, fill="zero", lambda_zeros=0.1, lambda_area=0.0, target_area=0.0, min_keep=0.0, prior_steps=0, aid_rule="threshold",
               step="sequential", policy_width=16, policy_size=0, policy_lr=1e-4, action_grid=0)
 PRESETS = {
     "learn": dict(action="bernoulli", reward="sample", baseline_update="after", loss_weights="paper", adv_eval=False,
+                  samples=LEARN_SAMPLES, fill=LEARN_FILL,
                   lambda_zeros=0.0, lambda_area=LEARN_LAMBDA_AREA, target_area=LEARN_TARGET_AREA, min_keep=0.05, aid_rule="area",
                   prior_steps=100, step="fused", policy_width=8, policy_size=32, policy_lr=LEARN_POLICY_LR,
                   action_grid=LEARN_GRID),
@@ -135,6 +137,27 @@ def guard_blank(keep: torch.Tensor, min_keep: float) -> tuple[torch.Tensor, torc
     return torch.where(blank, torch.ones_like(keep), keep), kept
 
 
+def blur(x: torch.Tensor) -> torch.Tensor:
+    """A heavy Gaussian blur of x float [N, C, H, W] (sigma = side / 16, reflected borders): fine detail gone,
+    brightness kept."""
+    from kornia.filters import gaussian_blur2d
+
+    sigma = max(1.0, x.shape[-1] / 16)
+    k = 2 * math.ceil(2 * sigma) + 1
+    return gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="reflect")
+
+
+FILLS = {"zero": torch.zeros_like, "mean": lambda x: x.mean((-2, -1), keepdim=True).expand_as(x), "blur": blur}
+
+
+def erase(x: torch.Tensor, a: torch.Tensor, fill: str = "zero") -> torch.Tensor:
+    """Step 2's adversarial image: x_adv = (1 - a) x + a f(x), the pixels with a = 1 replaced by 0 ('zero', the
+    paper), the image's mean ('mean') or its blur ('blur'). x float [N, C, H, W]; a float {0, 1} [N, 1, H, W]."""
+    if fill == "zero":
+        return x * (1 - a)  # the paper's expression, bit for bit
+    return x * (1 - a) + FILLS[fill](x) * a
+
+
 @register
 class APGA(Method):
     name = "apga"
@@ -148,6 +171,8 @@ class APGA(Method):
         baseline_update: str = ""  #: after | before
         loss_weights: str = ""  #: paper | code
         adv_eval: bool | None = None  #: compute L_adv in eval mode (code) or train mode (paper)
+        samples: int | None = None  #: K masks sampled per image; K > 1: per-image leave-one-out baseline instead of the EMA (bernoulli, sample)
+        fill: str = ""  #: what the pixels erased in x_adv become: zero (paper) | mean (the image's mean) | blur (a Gaussian blur of the image)
         ema_decay: float = 0.5
         lambda_zeros: float | None = None  #: weight of BCE(P, 0) (paper 0.1)
         lambda_ones: float = 0.0
@@ -174,12 +199,14 @@ class APGA(Method):
                     setattr(self, key, value)
             allowed = dict(action=("threshold", "bernoulli"), reward=("batch", "sample"),
                            baseline_update=("after", "before"), loss_weights=("paper", "code"),
-                           step=("sequential", "fused"), aid_rule=("threshold", "area"))
+                           step=("sequential", "fused"), aid_rule=("threshold", "area"), fill=tuple(FILLS))
             for key, values in allowed.items():
                 if getattr(self, key) not in values:
                     raise ValueError(f"{key} must be one of {', '.join(values)}")
             if not 0 <= self.min_keep < 1:
                 raise ValueError(f"min_keep {self.min_keep} must be in [0, 1)")
+            if self.samples < 1 or (self.samples > 1 and (self.action, self.reward) != ("bernoulli", "sample")):
+                raise ValueError(f"samples {self.samples}: must be >= 1, and > 1 only with action=bernoulli and reward=sample")
 
     def setup(self, ctx) -> None:
         o = self.opts
@@ -253,18 +280,27 @@ class APGA(Method):
             return torch.bernoulli(p.detach())
         return (p.detach() > 0.5).to(p.dtype)
 
-    def reward_and_advantage(self, ctx, loss_adv: torch.Tensor, loss_orig: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Steps 3-4: per-image reward r [B] and the advantage (scalar or [B]); updates the EMA b.
+    def per_sample(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` [B, ...] repeated for the K = ``samples`` masks drawn per image: [K B, ...] (sample-major)."""
+        return t if self.opts.samples == 1 else t.repeat(self.opts.samples, *[1] * (t.dim() - 1))
 
-        Under torchrun the batch reward and b are means over every process's images, so every
-        process takes the same policy step.
+    def reward_and_advantage(self, ctx, loss_adv: torch.Tensor, loss_orig: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 3-4: per-image reward r [K B] and the advantage (scalar or [K B]); updates the EMA b.
+
+        With K = ``samples`` > 1 masks per image the advantage of each is its reward minus the mean
+        reward of the image's other K - 1 masks (leave-one-out), in place of R - b. Under torchrun the
+        batch reward and b are means over every process's images, so every process takes the same
+        policy step.
         """
         o = self.opts
-        r = loss_adv - loss_orig  # per image
+        r = loss_adv - loss_orig  # per image (and sample)
         batch_mean = ctx.all_mean(r.mean())
         reward = batch_mean if o.reward == "batch" else r
         new_b = o.ema_decay * self.baseline + (1 - o.ema_decay) * batch_mean
         advantage = reward - (new_b if o.baseline_update == "before" else self.baseline)
+        if o.samples > 1:
+            rk = r.view(o.samples, -1)  # [K, B]
+            advantage = (rk - (rk.sum(0, keepdim=True) - rk) / (o.samples - 1)).flatten()
         self.baseline = new_b
         return r, advantage
 
@@ -277,20 +313,20 @@ class APGA(Method):
         b, (h, w) = x.shape[0], x.shape[-2:]
         self.policy.train()
         p = self.policy_probs(ctx, x)
-        a = self.act(p)
+        a = self.act(self.per_sample(p))
         aid, kept = self.aided_keep(p, x)
-        x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
+        x_adv = erase(self.per_sample(x), PixelPolicy.upsample(a, h, w), o.fill)
         with (nullcontext() if o.adv_eval else record_batch_stats(ctx.model)) as stats:
             per_image = ctx.loss(ctx.logits(torch.cat([x, x * aid])), torch.cat([y, y]), reduction="none")
         # L_adv without gradient: in eval mode (code), or (paper, training mode) with the batch
         # statistics of [x ; aided x], so L_orig and L_adv are the same function and erasing nothing
         # gives R = 0, while the adversarial images leave the classifier's update untouched
         with torch.no_grad(), (eval_mode(ctx.model) if o.adv_eval else normalise_with(stats)):
-            loss_adv = ctx.loss(ctx.logits(x_adv, ctx.unwrap(ctx.model)), y, reduction="none")
+            loss_adv = ctx.loss(ctx.logits(x_adv, ctx.unwrap(ctx.model)), self.per_sample(y), reduction="none")
         loss_orig, loss_aid = per_image[:b], per_image[b:]
         with torch.no_grad():
-            r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())
-        lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights, o.lambda_area, self.target_area)
+            r, advantage = self.reward_and_advantage(ctx, loss_adv, self.per_sample(loss_orig.detach()))
+        lp = policy_loss(self.per_sample(p), a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights, o.lambda_area, self.target_area)
         loss = per_image.mean()
         ctx.step(loss + lp, ctx.optimizer, self.policy_opt)  # disjoint parameters: one backward serves both
         return {"loss": loss_orig.mean().detach(), "loss_aided": loss_aid.mean().detach(), "loss_adv": loss_adv.mean(),
@@ -308,14 +344,14 @@ class APGA(Method):
         # 2-3. adversarial image and reward
         self.policy.train()
         p = self.policy_probs(ctx, x)
-        a = self.act(p)
-        x_adv = x * (1 - PixelPolicy.upsample(a, h, w))
+        a = self.act(self.per_sample(p))
+        x_adv = erase(self.per_sample(x), PixelPolicy.upsample(a, h, w), o.fill)
         with torch.no_grad(), (eval_mode(ctx.model) if o.adv_eval else nullcontext()):
-            loss_adv = ctx.loss(ctx.logits(x_adv), y, reduction="none")
-        with torch.no_grad():
-            r, advantage = self.reward_and_advantage(ctx, loss_adv, loss_orig.detach())  # 3-4. reward, EMA baseline
+            loss_adv = ctx.loss(ctx.logits(x_adv), self.per_sample(y), reduction="none")
+        with torch.no_grad():  # 3-4. reward, baseline
+            r, advantage = self.reward_and_advantage(ctx, loss_adv, self.per_sample(loss_orig.detach()))
         # 5-6. policy step
-        lp = policy_loss(p, a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights, o.lambda_area, self.target_area)
+        lp = policy_loss(self.per_sample(p), a, advantage, o.lambda_zeros, o.lambda_ones, o.loss_weights, o.lambda_area, self.target_area)
         ctx.step(lp, self.policy_opt)
         # 7. classifier step on aided images (fresh policy output, after its update)
         with torch.no_grad():
