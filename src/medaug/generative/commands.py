@@ -116,7 +116,7 @@ def study_size(
     methods: str = typer.Option("none,classical,generative", help="Comma-separated methods; variants too, e.g. generative+classical (generative with -o classical=true)."),
     seeds: str = typer.Option("0,1", help="Comma-separated seeds."),
     gen_model: str = typer.Option("gan", help="gan | diffusion"),
-    gen_steps: int = typer.Option(300, help="Generator training steps per (size, seed)."),
+    gen_steps: int = typer.Option(0, help="Generator training steps per (size, seed); 0 = the model's default budget (gen train's: gan 500, diffusion 1000)."),
     gen_option: list[str] = typer.Option([], "--gen-option", help="Generator option KEY=VALUE (repeatable)."),
     samples_per_class: int = typer.Option(0, help="Synthetic pool per class (0 = max(size, 64))."),
     ratio: float = typer.Option(1.0, help="Synthetic images per real image, per class."),

@@ -26,7 +26,7 @@ METRICS = ["accuracy", "macro_f1", "balanced_accuracy", "auroc"]
 
 
 def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[int], out: str | Path,
-               gen_model: str = "gan", gen_steps: int = 300, gen_options: dict | None = None, size: int = 32,
+               gen_model: str = "gan", gen_steps: int = 0, gen_options: dict | None = None, size: int = 32,
                epochs: int = 10, model: str = "tiny", samples_per_class: int = 0, ratio: float = 1.0,
                tolerance: float = 0.01, device: str = "auto", progress: bool = True) -> dict:
     from ..config import TrainConfig
@@ -46,8 +46,8 @@ def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[
             if generative:
                 gdir = root / "generators" / f"shot-{k}" / f"seed-{s}"
                 gcfg = GenConfig(data=str(data), model=gen_model, size=size, steps=gen_steps, seed=s, n_shot=k,
-                                 options=dict(gen_options or {}), device=device, progress=progress,
-                                 ckpt_every=max(1, gen_steps // 4))
+                                 options=dict(gen_options or {}), device=device, progress=progress)
+                gcfg.ckpt_every = max(1, gcfg.steps // 4)  # steps: 0 -> the model's default budget
                 train_generator(gcfg, gdir)
                 sdir = gdir / "samples"
                 n = samples_per_class or max(k, 64)
