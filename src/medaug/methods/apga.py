@@ -86,7 +86,7 @@ PRESETS = {
     "learn": dict(action="bernoulli", reward="sample", baseline_update="after", loss_weights="paper", adv_eval=False,
                   samples=LEARN_SAMPLES, fill=LEARN_FILL,
                   lambda_zeros=0.0, lambda_area=LEARN_LAMBDA_AREA, target_area=LEARN_TARGET_AREA, min_keep=0.05, aid_rule="area",
-                  prior_steps=100, step="fused", policy_width=8, policy_size=32, policy_lr=LEARN_POLICY_LR,
+                  prior_steps=100, step="fused", policy_width=8, policy_size=0, policy_lr=LEARN_POLICY_LR,
                   action_grid=LEARN_GRID),
     "paper": _PAPER,
     "code": {**_PAPER, "baseline_update": "before", "loss_weights": "code", "adv_eval": True},
