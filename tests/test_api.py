@@ -69,3 +69,25 @@ def test_synthetic_arrays_in_memory():
     assert (x == arrays(6, 16, seed=3)[0]).all() and not (x == arrays(6, 16, seed=4)[0]).all()  # seeded
     with pytest.raises(MedaugError, match="n >= 1"):
         arrays(0)
+
+
+def test_apga_diagnosis_example_probes_the_reward_and_scores_the_prior(tiny_cfg, tmp_path):
+    """examples/apga_diagnosis.py (docs/apga.md's diagnosis): loss rises per fill and the prior's ROI scores."""
+    from medaug.train import fit
+
+    cfg = tiny_cfg(method="none", epochs=1)
+    fit(cfg, tmp_path / "none")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    common = ["--data", cfg.data, "--baseline", str(tmp_path / "none"), "--size", "32"]
+    probe = subprocess.run([sys.executable, str(ROOT / "examples" / "apga_diagnosis.py"), "probe", *common],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    rises = re.findall(r"^fill (\w+): loss rise erasing the finding ([+-]\d\.\d+) \+- \d\.\d+, the shifted mask ([+-]\d\.\d+)",
+                       probe.stdout, re.M)
+    assert [fill for fill, *_ in rises] == ["zero", "mean", "blur"]
+    prior = subprocess.run([sys.executable, str(ROOT / "examples" / "apga_diagnosis.py"), "prior", *common,
+                            "-o", "policy_width=4", "-o", "prior_steps=5"], capture_output=True, text=True, env=env, timeout=300)
+    assert prior.returncode == 0, prior.stderr[-2000:]
+    scores = re.search(r"^prior \{.*'prior_steps': 5\}: saliency AUROC (\d\.\d+) pointing (\d\.\d+) mask IoU (\d\.\d+)$",
+                       prior.stdout, re.M)
+    assert scores and all(0.0 <= float(v) <= 1.0 for v in scores.groups())

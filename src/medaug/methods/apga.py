@@ -24,7 +24,7 @@ baseline's GradCAM (``prior_steps``), samples a ~ Bernoulli(P) with per-image re
 zeros term by a kept-area term lambda_area (mean P - t)^2 whose fixed point is the prior's area,
 keeps each image's top mean(P) fraction of pixels as the aiding mask (``aid_rule``), uses an aided
 image unmasked when its mask keeps < ``min_keep`` of it, and runs the fused step with an 8-wide
-policy at 32 px.
+policy at the image side (``policy_size = 0``; 32 px for 28 px images).
 
 Options (each changes one equation; a preset fills those left unset):
 - ``action``: 'threshold' (paper, code) | 'bernoulli' (a ~ Bernoulli(P): a real stochastic policy,
