@@ -3,15 +3,19 @@ target is missed"). Needs a trained `none` run on the same data.
 
     python examples/apga_diagnosis.py probe --data synth-shortcut --baseline runs/.../none/shot-all/seed-0
     python examples/apga_diagnosis.py prior --data synth-shortcut --baseline ... -o policy_size=0
+    python examples/apga_diagnosis.py policy --data synth-shortcut --run runs/.../apga/shot-all/seed-0
 
 probe: on the split's positive images (those with a finding), how much the baseline's loss rises when
   the finding (its ROI, dilated by 1 px) is erased, against the same mask shifted to a random place:
   APGA's reward R = L_adv - L_orig can only point at the finding if the first exceeds the second.
 prior: the APGA policy right after its GradCAM prior (no REINFORCE step yet), scored against the ROIs
   like a finished run (saliency AUROC, pointing, mask IoU); -o sets APGA options.
+policy: the same scores for the policy a finished APGA run selected (its best.pt), on --split
+  (a run's metrics.json has them on the test split only; choose between settings on valid).
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +26,7 @@ from medaug.config import TrainConfig
 from medaug.methods.apga import FILLS, erase
 from medaug.metrics import mask_metrics
 from medaug.models.classifiers import create_classifier
-from medaug.train import load_data, model_state, predict_masks
+from medaug.train import load_checkpoint, load_data, model_state, predict_masks, read_toml
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -73,11 +77,24 @@ def prior(ctx, split, options: dict) -> None:
     print(f"prior {options}: saliency AUROC {r['saliency_auroc']:.3f} pointing {r['pointing']:.3f} mask IoU {r['mask_iou']:.3f}")
 
 
+def trained_policy(ctx, split, run: Path) -> None:
+    """Saliency of the policy in a finished APGA run's best.pt (built with the run's options)."""
+    options = {**read_toml(run / "config.toml")["train"]["method_options"], "prior_steps": 0}
+    method = mm.create("apga", **options)
+    method.setup(ctx)
+    method.load_state_dict(load_checkpoint(run / "best.pt")["method"])
+    soft = predict_masks(method, ctx, split.images, soft=True)
+    keep = predict_masks(method, ctx, split.images)
+    r = mask_metrics(keep.astype(bool), split.rois.astype(bool), soft)
+    print(f"policy {run}: saliency AUROC {r['saliency_auroc']:.3f} pointing {r['pointing']:.3f} mask IoU {r['mask_iou']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["probe", "prior"])
+    parser.add_argument("what", choices=["probe", "prior", "policy"])
     parser.add_argument("--data", required=True, help="dataset folder with ROI masks")
-    parser.add_argument("--baseline", required=True, help="a finished `none` run on that data")
+    parser.add_argument("--baseline", help="a finished `none` run on that data (probe, prior)")
+    parser.add_argument("--run", type=Path, help="a finished `apga` run on that data (policy)")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--split", default="valid", choices=["valid", "test"])
@@ -91,15 +108,19 @@ def main() -> None:
     if split.rois is None:
         raise SystemExit(f"error: {args.data} has no ROI masks; the diagnosis needs them (the synthetic data has)")
     model = create_classifier(args.model, 1, len(data.classes))
-    model.load_state_dict(model_state(args.baseline))
+    if (args.run if args.what == "policy" else args.baseline) is None:
+        raise SystemExit(f"error: {args.what} needs {'--run' if args.what == 'policy' else '--baseline'}")
+    model.load_state_dict(model_state(args.run if args.what == "policy" else args.baseline))
     ctx = mm.context(model, torch.optim.Adam(model.parameters(), 1e-3), num_classes=len(data.classes), size=args.size,
                      epochs=1, classifier=args.model, train_images=data.train.images, seed=args.seed)
     ctx.extras["train_labels"] = data.train.labels
     if args.what == "probe":
         model.eval()
         probe(ctx, split, args.seed)
-    else:
+    elif args.what == "prior":
         prior(ctx, split, parse_options(args.options))
+    else:
+        trained_policy(ctx, split, args.run)
 
 
 if __name__ == "__main__":

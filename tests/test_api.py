@@ -91,3 +91,15 @@ def test_apga_diagnosis_example_probes_the_reward_and_scores_the_prior(tiny_cfg,
     scores = re.search(r"^prior \{.*'prior_steps': 5\}: saliency AUROC (\d\.\d+) pointing (\d\.\d+) mask IoU (\d\.\d+)$",
                        prior.stdout, re.M)
     assert scores and all(0.0 <= float(v) <= 1.0 for v in scores.groups())
+    # policy: a finished run's policy scored on its test split reproduces the run's own mask metrics
+    apga = fit(tiny_cfg(method="apga", epochs=1, baseline=str(tmp_path / "none"),
+                        method_options={"policy_width": 4, "prior_steps": 5}), tmp_path / "apga")
+    policy = subprocess.run([sys.executable, str(ROOT / "examples" / "apga_diagnosis.py"), "policy", "--data", cfg.data,
+                             "--run", str(tmp_path / "apga"), "--size", "32", "--split", "test"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert policy.returncode == 0, policy.stderr[-2000:]
+    scores = re.search(r"saliency AUROC (\d\.\d+) pointing (\d\.\d+) mask IoU (\d\.\d+)$", policy.stdout, re.M)
+    assert scores, policy.stdout
+    expected = apga["mask"]
+    assert [float(v) for v in scores.groups()] == pytest.approx(
+        [expected["saliency_auroc"], expected["pointing"], expected["mask_iou"]], abs=6e-4)
