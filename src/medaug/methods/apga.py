@@ -24,7 +24,7 @@ baseline's GradCAM (``prior_steps``), samples a ~ Bernoulli(P) with per-image re
 zeros term by a kept-area term lambda_area (mean P - t)^2 whose fixed point is the prior's area,
 keeps each image's top mean(P) fraction of pixels as the aiding mask (``aid_rule``), uses an aided
 image unmasked when its mask keeps < ``min_keep`` of it, and runs the fused step with an 8-wide
-policy at the image side (``policy_size = 0``; 32 px for 28 px images).
+policy at 32 px (``policy_size = 32``; docs/apga.md measures the image side against it).
 
 Options (each changes one equation; a preset fills those left unset):
 - ``action``: 'threshold' (paper, code) | 'bernoulli' (a ~ Bernoulli(P): a real stochastic policy,
@@ -86,7 +86,7 @@ PRESETS = {
     "learn": dict(action="bernoulli", reward="sample", baseline_update="after", loss_weights="paper", adv_eval=False,
                   samples=LEARN_SAMPLES, fill=LEARN_FILL,
                   lambda_zeros=0.0, lambda_area=LEARN_LAMBDA_AREA, target_area=LEARN_TARGET_AREA, min_keep=0.05, aid_rule="area",
-                  prior_steps=100, step="fused", policy_width=8, policy_size=0, policy_lr=LEARN_POLICY_LR,
+                  prior_steps=100, step="fused", policy_width=8, policy_size=32, policy_lr=LEARN_POLICY_LR,
                   action_grid=LEARN_GRID),
     "paper": _PAPER,
     "code": {**_PAPER, "baseline_update": "before", "loss_weights": "code", "adv_eval": True},
