@@ -22,26 +22,11 @@ import torch
 from scipy.ndimage import binary_dilation
 
 import medaug.methods as mm
-from medaug.config import TrainConfig
+from medaug.config import TrainConfig, parse_options
 from medaug.methods.apga import FILLS, erase
 from medaug.metrics import mask_metrics
 from medaug.models.classifiers import create_classifier
 from medaug.train import load_checkpoint, load_data, model_state, predict_masks, read_toml
-
-
-def parse_options(pairs: list[str]) -> dict:
-    """["policy_size=0", "fill=blur"] -> {"policy_size": 0, "fill": "blur"} (numbers parsed)."""
-    options = {}
-    for pair in pairs:
-        key, value = pair.split("=", 1)
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                pass
-        options[key] = value
-    return options
 
 
 def probe(ctx, split, seed: int) -> None:
@@ -67,14 +52,19 @@ def probe(ctx, split, seed: int) -> None:
               f"the shifted mask {rise['shifted'].mean():+.3f} +- {rise['shifted'].std():.3f}")
 
 
+def score(method, ctx, split, label: str) -> None:
+    """Print the policy's saliency AUROC, pointing and mask IoU against the split's ROIs."""
+    soft = predict_masks(method, ctx, split.images, soft=True)
+    keep = predict_masks(method, ctx, split.images)
+    r = mask_metrics(keep.astype(bool), split.rois.astype(bool), soft)
+    print(f"{label}: saliency AUROC {r['saliency_auroc']:.3f} pointing {r['pointing']:.3f} mask IoU {r['mask_iou']:.3f}")
+
+
 def prior(ctx, split, options: dict) -> None:
     """Saliency of the APGA policy after its GradCAM prior only."""
     method = mm.create("apga", **options)
     method.setup(ctx)
-    soft = predict_masks(method, ctx, split.images, soft=True)
-    keep = predict_masks(method, ctx, split.images)
-    r = mask_metrics(keep.astype(bool), split.rois.astype(bool), soft)
-    print(f"prior {options}: saliency AUROC {r['saliency_auroc']:.3f} pointing {r['pointing']:.3f} mask IoU {r['mask_iou']:.3f}")
+    score(method, ctx, split, f"prior {options}")
 
 
 def trained_policy(ctx, split, run: Path) -> None:
@@ -83,10 +73,7 @@ def trained_policy(ctx, split, run: Path) -> None:
     method = mm.create("apga", **options)
     method.setup(ctx)
     method.load_state_dict(load_checkpoint(run / "best.pt")["method"])
-    soft = predict_masks(method, ctx, split.images, soft=True)
-    keep = predict_masks(method, ctx, split.images)
-    r = mask_metrics(keep.astype(bool), split.rois.astype(bool), soft)
-    print(f"policy {run}: saliency AUROC {r['saliency_auroc']:.3f} pointing {r['pointing']:.3f} mask IoU {r['mask_iou']:.3f}")
+    score(method, ctx, split, f"policy {run}")
 
 
 def main() -> None:
@@ -107,10 +94,11 @@ def main() -> None:
     split = getattr(data, args.split)
     if split.rois is None:
         raise SystemExit(f"error: {args.data} has no ROI masks; the diagnosis needs them (the synthetic data has)")
+    weights, flag = (args.run, "--run") if args.what == "policy" else (args.baseline, "--baseline")
+    if weights is None:
+        raise SystemExit(f"error: {args.what} needs {flag}")
     model = create_classifier(args.model, 1, len(data.classes))
-    if (args.run if args.what == "policy" else args.baseline) is None:
-        raise SystemExit(f"error: {args.what} needs {'--run' if args.what == 'policy' else '--baseline'}")
-    model.load_state_dict(model_state(args.run if args.what == "policy" else args.baseline))
+    model.load_state_dict(model_state(weights))
     ctx = mm.context(model, torch.optim.Adam(model.parameters(), 1e-3), num_classes=len(data.classes), size=args.size,
                      epochs=1, classifier=args.model, train_images=data.train.images, seed=args.seed)
     ctx.extras["train_labels"] = data.train.labels
