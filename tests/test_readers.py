@@ -168,7 +168,10 @@ def test_prepare_skips_and_counts_corrupt_files_and_reuses_the_cache(tmp_path):
     index = read_index(root)
     build_cache(index, 32, tmp_path / "c", strict=False, progress=False)  # unchanged sources: reused
     assert (tmp_path / "c" / "meta.json").stat().st_mtime_ns == stamp
-    os.utime(root / "benign" / "benign0.png", (1, 1))  # a source changed: rebuilt
+    os.utime(root / "benign" / "benign0.png", (1, 1))  # same bytes, new time (a re-copy): reused
+    build_cache(read_index(root), 32, tmp_path / "c", strict=False, progress=False)
+    assert (tmp_path / "c" / "meta.json").stat().st_mtime_ns == stamp
+    png(root / "benign" / "benign0.png", value=7)  # a source's content changed: rebuilt
     build_cache(read_index(root), 32, tmp_path / "c", strict=False, progress=False)
     assert (tmp_path / "c" / "meta.json").stat().st_mtime_ns != stamp
 

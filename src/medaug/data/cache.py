@@ -2,7 +2,7 @@
 
 A cache folder holds ``images.npy`` (uint8 [N, S, S]), ``rois.npy`` (uint8 0/1 [N, S, S], only
 when the dataset has ground-truth regions), ``manifest.csv`` (one row per cached image: the
-index columns plus source size and mtime) and ``meta.json`` (fingerprint, size, classes). It is
+index columns plus source size, mtime and content hash) and ``meta.json`` (fingerprint, size, classes). It is
 written into a temporary folder and renamed into place, so an interrupted build leaves no
 half-written cache; it is reused while the fingerprint of the sources matches.
 """
@@ -35,14 +35,52 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("MEDAUG_CACHE", Path.home() / ".cache" / "medaug"))
 
 
+def content_hashes(files: list[str]) -> dict[str, str]:
+    """SHA-256 (16 hex) of each distinct file's bytes, memoised in the cache root per (path, size, mtime).
+
+    A file whose size and mtime are unchanged is not read again; a copy with new times is re-read once
+    and, its bytes being the same, keeps its hash (so runs on re-copied data stay resumable).
+    """
+    memo_path = default_cache_root() / "file-hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+        memo = memo if isinstance(memo, dict) else {}
+    except (OSError, ValueError):
+        memo = {}
+    out, added = {}, False
+    for f in dict.fromkeys(files):
+        st = os.stat(f)
+        key = f"{os.path.realpath(f)}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in memo:
+            with open(f, "rb") as fh:
+                memo[key] = hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+            added = True
+        out[f] = memo[key]
+    if added:  # best effort: a memo that cannot be written only costs a re-read next time
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_path)
+        except OSError:
+            pass
+    return out
+
+
 def fingerprint(index: DataIndex, size: int) -> tuple[str, pd.DataFrame]:
-    """Hash of every source file's path, byte size and mtime plus the image size and index columns."""
+    """Hash of every source file's path and content plus the image size and index columns.
+
+    The returned frame also carries each source's byte size and mtime (the cache's manifest).
+    """
     frame = index.frame.copy()
-    stats = [os.stat(source_file(p)) for p in frame["path"]]  # an npz item: its archive
+    files = [source_file(p) for p in frame["path"]]  # an npz item: its archive
+    stats = [os.stat(f) for f in files]
     frame["bytes"] = [s.st_size for s in stats]
     frame["mtime_ns"] = [s.st_mtime_ns for s in stats]
+    hashes = content_hashes(files)
+    frame["sha256"] = [hashes[f] for f in files]
     h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{index.format}|{index.classes}".encode())
-    h.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
+    h.update(pd.util.hash_pandas_object(frame.drop(columns=["mtime_ns"]).astype(str), index=False).values.tobytes())
     return h.hexdigest()[:16], frame
 
 
