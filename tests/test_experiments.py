@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -149,3 +150,14 @@ variant = "devries"
         make_plan(exp, TrainConfig(size=32, progress=False))
     with pytest.raises(MedaugError, match="unknown method 'nosuch'"):
         make_plan(ExperimentConfig(data=[str(tiny_data)], methods=["x"]), TrainConfig(), {"x": {"method": "nosuch"}})
+
+
+def test_string_options_name_their_run_shot_seed_and_dataset(tiny_data, tmp_path):
+    from medaug.experiments import plan_runs
+
+    exp = ExperimentConfig(name="p", out=str(tmp_path), data=[str(tiny_data)], methods=["generative"], seeds=[0, 3], shots=[0, 50])
+    plan = make_plan(exp, TrainConfig(), {"generative": {"samples": "g/{dataset}/shot-{shot}/seed-{seed}/samples", "ratio": 2.0}})
+    got = sorted((cfg.n_shot, cfg.seed, cfg.method_options["samples"], cfg.method_options["ratio"]) for _, cfg, _ in plan_runs(plan))
+    key = Path(tiny_data).name
+    assert got == [(0, 0, f"g/{key}/shot-all/seed-0/samples", 2.0), (0, 3, f"g/{key}/shot-all/seed-3/samples", 2.0),
+                   (50, 0, f"g/{key}/shot-50/seed-0/samples", 2.0), (50, 3, f"g/{key}/shot-50/seed-3/samples", 2.0)]

@@ -30,6 +30,10 @@ Two variants of one method coexist as named entries of ``methods`` (see :func:`m
 ``BASE+FLAG`` (e.g. ``generative+classical``: ``generative`` with its boolean option ``classical``
 true), or any name with a ``[methods.NAME]`` table holding ``method = "BASE"`` and the options.
 Their runs land in ``<dataset>/<NAME>/...`` and are reported as ``NAME``.
+
+A string option may name the run it is for: ``{shot}`` (the images per class, ``all`` for 0),
+``{seed}`` and ``{dataset}`` (the dataset's folder key) are replaced per run, e.g. a generator's
+samples per shot and seed: ``samples = "runs/study/generators/shot-{shot}/seed-{seed}/samples"``.
 """
 
 from __future__ import annotations
@@ -164,14 +168,24 @@ def run_dir(plan: Plan, data: str, method: str, shot: int, seed: int) -> Path:
 def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> TrainConfig:
     values = {**plan.train.to_dict(), **plan.overrides.get(method, {})}
     base, opts = method_spec(method, plan.method_options)
+    fields = {"{shot}": str(shot) if shot else "all", "{seed}": str(seed),
+              "{dataset}": dataset_name(data, plan.train.body_part, plan.experiment.data)}
     values.update(data=str(data), method=base, label=method if method != base else "", n_shot=shot, seed=seed,
-                  method_options=opts)
+                  method_options={k: run_placeholders(v, fields) for k, v in opts.items()})
     if METHODS.get(base).needs_baseline:
         values["baseline"] = str(run_dir(plan, data, "none", shot, seed))
     elif values["finetune_epochs"] == -1:  # the same budget: every one-stage method gets the plan's fine-tuning stage
         values["finetune_epochs"] = max(METHODS.get(base_method(m, plan.method_options)).finetune_epochs
                                         for m in plan.experiment.methods)
     return TrainConfig(**values)
+
+
+def run_placeholders(value, fields: dict[str, str]):
+    """``value`` with each placeholder of ``fields`` (``{shot}``, ``{seed}``, ``{dataset}``) replaced; non-strings as they are."""
+    if isinstance(value, str):
+        for key, text in fields.items():
+            value = value.replace(key, text)
+    return value
 
 
 def plan_runs(plan: Plan) -> list[tuple[Path, TrainConfig, bool]]:
