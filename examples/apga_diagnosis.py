@@ -24,9 +24,8 @@ from scipy.ndimage import binary_dilation
 import medaug.methods as mm
 from medaug.config import TrainConfig, parse_options
 from medaug.methods.apga import FILLS, erase
-from medaug.metrics import mask_metrics
 from medaug.models.classifiers import create_classifier
-from medaug.train import load_checkpoint, load_data, model_state, predict_masks, read_toml
+from medaug.train import load_checkpoint, load_data, model_state, read_toml, split_mask_metrics
 
 
 def probe(ctx, split, seed: int) -> None:
@@ -54,9 +53,7 @@ def probe(ctx, split, seed: int) -> None:
 
 def score(method, ctx, split, label: str) -> None:
     """Print the policy's saliency AUROC, pointing and mask IoU against the split's ROIs."""
-    soft = predict_masks(method, ctx, split.images, soft=True)
-    keep = predict_masks(method, ctx, split.images)
-    r = mask_metrics(keep.astype(bool), split.rois.astype(bool), soft)
+    r = split_mask_metrics(method, ctx, split)
     print(f"{label}: saliency AUROC {r['saliency_auroc']:.3f} pointing {r['pointing']:.3f} mask IoU {r['mask_iou']:.3f}")
 
 

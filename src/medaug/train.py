@@ -120,6 +120,17 @@ def predict_masks(method: Method, ctx: Context, images: np.ndarray, soft: bool =
     return torch.cat(out).numpy()
 
 
+def split_mask_metrics(method: Method, ctx: Context, split: ArraySplit, keep: np.ndarray | None = None) -> dict | None:
+    """Mask metrics (:func:`medaug.metrics.mask_metrics`) of the method's keep-masks and saliency on
+    ``split`` against its ROIs; None when the split has no ROIs or the method no masks. ``keep``: the
+    split's keep-masks uint8 [N, H, W] when already predicted."""
+    keep = predict_masks(method, ctx, split.images) if keep is None and split.rois is not None else keep
+    if keep is None or split.rois is None:
+        return None
+    soft = predict_masks(method, ctx, split.images, soft=True)
+    return mask_metrics(keep.astype(bool), split.rois.astype(bool), soft)
+
+
 def snapshot_masks(method: Method, ctx: Context, images: np.ndarray) -> torch.Tensor | None:
     """Masks of fixed images for the mask history: uint8 {0, 1} keep-masks, or float16 soft masks
     ([N, H, W]) for methods without hard masks (PGNM's noise masks); None when the method has neither."""
@@ -573,8 +584,7 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
     }
     test_masks = predict_masks(method, ctx, dataset.test.images)
     if test_masks is not None and dataset.test.rois is not None:
-        soft = predict_masks(method, ctx, dataset.test.images, soft=True)
-        result["mask"] = mask_metrics(test_masks.astype(bool), dataset.test.rois.astype(bool), soft)
+        result["mask"] = split_mask_metrics(method, ctx, dataset.test, keep=test_masks)
     if "collapse" in state:
         result["collapse"] = state["collapse"]
     result["world_size"] = ctx.world
