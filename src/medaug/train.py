@@ -124,8 +124,10 @@ def split_mask_metrics(method: Method, ctx: Context, split: ArraySplit, keep: np
     """Mask metrics (:func:`medaug.metrics.mask_metrics`) of the method's keep-masks and saliency on
     ``split`` against its ROIs; None when the split has no ROIs or the method no masks. ``keep``: the
     split's keep-masks uint8 [N, H, W] when already predicted."""
-    keep = predict_masks(method, ctx, split.images) if keep is None and split.rois is not None else keep
-    if keep is None or split.rois is None:
+    if split.rois is None:
+        return None
+    keep = predict_masks(method, ctx, split.images) if keep is None else keep
+    if keep is None:
         return None
     soft = predict_masks(method, ctx, split.images, soft=True)
     return mask_metrics(keep.astype(bool), split.rois.astype(bool), soft)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..config import parse_ratios
 from ..errors import MedaugError
-from ..io_utils import install, output_folder, tmp_sibling
+from ..io_utils import file_digest, install, output_folder, tmp_sibling, write_json
 from ..progress import progress_bar
 from .index import read_index
 from .table import DataIndex
@@ -35,8 +35,9 @@ def default_cache_root() -> Path:
     return Path(os.environ.get("MEDAUG_CACHE", Path.home() / ".cache" / "medaug"))
 
 
-def content_hashes(files: list[str]) -> dict[str, str]:
-    """SHA-256 (16 hex) of each distinct file's bytes, memoised in the cache root per (path, size, mtime).
+def content_hashes(stats: dict[str, os.stat_result]) -> dict[str, str]:
+    """SHA-256 (16 hex) of each file's bytes (``stats``: file -> its os.stat), memoised in the cache root
+    per (path, size, mtime).
 
     A file whose size and mtime are unchanged is not read again; a copy with new times is re-read once
     and, its bytes being the same, keeps its hash (so runs on re-copied data stay resumable).
@@ -48,21 +49,16 @@ def content_hashes(files: list[str]) -> dict[str, str]:
     except (OSError, ValueError):
         memo = {}
     out, added = {}, False
-    for f in dict.fromkeys(files):
-        st = os.stat(f)
+    for f, st in stats.items():
         key = f"{os.path.realpath(f)}|{st.st_size}|{st.st_mtime_ns}"
         if key not in memo:
-            with open(f, "rb") as fh:
-                memo[key] = hashlib.file_digest(fh, "sha256").hexdigest()[:16]
+            memo[key] = file_digest(f, "sha256")[:16]
             added = True
         out[f] = memo[key]
     if added:  # best effort: a memo that cannot be written only costs a re-read next time
         try:
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_name(f".{memo_path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(memo))
-            os.replace(tmp, memo_path)
-        except OSError:
+            write_json(memo_path, memo)
+        except (OSError, MedaugError):
             pass
     return out
 
@@ -74,10 +70,10 @@ def fingerprint(index: DataIndex, size: int) -> tuple[str, pd.DataFrame]:
     """
     frame = index.frame.copy()
     files = [source_file(p) for p in frame["path"]]  # an npz item: its archive
-    stats = [os.stat(f) for f in files]
-    frame["bytes"] = [s.st_size for s in stats]
-    frame["mtime_ns"] = [s.st_mtime_ns for s in stats]
-    hashes = content_hashes(files)
+    stats = {f: os.stat(f) for f in dict.fromkeys(files)}  # each distinct file once
+    frame["bytes"] = [stats[f].st_size for f in files]
+    frame["mtime_ns"] = [stats[f].st_mtime_ns for f in files]
+    hashes = content_hashes(stats)
     frame["sha256"] = [hashes[f] for f in files]
     h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{index.format}|{index.classes}".encode())
     h.update(pd.util.hash_pandas_object(frame.drop(columns=["mtime_ns"]).astype(str), index=False).values.tobytes())
