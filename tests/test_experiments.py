@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from medaug.config import TrainConfig
+from medaug.errors import MedaugError
 from medaug.experiments import ExperimentConfig, make_plan, run_dir, run_plan
 from medaug.report import collect, summarise, write_report
 
@@ -75,10 +77,6 @@ def test_plan_check_fails_in_seconds_before_any_run_trains(tiny_data, tmp_path):
     layer the model lacks) fails when the plan starts, naming the method, before `none` trains."""
     import time
 
-    import pytest
-
-    from medaug.errors import MedaugError
-
     for options, match in (({"apga": {"policy_width": 1}}, "plan check: method 'apga'"),
                            ({"gradcam": {"layer": "nope"}}, "layer 'nope'")):
         method = next(iter(options))
@@ -100,9 +98,6 @@ def test_plan_check_builds_the_default_policy_on_28px_images(tiny_data, tmp_path
 
 def test_two_variants_of_one_method_run_side_by_side_and_are_reported_by_name(tiny_data, tmp_path):
     import numpy as np
-    import pytest
-
-    from medaug.errors import MedaugError
     from medaug.experiments import load_plan
     from medaug.generative.quality import write_image_folder
     from medaug.report import synthetic_section
@@ -161,3 +156,6 @@ def test_string_options_name_their_run_shot_seed_and_dataset(tiny_data, tmp_path
     key = Path(tiny_data).name
     assert got == [(0, 0, f"g/{key}/shot-all/seed-0/samples", 2.0), (0, 3, f"g/{key}/shot-all/seed-3/samples", 2.0),
                    (50, 0, f"g/{key}/shot-50/seed-0/samples", 2.0), (50, 3, f"g/{key}/shot-50/seed-3/samples", 2.0)]
+    misspelt = make_plan(exp, TrainConfig(), {"generative": {"samples": "g/shot-{shots}/samples"}})
+    with pytest.raises(MedaugError, match=r"\[methods.generative\] samples: unknown placeholder \{shots\}"):
+        plan_runs(misspelt)

@@ -39,6 +39,7 @@ samples per shot and seed: ``samples = "runs/study/generators/shot-{shot}/seed-{
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +172,7 @@ def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> Trai
     fields = {"{shot}": str(shot) if shot else "all", "{seed}": str(seed),
               "{dataset}": dataset_name(data, plan.train.body_part, plan.experiment.data)}
     values.update(data=str(data), method=base, label=method if method != base else "", n_shot=shot, seed=seed,
-                  method_options={k: run_placeholders(v, fields) for k, v in opts.items()})
+                  method_options={k: run_placeholders(v, fields, f"[methods.{method}] {k}") for k, v in opts.items()})
     if METHODS.get(base).needs_baseline:
         values["baseline"] = str(run_dir(plan, data, "none", shot, seed))
     elif values["finetune_epochs"] == -1:  # the same budget: every one-stage method gets the plan's fine-tuning stage
@@ -180,11 +181,17 @@ def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> Trai
     return TrainConfig(**values)
 
 
-def run_placeholders(value, fields: dict[str, str]):
-    """``value`` with each placeholder of ``fields`` (``{shot}``, ``{seed}``, ``{dataset}``) replaced; non-strings as they are."""
-    if isinstance(value, str):
-        for key, text in fields.items():
-            value = value.replace(key, text)
+def run_placeholders(value, fields: dict[str, str], where: str = "a method option"):
+    """``value`` with each placeholder of ``fields`` (``{shot}``, ``{seed}``, ``{dataset}``) replaced; non-strings
+    as they are. A ``{word}`` left over (a misspelt placeholder such as ``{shots}``) is refused, naming ``where``."""
+    if not isinstance(value, str):
+        return value
+    for key, text in fields.items():
+        value = value.replace(key, text)
+    unknown = re.search(r"\{\w+\}", value)
+    if unknown:
+        raise MedaugError(f"{where}: unknown placeholder {unknown.group()} in {value!r}; "
+                          f"use {', '.join(fields)} (docs/experiments.md)")
     return value
 
 
