@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from medaug.config import TrainConfig
-from medaug.data.cache import build_cache
+from medaug.data.cache import build_cache, default_cache_root
 from medaug.data.check import check_dataset
 from medaug.data.index import read_index
 from medaug.data.io import load_image
@@ -174,6 +175,8 @@ def test_prepare_skips_and_counts_corrupt_files_and_reuses_the_cache(tmp_path):
     png(root / "benign" / "benign0.png", value=7)  # a source's content changed: rebuilt
     build_cache(read_index(root), 32, tmp_path / "c", strict=False, progress=False)
     assert (tmp_path / "c" / "meta.json").stat().st_mtime_ns != stamp
+    memo = json.loads((default_cache_root() / "file-hashes.json").read_text())  # the hash memo: newest version only
+    assert sum(key.startswith(f"{os.path.realpath(root / 'benign' / 'benign0.png')}|") for key in memo) == 1
 
 
 @pytest.mark.parametrize("layout", ["imagefolder", "imagefolder-split", "csv", "prepared-cache"])

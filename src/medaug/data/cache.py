@@ -37,7 +37,7 @@ def default_cache_root() -> Path:
 
 def content_hashes(stats: dict[str, os.stat_result]) -> dict[str, str]:
     """SHA-256 (16 hex) of each file's bytes (``stats``: file -> its os.stat), memoised in the cache root
-    per (path, size, mtime).
+    per (path, size, mtime), one entry per file (a file's older versions are dropped).
 
     A file whose size and mtime are unchanged is not read again; a copy with new times is re-read once
     and, its bytes being the same, keeps its hash (so runs on re-copied data stay resumable).
@@ -48,11 +48,14 @@ def content_hashes(stats: dict[str, os.stat_result]) -> dict[str, str]:
         memo = memo if isinstance(memo, dict) else {}
     except (OSError, ValueError):
         memo = {}
+    latest = {key.rsplit("|", 2)[0]: key for key in memo}  # one entry per file: its newest version
     out, added = {}, False
     for f, st in stats.items():
-        key = f"{os.path.realpath(f)}|{st.st_size}|{st.st_mtime_ns}"
+        real = os.path.realpath(f)
+        key = f"{real}|{st.st_size}|{st.st_mtime_ns}"
         if key not in memo:
-            memo[key] = file_digest(f, "sha256")[:16]
+            memo.pop(latest.get(real, ""), None)  # the file's older version: never looked up again
+            memo[key], latest[real] = file_digest(f, "sha256")[:16], key
             added = True
         out[f] = memo[key]
     if added:  # best effort: a memo that cannot be written only costs a re-read next time
