@@ -159,3 +159,24 @@ def test_string_options_name_their_run_shot_seed_and_dataset(tiny_data, tmp_path
     misspelt = make_plan(exp, TrainConfig(), {"generative": {"samples": "g/shot-{shots}/samples"}})
     with pytest.raises(MedaugError, match=r"\[methods.generative\] samples: unknown placeholder \{shots\}"):
         plan_runs(misspelt)
+
+
+def test_a_run_another_process_is_training_is_left_to_it(tiny_data, tmp_path, capsys):
+    """Two `medaug run` of one plan share it: a run whose folder another process holds (run_lock), and a
+    two-stage run on that run's `none`, are skipped and named; the next call collects them. A single
+    `fit` on a held folder stops with RunBusy before writing anything."""
+    from medaug.errors import RunBusy
+    from medaug.train import fit, run_lock
+
+    exp = ExperimentConfig(name="t", out=str(tmp_path), data=[str(tiny_data)], methods=["none", "gradcam", "cutout"], seeds=[0, 1])
+    plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False))
+    held = run_dir(plan, str(tiny_data), "none", 0, 1)
+    with run_lock(held):
+        with pytest.raises(RunBusy, match="another medaug process is training this run now"):
+            fit(TrainConfig(data=str(tiny_data), size=32, epochs=1, progress=False), held)
+        assert not held.exists()
+        done = {out for out, _ in run_plan(plan)}
+    skipped = {held, run_dir(plan, str(tiny_data), "gradcam", 0, 1)}
+    assert done == {run_dir(plan, str(tiny_data), m, 0, s) for m in ("none", "gradcam", "cutout") for s in (0, 1)} - skipped
+    assert "2 run(s) left to the other medaug process" in capsys.readouterr().err
+    assert len(run_plan(plan)) == 6 and all((out / "metrics.json").is_file() for out in skipped)

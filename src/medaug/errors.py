@@ -9,6 +9,10 @@ class MedaugError(Exception):
     """A problem with the user's input: data, config, names or options."""
 
 
+class RunBusy(MedaugError):
+    """Another process is training this run folder now (``medaug.train.run_lock``)."""
+
+
 def fail(message: str) -> None:
     """Raise :class:`MedaugError` with ``message``."""
     raise MedaugError(message)

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import CACHE_FIELDS, TrainConfig, check_types, from_dict, load_toml
-from .errors import MedaugError
+from .errors import MedaugError, RunBusy
 from .methods import METHODS
 from .ray_executor import run_ray
 from .registry import Registry
@@ -217,18 +217,33 @@ EXECUTORS: Registry[Callable[[Plan, list, OnResult], list]] = Registry("executor
 
 @EXECUTORS.register("local")
 def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[Path, dict]]:
-    """One run after another in this process; runs that see the same images share one loaded dataset."""
+    """One run after another in this process; runs that see the same images share one loaded dataset.
+
+    A run another process is training now (a second ``medaug run`` of the same plan), and a two-stage run
+    whose ``none`` run that is, are left to it and named at the end, so several processes can share a plan.
+    """
+    from .progress import console
     from .train import fit, load_data
 
-    results, loaded, dataset = [], None, None
-    for out, cfg, _ in runs:
+    results, loaded, dataset, elsewhere = [], None, None, []
+    for out, cfg, needs_baseline in runs:
+        if needs_baseline and Path(cfg.baseline) in elsewhere:
+            elsewhere.append(out)
+            continue
         key = tuple(getattr(cfg, k) for k in DATA_FIELDS)
         if not (out / "metrics.json").is_file() and loaded != key:
             dataset, loaded = load_data(cfg), key
-        metrics = fit(cfg, out, dataset if loaded == key else None)
+        try:
+            metrics = fit(cfg, out, dataset if loaded == key else None)
+        except RunBusy:
+            elsewhere.append(out)
+            continue
         results.append((out, metrics))
         if on_result:
             on_result(out, metrics)
+    if elsewhere:
+        console.print(f"[yellow]{len(elsewhere)} run(s) left to the other medaug process training them now[/yellow] "
+                      f"(first: {elsewhere[0]}); run this command again when it has finished to collect them")
     return results
 
 

@@ -15,9 +15,12 @@ A run folder holds::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import time
 import tomllib
 from dataclasses import dataclass
@@ -31,10 +34,10 @@ from torch import nn
 from . import __version__
 from .config import TrainConfig, dump_toml
 from .context import Context
-from .data.cache import ArraySplit, Dataset, cached, fingerprint, is_cache, load_dataset
+from .data.cache import ArraySplit, Dataset, cached, default_cache_root, fingerprint, is_cache, load_dataset
 from .data.index import read_index
 from .device import barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
-from .errors import MedaugError
+from .errors import MedaugError, RunBusy
 from .io_utils import output_folder, remove_output, save_npz, save_torch, write_json, write_text
 from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
@@ -228,6 +231,35 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     """
     out = Path(out_dir)
     create_method(cfg.method, cfg.method_options)  # validate names before any work
+    with run_lock(out) if distributed()[0] == 0 else contextlib.nullcontext():
+        return _fit_run(cfg, out, dataset, tracker, overwrite)
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold run folder ``out`` for this process: a second process on the same folder (two terminals, two
+    ``medaug run`` of one plan) gets :class:`RunBusy` instead of training beside it. The lock is an OS file
+    lock on ``$MEDAUG_CACHE/locks/run-<hash of the folder's real path>.lock`` (not in the folder), so a
+    killed process leaves nothing to clean up."""
+    from filelock import FileLock, Timeout
+
+    key = hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:16]
+    path = default_cache_root() / "locks" / f"run-{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunBusy(f"{out}: another medaug process is training this run now; let it finish (or stop it), "
+                      f"then run again") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, overwrite: bool) -> dict:
+    """:func:`fit` once the folder is this process's."""
     if distributed()[0] == 0:  # one process claims and writes the folder
         output_folder(out, "run", inputs=data_inputs(cfg), overwrite=overwrite)
     fp = dataset.fingerprint if dataset is not None else data_fingerprint(cfg) if _has_results(out) else None
