@@ -75,7 +75,7 @@ def test_apga_diagnosis_example_probes_the_reward_and_scores_the_prior(tiny_cfg,
     """examples/apga_diagnosis.py (docs/apga.md's diagnosis): loss rises per fill and the prior's ROI scores."""
     from medaug.train import fit
 
-    cfg = tiny_cfg(method="none", epochs=1)
+    cfg = tiny_cfg(method="none", epochs=2)
     fit(cfg, tmp_path / "none")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     common = ["--data", cfg.data, "--baseline", str(tmp_path / "none"), "--size", "32"]
@@ -92,7 +92,7 @@ def test_apga_diagnosis_example_probes_the_reward_and_scores_the_prior(tiny_cfg,
                        prior.stdout, re.M)
     assert scores and all(0.0 <= float(v) <= 1.0 for v in scores.groups())
     # policy: a finished run's policy scored on its test split reproduces the run's own mask metrics
-    apga = fit(tiny_cfg(method="apga", epochs=1, baseline=str(tmp_path / "none"),
+    apga = fit(tiny_cfg(method="apga", epochs=2, baseline=str(tmp_path / "none"),
                         method_options={"policy_width": 4, "prior_steps": 5}), tmp_path / "apga")
     policy = subprocess.run([sys.executable, str(ROOT / "examples" / "apga_diagnosis.py"), "policy", "--data", cfg.data,
                              "--run", str(tmp_path / "apga"), "--size", "32", "--split", "test"],

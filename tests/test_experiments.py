@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ from medaug.report import collect, summarise, write_report
 
 def test_plan_runs_baseline_first_and_reuses_it(tiny_data, tmp_path):
     exp = ExperimentConfig(name="t", out=str(tmp_path), data=[str(tiny_data)], methods=["apga", "cutout"], seeds=[0, 1])
-    plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False), {"apga": {"policy_width": 4}})
+    plan = make_plan(exp, TrainConfig(size=32, epochs=2, batch_size=16, progress=False), {"apga": {"policy_width": 4}})
     assert plan.experiment.methods[0] == "none"  # added and ordered first for the two-stage method
     results = run_plan(plan)
     assert len(results) == 6
@@ -81,7 +82,7 @@ def test_plan_check_fails_in_seconds_before_any_run_trains(tiny_data, tmp_path):
                            ({"gradcam": {"layer": "nope"}}, "layer 'nope'")):
         method = next(iter(options))
         exp = ExperimentConfig(name=method, out=str(tmp_path), data=[str(tiny_data)], methods=[method], seeds=[0])
-        plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False), options)
+        plan = make_plan(exp, TrainConfig(size=32, epochs=2, batch_size=16, progress=False), options)
         start = time.time()
         with pytest.raises(MedaugError, match=match):
             run_plan(plan)
@@ -93,7 +94,7 @@ def test_plan_check_builds_the_default_policy_on_28px_images(tiny_data, tmp_path
     from medaug.experiments import check_plan, plan_runs
 
     exp = ExperimentConfig(name="p28", out=str(tmp_path), data=[str(tiny_data)], methods=["apga", "end2end"], seeds=[0])
-    check_plan(plan_runs(make_plan(exp, TrainConfig(size=28, epochs=1, progress=False))))  # raises if any fails
+    check_plan(plan_runs(make_plan(exp, TrainConfig(size=28, epochs=2, progress=False))))  # raises if any fails
 
 
 def test_two_variants_of_one_method_run_side_by_side_and_are_reported_by_name(tiny_data, tmp_path):
@@ -169,7 +170,7 @@ def test_a_run_another_process_is_training_is_left_to_it(tiny_data, tmp_path, ca
     from medaug.train import fit, run_lock
 
     exp = ExperimentConfig(name="t", out=str(tmp_path), data=[str(tiny_data)], methods=["none", "gradcam", "cutout"], seeds=[0, 1])
-    plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False))
+    plan = make_plan(exp, TrainConfig(size=32, epochs=2, batch_size=16, progress=False))
     held = run_dir(plan, str(tiny_data), "none", 0, 1)
     with run_lock(held):
         with pytest.raises(RunBusy, match="another medaug process is training this run now"):
@@ -178,5 +179,35 @@ def test_a_run_another_process_is_training_is_left_to_it(tiny_data, tmp_path, ca
         done = {out for out, _ in run_plan(plan)}
     skipped = {held, run_dir(plan, str(tiny_data), "gradcam", 0, 1)}
     assert done == {run_dir(plan, str(tiny_data), m, 0, s) for m in ("none", "gradcam", "cutout") for s in (0, 1)} - skipped
-    assert "2 run(s) left to the other medaug process" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 run(s) left to another medaug process" in err
+    # progress = false still prints one line per run: count, state, runs left
+    assert "[1/6] synth/none/shot-all/seed-0: trained, test auroc" in err and "5 left" in err
+    assert re.search(r"\[\d/6\] synth/none/shot-all/seed-1: left to another process", err)
     assert len(run_plan(plan)) == 6 and all((out / "metrics.json").is_file() for out in skipped)
+    again = capsys.readouterr().err
+    assert "[6/6]" in again and "[1/6] synth/none/shot-all/seed-0: finished before" in again
+
+
+def test_runs_the_other_process_finished_meanwhile_are_not_called_left(tiny_data, tmp_path, capsys, monkeypatch):
+    """A run skipped because another process held it, and finished by that process before this one ends,
+    is reported as trained elsewhere, not as left to do."""
+    import medaug.train as train_mod
+    from medaug.errors import RunBusy
+
+    exp = ExperimentConfig(name="t", out=str(tmp_path), data=[str(tiny_data)], methods=["none"], seeds=[0, 1])
+    plan = make_plan(exp, TrainConfig(size=32, epochs=2, batch_size=16, progress=False))
+    held = run_dir(plan, str(tiny_data), "none", 0, 0)
+
+    def fake_fit(cfg, out, dataset=None, **_):
+        if out == held:
+            raise RunBusy("held")
+        (held / "metrics.json").parent.mkdir(parents=True, exist_ok=True)
+        (held / "metrics.json").write_text("{}")  # the other process finishes meanwhile
+        return {"test": {"auroc": 0.5}}
+
+    monkeypatch.setattr(train_mod, "fit", fake_fit)
+    monkeypatch.setattr(train_mod, "load_data", lambda cfg: None)
+    run_plan(plan)
+    err = capsys.readouterr().err
+    assert "1 run(s) were trained by another medaug process (all finished now)" in err and "left to another medaug" not in err

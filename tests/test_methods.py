@@ -371,7 +371,7 @@ def test_apga_run_learns_where_the_finding_is(tmp_path):
     opts = dict(preset="paper", policy_width=8, policy_size=32, step="fused", action="bernoulli", reward="sample", action_grid=8,
                 init_useful=0.1, policy_lr=1e-3, lambda_zeros=0.01)
     cfg = TrainConfig(**{**base.to_dict(), "method": "apga", "method_options": opts, "epochs": 10,
-                         "baseline": str(tmp_path / "none"), "finetune_lr": 5e-4})
+                         "baseline": str(tmp_path / "none"), "finetune_lr": 5e-4, "budget": "paper"})
     trained = fit(cfg, tmp_path / "apga")["mask"]["saliency_auroc"]
 
     ds = load_data(cfg)

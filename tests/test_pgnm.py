@@ -116,11 +116,13 @@ def test_average_weights_is_the_mean():
 
 
 def test_heated_then_finetuned_end_to_end(multiclass_data, tmp_path):
-    cfg = TrainConfig(data=str(multiclass_data), size=32, epochs=2, batch_size=16, method="pgnm",
+    cfg = TrainConfig(data=str(multiclass_data), size=32, epochs=5, batch_size=16, method="pgnm",
                       finetune_epochs=3, average_last=2, progress=False)
     out = tmp_path / "run"
     result = fit(cfg, out)
     assert result["method"] == "pgnm" and result["stages"]["finetune_epochs"] == 3
+    # budget equal: the heated stage and the fine-tuning share the 5 epochs
+    assert result["stages"]["heated_epochs"] == 2 and result["budget"] == {"mode": "equal", "classifier_epochs": 5}
     assert result["epochs_run"] == 3 and result["heated"]["best_epoch"] >= 1
     for key in ("macro_precision", "macro_recall", "macro_f1", "balanced_accuracy", "auroc_ovo", "auroc"):
         assert 0 <= result["test"][key] <= 1
@@ -148,14 +150,18 @@ def test_heated_then_finetuned_end_to_end(multiclass_data, tmp_path):
     assert fit(cfg, out) == result  # finished: returned as is
 
 
-def test_plans_give_none_the_same_finetuning_stage(tmp_path):
+def test_budget_paper_plans_give_none_the_same_finetuning_stage(tmp_path):
     exp = ExperimentConfig(data=[str(tmp_path)], methods=["none", "pgnm", "apga"])
-    plan = make_plan(exp, TrainConfig())
+    plan = make_plan(exp, TrainConfig(budget="paper"))
     assert run_config(plan, str(tmp_path), "none", 0, 0).finetune_epochs == 10
     assert run_config(plan, str(tmp_path), "pgnm", 0, 0).finetune_epochs == 10
     assert run_config(plan, str(tmp_path), "apga", 0, 0).finetune_epochs == -1  # starts from none instead
-    plain = make_plan(ExperimentConfig(data=[str(tmp_path)], methods=["none", "cutout"]), TrainConfig())
+    plain = make_plan(ExperimentConfig(data=[str(tmp_path)], methods=["none", "cutout"]), TrainConfig(budget="paper"))
     assert finetune_epochs(run_config(plain, str(tmp_path), "none", 0, 0)) == 0
+    # budget equal (the default): pgnm's stages fit in epochs, so the one-stage methods get no extra stage
+    equal = make_plan(exp, TrainConfig(epochs=25))
+    assert finetune_epochs(run_config(equal, str(tmp_path), "none", 0, 0)) == 0
+    assert finetune_epochs(run_config(equal, str(tmp_path), "pgnm", 0, 0)) == 10
 
 
 def test_transfer_to_unseen_findings(multiclass_data, tmp_path):
@@ -163,7 +169,7 @@ def test_transfer_to_unseen_findings(multiclass_data, tmp_path):
     from medaug.transfer import parse_backbones, run_transfer
 
     base = dict(data=str(multiclass_data), size=32, epochs=1, batch_size=16, progress=False)
-    fit(TrainConfig(method="pgnm", finetune_epochs=1, average_last=1, **base), tmp_path / "pgnm")
+    fit(TrainConfig(method="pgnm", finetune_epochs=1, average_last=1, **{**base, "epochs": 2}), tmp_path / "pgnm")
     fit(TrainConfig(method="none", **base), tmp_path / "none")
     new = generate(tmp_path / "new", n_train=24, n_test=12, size=32, seed=9, findings="sclerosis,periosteal",
                    layout="folders", progress=False)

@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray", reason="Ray is installed by `make install` (req
 def plan_for(data, out, executor):
     exp = ExperimentConfig(name="r", out=str(out), data=[str(data)], methods=["none", "gradcam"], seeds=[0],
                            executor=executor, ray_local_cpus=2)
-    return make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False))
+    return make_plan(exp, TrainConfig(size=32, epochs=2, batch_size=16, progress=False))
 
 
 def test_ray_runs_match_local_runs(tiny_data, tmp_path):
@@ -47,7 +47,7 @@ def test_unknown_executor_and_missing_ray(tiny_data, tmp_path, monkeypatch):
 def test_a_failing_run_is_one_clear_error(tiny_data, tmp_path):
     exp = ExperimentConfig(name="f", out=str(tmp_path), data=[str(tiny_data)], methods=["none"], seeds=[0],
                            executor="ray", ray_local_cpus=2)
-    plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False, pretrained=str(tmp_path / "gone.pt")))
+    plan = make_plan(exp, TrainConfig(size=32, epochs=2, batch_size=16, progress=False, pretrained=str(tmp_path / "gone.pt")))
     with pytest.raises(MedaugError, match=r"seed-0: --pretrained .*gone\.pt: file not found") as info:
         run_plan(plan)
     assert "\n" not in str(info.value)

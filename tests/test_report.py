@@ -30,7 +30,7 @@ def study(tmp_path_factory):
     base = tmp_path_factory.mktemp("study")
     data = generate(base / "synth", n_train=96, n_test=48, size=32, seed=0, progress=False)
     exp = ExperimentConfig(name="s", out=str(base / "runs"), data=[str(data)], methods=["none", "cutout"], seeds=[0, 1, 2])
-    plan = make_plan(exp, TrainConfig(size=32, epochs=1, batch_size=16, progress=False, cache=str(base / "cache")))
+    plan = make_plan(exp, TrainConfig(size=32, epochs=2, batch_size=16, progress=False, cache=str(base / "cache")))
     run_plan(plan)
     return plan.root
 
@@ -262,3 +262,17 @@ def test_templates_ship_with_the_package():
     files = [f.relative_to(root).as_posix() for f in (root / "templates").iterdir()]
     assert "templates/report.html.j2" in files
     assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), (files, globs)
+
+
+def test_run_notes_name_different_budgets_and_kept_starts():
+    """The report's notes: a cell whose methods trained for different budgets, and two-stage runs that kept their start."""
+    from medaug.results import run_notes
+
+    rows = [dict(dataset="d", shot="all", method=m, seed=s, classifier_epochs=e, budget=b, kept_start=k)
+            for m, e, b, k in (("none", 15, "paper", 0), ("apga", 30, "paper", 1)) for s in (0, 1)]
+    notes = run_notes(pd.DataFrame(rows))
+    assert notes[0].startswith("Budgets differ in d, shot all: classifier epochs from initialisation none 15, apga 30 (budget paper)")
+    assert notes[1] == ("apga kept its starting checkpoint (the `none` baseline; no epoch of the method beat it on validation) "
+                        "in 2/2 runs.")
+    equal = [{**r, "classifier_epochs": 15, "budget": "equal", "kept_start": 0} for r in rows]
+    assert run_notes(pd.DataFrame(equal)) == []

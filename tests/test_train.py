@@ -108,10 +108,10 @@ def test_torchrun_two_processes_write_one_result(tiny_data, tmp_path, step):
     env = {**os.environ, "MEDAUG_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            "-m", "medaug", "train", "--data", str(tiny_data), "--size", "32", "--epochs", "2",
+            "-m", "medaug", "train", "--data", str(tiny_data), "--size", "32", "--epochs", "4",
             "--method", "apga", "--baseline", str(tmp_path / "base"), "--batch-size", "8", "--device", "cpu",
             "-o", "policy_size=32", "-o", "policy_width=4", "-o", f"step={step}", "--out", str(out)]
-    base = [sys.executable, "-m", "medaug", "train", "--data", str(tiny_data), "--size", "32", "--epochs", "1",
+    base = [sys.executable, "-m", "medaug", "train", "--data", str(tiny_data), "--size", "32", "--epochs", "4",
             "--batch-size", "16", "--out", str(tmp_path / "base")]
     assert subprocess.run(base, env=env, capture_output=True, text=True).returncode == 0
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
@@ -149,7 +149,8 @@ def test_collapsed_policy_is_flagged_in_console_metrics_and_report(tiny_cfg, tmp
     base = fit(tiny_cfg(epochs=3), root / "none" / "shot-all" / "seed-0")
     assert "collapse" not in base
     opts = {"preset": "paper", "policy_width": 4, "init_useful": 1e-4}
-    result = fit(tiny_cfg(method="apga", method_options=opts, epochs=3, baseline=str(root / "none" / "shot-all" / "seed-0")),
+    result = fit(tiny_cfg(method="apga", method_options=opts, epochs=3, baseline=str(root / "none" / "shot-all" / "seed-0"),
+                          budget="paper"),  # 3 epochs of apga after the whole none run
                  root / "apga" / "shot-all" / "seed-0")
     assert result["collapse"]["epoch"] == 3 and result["collapse"]["kind"] == "empty"
     assert result["collapse"]["kept_fraction"] < 0.01
@@ -161,3 +162,50 @@ def test_collapsed_policy_is_flagged_in_console_metrics_and_report(tiny_cfg, tmp
     assert "COLLAPSED 1/1" in (out / "report.md").read_text()
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary[summary.method == "apga"]["collapsed"]) == {1} and set(summary[summary.method == "none"]["collapsed"]) == {0}
+
+
+def test_equal_budget_two_stage_runs_continue_the_none_run_at_its_branch_epoch(tiny_cfg, tmp_path):
+    """budget equal: `none` saves branch.pt (its best checkpoint of the first baseline_epochs epochs); a
+    two-stage method starts there and trains the rest of the same budget; a baseline of another budget is
+    refused; budget paper adds `epochs` to the baseline's final best.pt."""
+    base = fit(tiny_cfg(epochs=4), tmp_path / "none")
+    branch = torch.load(tmp_path / "none" / "branch.pt", weights_only=True)
+    assert (branch["branch_epoch"], branch["epochs"]) == (2, 4) and branch["epoch"] <= 1  # best of epochs 1-2
+    assert base["budget"] == {"mode": "equal", "classifier_epochs": 4}
+    opts = {"policy_width": 4, "prior_steps": 2}
+    apga = fit(tiny_cfg(method="apga", epochs=4, baseline=str(tmp_path / "none"), method_options=opts), tmp_path / "apga")
+    assert apga["epochs_run"] == 2 and apga["stages"] == {"baseline_epochs": 2, "method_epochs": 2}
+    assert apga["budget"] == {"mode": "equal", "classifier_epochs": 4}
+    with pytest.raises(MedaugError, match="none stage ends at epoch 2 of 4; this run needs epoch 3 of 6"):
+        fit(tiny_cfg(method="apga", epochs=6, baseline=str(tmp_path / "none"), method_options=opts), tmp_path / "apga6")
+    paper = fit(tiny_cfg(method="apga", epochs=4, baseline=str(tmp_path / "none"), method_options=opts, budget="paper"),
+                tmp_path / "apga-paper")
+    assert paper["epochs_run"] == 4 and paper["budget"] == {"mode": "paper", "classifier_epochs": 8}
+    with pytest.raises(MedaugError, match="leaving none for apga's own stage"):
+        fit(tiny_cfg(method="apga", epochs=2, baseline_epochs=2, baseline=str(tmp_path / "none")), tmp_path / "apga-0")
+
+
+def test_two_stage_run_keeps_its_start_when_no_epoch_beats_it(tiny_cfg, tmp_path, capsys, monkeypatch):
+    """Do no harm: the starting checkpoint is scored as epoch 0; when every epoch of the method is worse on
+    validation, the run keeps the baseline (plain predictions) and says so on the console and in metrics.json."""
+    import medaug.train as train_mod
+
+    fit(tiny_cfg(epochs=4), tmp_path / "none")
+    real = train_mod.evaluate
+
+    def worse_with_the_method(method, ctx, split, studies=True):
+        metrics, probs = real(method, ctx, split, studies)
+        if method is not train_mod.PLAIN:
+            metrics = {**metrics, "auroc": metrics["auroc"] - 1.0}  # every epoch of gradcam loses to the start
+        return metrics, probs
+
+    monkeypatch.setattr(train_mod, "evaluate", worse_with_the_method)
+    result = fit(tiny_cfg(method="gradcam", epochs=4, baseline=str(tmp_path / "none")), tmp_path / "gradcam")
+    assert result["start"]["kept"] is True and result["best_epoch"] == 0 and result["epochs_run"] == 2
+    assert result["valid"]["auroc"] == pytest.approx(result["start"]["valid"]["auroc"])  # the kept baseline, plain rule
+    assert torch.load(tmp_path / "gradcam" / "best.pt", weights_only=True)["start"] is True
+    assert "kept the starting checkpoint (epoch 0, the `none` baseline)" in capsys.readouterr().err.replace("\n", "")
+    monkeypatch.setattr(train_mod, "evaluate", real)
+    normal = fit(tiny_cfg(method="gradcam", epochs=4, baseline=str(tmp_path / "none")), tmp_path / "gradcam2")
+    assert set(normal["start"]) == {"kept", "valid"} and "auroc" in normal["start"]["valid"]
+    assert "start" not in fit(tiny_cfg(method="cutout", epochs=2), tmp_path / "cutout")  # one-stage methods unchanged

@@ -36,7 +36,7 @@ def plan_from_flags(data: str, seed: int, body_part: str, n_runs: int, gpu_id: i
     train = TrainConfig(
         body_part=body_part, model=model, size=size, pretrained=pretrained,
         batch_size=25, optimizer="adam", lr=p["lr"], finetune_lr=p["finetune_lr"], epochs=epochs or p["epochs"],
-        patience=p["patience"], schedule="none", monitor="accuracy",
+        patience=p["patience"], schedule="none", monitor="accuracy", budget="paper",  # the baseline trained to convergence first
         device="cpu" if gpu_id is None or gpu_id < 0 else f"cuda:{gpu_id}",
     )
     policy = dict(policy="ternaus", policy_width=64, policy_lr=1e-4, policy_weights=policy_weights)

@@ -55,7 +55,9 @@ class TrainConfig:
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     channels_last: bool = False  #: NHWC memory format for the classifier (faster convolutions; see docs/performance.md)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  #: autocast precision on the device
-    baseline: str = ""  #: run folder of a trained `none` model; two-stage methods start from its best checkpoint
+    baseline: str = ""  #: run folder of a trained `none` model; two-stage methods start from its checkpoint (see budget)
+    budget: Literal["equal", "paper"] = "equal"  #: equal: every method trains the classifier `epochs` epochs from initialisation, stages included; paper: the papers' two-stage protocols, longer budgets for two-stage methods (docs/experiments.md)
+    baseline_epochs: int = -1  #: budget equal: two-stage methods (apga, gradcam, end2end) start from the none run's best checkpoint of its first baseline_epochs epochs and train the rest of `epochs` (-1 = half, rounded up)
     finetune_lr: float = 0.0  #: lr when starting from a baseline or in the fine-tuning stage (0 = use lr; stage 2: lr / 10)
     finetune_epochs: int = -1  #: stage 2 without the method after training (-1 = the method's default: pgnm 10, others 0)
     average_last: int = 3  #: stage 2 ends with the mean of its last N epochs' weights (0 = best validation epoch)
@@ -79,6 +81,7 @@ class TrainConfig:
             (0 < self.val_fraction < 1, "val_fraction must be in (0, 1)"),
             (self.n_shot >= 0, "n_shot must be >= 0"),
             (self.finetune_epochs >= -1, "finetune_epochs must be >= 0 (or -1 for the method's default)"),
+            (self.baseline_epochs == -1 or self.baseline_epochs >= 1, "baseline_epochs must be >= 1 (or -1 for half of epochs)"),
             (self.average_last >= 0, "average_last must be >= 0"),
         ]
         for ok, msg in checks:

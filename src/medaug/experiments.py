@@ -1,11 +1,15 @@
 """Methods x seeds x shots x datasets: one folder per run, finished runs skipped, interrupted ones resumed.
 
 Layout: ``<out>/<experiment>/<dataset>/<method>/shot-<k>/seed-<s>/`` (shot-all when k = 0).
-Two-stage methods (``needs_baseline``) start from the best checkpoint of the ``none`` run with
-the same dataset, shot and seed, which is trained first and reused by every such method.
-When a plan holds a method with a fine-tuning stage (``pgnm``: a heated model, then 10 epochs
-without the policy), every other one-stage method gets the same stage unless ``finetune_epochs``
-is set, so ``none`` is trained for the same budget and compared like with like.
+Two-stage methods (``needs_baseline``) start from a checkpoint of the ``none`` run with the same
+dataset, shot and seed, which is trained first and reused by every such method. Budgets are equal
+by default (``budget = "equal"``): every method trains the classifier ``epochs`` epochs from
+initialisation; a two-stage method continues the ``none`` run's best checkpoint of its first
+``baseline_epochs`` epochs for the rest, and ``pgnm``'s heated and fine-tuning stages share the
+``epochs``. With ``budget = "paper"`` (the papers' protocols) two-stage methods add ``epochs`` to the
+``none`` run's final best checkpoint, and when a plan holds a method with a fine-tuning stage
+(``pgnm``: a heated model, then 10 epochs without the policy) every other one-stage method gets the
+same stage unless ``finetune_epochs`` is set; the report says when budgets differ.
 
 A TOML config::
 
@@ -175,7 +179,7 @@ def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> Trai
                   method_options={k: run_placeholders(v, fields, f"[methods.{method}] {k}") for k, v in opts.items()})
     if METHODS.get(base).needs_baseline:
         values["baseline"] = str(run_dir(plan, data, "none", shot, seed))
-    elif values["finetune_epochs"] == -1:  # the same budget: every one-stage method gets the plan's fine-tuning stage
+    elif values["finetune_epochs"] == -1 and values["budget"] == "paper":  # one-stage methods get the plan's fine-tuning stage
         values["finetune_epochs"] = max(METHODS.get(base_method(m, plan.method_options)).finetune_epochs
                                         for m in plan.experiment.methods)
     return TrainConfig(**values)
@@ -221,29 +225,41 @@ def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[
 
     A run another process is training now (a second ``medaug run`` of the same plan), and a two-stage run
     whose ``none`` run that is, are left to it and named at the end, so several processes can share a plan.
+    Progress: a live view on a terminal, else one line per run (:class:`medaug.progress.PlanProgress`).
     """
-    from .progress import console
+    from .progress import PlanProgress, console, live_view
     from .train import fit, load_data
 
     results, loaded, dataset, elsewhere = [], None, None, []
-    for out, cfg, needs_baseline in runs:
-        if needs_baseline and Path(cfg.baseline) in elsewhere:
-            elsewhere.append(out)
-            continue
-        key = tuple(getattr(cfg, k) for k in DATA_FIELDS)
-        if not (out / "metrics.json").is_file() and loaded != key:
-            dataset, loaded = load_data(cfg), key
-        try:
-            metrics = fit(cfg, out, dataset if loaded == key else None)
-        except RunBusy:
-            elsewhere.append(out)
-            continue
-        results.append((out, metrics))
-        if on_result:
-            on_result(out, metrics)
-    if elsewhere:
-        console.print(f"[yellow]{len(elsewhere)} run(s) left to the other medaug process training them now[/yellow] "
-                      f"(first: {elsewhere[0]}); run this command again when it has finished to collect them")
+    with live_view(plan.train.progress) as bar:
+        progress = PlanProgress(len(runs), bar)
+        for out, cfg, needs_baseline in runs:
+            what = str(out.relative_to(plan.root)) if out.is_relative_to(plan.root) else str(out)
+            if needs_baseline and Path(cfg.baseline) in elsewhere:
+                elsewhere.append(out)
+                progress.finished(what, None, trained=False)
+                continue
+            finished = (out / "metrics.json").is_file()
+            key = tuple(getattr(cfg, k) for k in DATA_FIELDS)
+            if not finished and loaded != key:
+                dataset, loaded = load_data(cfg), key
+            try:
+                metrics = fit(cfg, out, dataset if loaded == key else None)
+            except RunBusy:
+                elsewhere.append(out)
+                progress.finished(what, None, trained=False)
+                continue
+            results.append((out, metrics))
+            progress.finished(what, metrics, trained=not finished)
+            if on_result:
+                on_result(out, metrics)
+        progress.close()
+    unfinished = [out for out in elsewhere if not (out / "metrics.json").is_file()]  # the other process may be done by now
+    if unfinished:
+        console.print(f"[yellow]{len(unfinished)} run(s) left to another medaug process training them now[/yellow] "
+                      f"(first: {unfinished[0]}); run this command again when it has finished to collect them")
+    elif elsewhere:
+        console.print(f"{len(elsewhere)} run(s) were trained by another medaug process (all finished now)", highlight=False)
     return results
 
 
@@ -257,9 +273,11 @@ def check_plan(runs: list, skip_finished: bool = True) -> None:
     import json
 
     from .bench import prepare_method
+    from .train import check_budget
 
     seen = set()
     for out, cfg, _ in runs:
+        check_budget(cfg)  # both stages of a staged run fit in its epochs
         if skip_finished and (out / "metrics.json").is_file():
             continue
         key = (cfg.method, json.dumps(cfg.method_options, sort_keys=True), cfg.model, cfg.size, cfg.in_channels)

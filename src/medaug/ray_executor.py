@@ -19,7 +19,7 @@ from typing import Callable
 
 from .config import CACHE_FIELDS, TrainConfig
 from .errors import MedaugError
-from .progress import NullProgress, make_progress
+from .progress import PlanProgress, live_view
 
 
 def _fit_task(cfg: dict, out: str, _baseline=None) -> tuple[str, dict]:
@@ -80,8 +80,8 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
             pending[ref] = out
             if cfg.method == "none":
                 baselines[out] = ref
-        with make_progress() if plan.train.progress else NullProgress() as bar:
-            task = bar.add_task("runs on Ray", total=len(pending), status=f"{resources}")
+        with live_view(plan.train.progress) as bar:
+            progress = PlanProgress(len(pending), bar)
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 ref = ready[0]
@@ -94,7 +94,7 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
                     cause = exc.cause if isinstance(exc.cause, MedaugError) else exc
                     raise MedaugError(f"{out}: {cause}".splitlines()[0]) from None
                 done[out] = metrics
-                bar.update(task, advance=1, status=f"last: {metrics['method']} seed {metrics['seed']}")
+                progress.finished(str(out), metrics, trained=True)
                 if on_result:
                     on_result(out, metrics)
         return [(out.resolve(), done[out.resolve()]) for out, _, _ in runs]

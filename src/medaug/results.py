@@ -54,7 +54,9 @@ def collect(runs_dir: str | Path) -> pd.DataFrame:
             continue
         row = {**run_keys(path, root, m), "base_method": m.get("base_method", m["method"]), "run_dir": str(path.parent),
                "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"), "n_train": m.get("n_train", math.nan),
-               "collapsed": int("collapse" in m)}
+               "collapsed": int("collapse" in m), "kept_start": int(bool((m.get("start") or {}).get("kept"))),
+               "classifier_epochs": (m.get("budget") or {}).get("classifier_epochs", math.nan),
+               "budget": (m.get("budget") or {}).get("mode", "")}
         key = tuple(row[k] for k in KEYS)
         if key in seen:
             raise MedaugError(f"{path.parent} and {seen[key]}: two runs of the same dataset, method, shot and seed "
@@ -200,12 +202,35 @@ def table_legend(level: float, test: str = "both", baseline: str = "none", ci_le
     return text
 
 
+def run_notes(df: pd.DataFrame) -> list[str]:
+    """Plain-language notes on the runs behind a table: (dataset, shot) cells whose methods trained for
+    different budgets (classifier epochs from initialisation, metrics.json 'budget'), and methods whose
+    two-stage runs kept their starting checkpoint (metrics.json 'start')."""
+    notes = []
+    if "classifier_epochs" in df:
+        for (dataset, shot), group in df.groupby(["dataset", "shot"], sort=True):
+            epochs = group.dropna(subset=["classifier_epochs"]).groupby("method")["classifier_epochs"].max()
+            if epochs.nunique() > 1:
+                shown = ", ".join(f"{m} {int(epochs[m])}" for m in method_order(epochs.index))
+                modes = ", ".join(sorted({b for b in group["budget"] if b}))
+                notes.append(f"Budgets differ in {dataset}, shot {shot}: classifier epochs from initialisation {shown} "
+                             f"(budget {modes}); differences there mix the method with the extra training.")
+    if "kept_start" in df:
+        for method, runs in df.groupby("method"):
+            kept = int(runs["kept_start"].sum())
+            if kept:
+                notes.append(f"{method} kept its starting checkpoint (the `none` baseline; no epoch of the method beat it "
+                             f"on validation) in {kept}/{len(runs)} runs.")
+    return notes
+
+
 def report_metrics(df: pd.DataFrame, wanted: list[str] | None = None) -> list[str]:
     """The metrics a report shows: ``wanted`` (checked against the runs) or every main/study/mask metric present."""
     if wanted:
         missing = [m for m in wanted if m not in df]
         if missing:
-            known = [c for c in df.columns if c not in KEYS + ["base_method", "run_dir", "wall_s", "best_epoch", "n_train", "n", "collapsed"]]
+            known = [c for c in df.columns if c not in KEYS + ["base_method", "run_dir", "wall_s", "best_epoch", "n_train", "n",
+                                                               "collapsed", "kept_start", "classifier_epochs", "budget"]]
             raise MedaugError(f"--metric {', '.join(missing)}: not in the runs' metrics.json; choose from {', '.join(known)}")
         return list(wanted)
     return [m for m in MAIN_METRICS + ["study_auroc", "study_kappa", "ece"] + MASK_METRICS if m in df and df[m].notna().any()]

@@ -43,7 +43,7 @@ from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
 from .metrics import classification_metrics, mask_metrics
 from .models.classifiers import classifier_info, create_classifier
-from .progress import NullProgress, console, make_progress
+from .progress import console, live_view
 from . import tracking
 from .provenance import provenance
 
@@ -214,6 +214,60 @@ def finetune_epochs(cfg: TrainConfig) -> int:
     return cfg.finetune_epochs if cfg.finetune_epochs >= 0 else METHODS.get(cfg.method).finetune_epochs
 
 
+BRANCH = "branch.pt"  #: a baseline run's best checkpoint of its first baseline_epochs epochs (budget equal)
+
+
+def baseline_epochs(cfg: TrainConfig) -> int:
+    """Budget equal: epochs of the ``none`` stage a two-stage method starts from (half of ``epochs``, rounded up, by default)."""
+    return cfg.baseline_epochs if cfg.baseline_epochs >= 0 else (cfg.epochs + 1) // 2
+
+
+def baseline_checkpoint(cfg: TrainConfig) -> Path:
+    """The checkpoint a run with ``cfg.baseline`` starts from: a two-stage method under budget equal takes the
+    baseline's ``branch.pt`` (checked to end its ``none`` stage where this run's budget says), else ``best.pt``."""
+    base = Path(cfg.baseline)
+    if not (base / "best.pt").is_file():
+        raise MedaugError(f"--baseline {cfg.baseline}: no best.pt; train the `none` baseline there first")
+    if cfg.budget != "equal" or not METHODS.get(cfg.method).needs_baseline:
+        return base / "best.pt"
+    branch, want = base / BRANCH, baseline_epochs(cfg)
+    if not branch.is_file():
+        raise MedaugError(f"--baseline {cfg.baseline}: no {BRANCH} (the best checkpoint of its first {want} epochs, which "
+                          f"`none` runs of this medaug save under --budget equal; this one was trained before or under "
+                          f"--budget paper): train it again (--overwrite), or pass --budget paper to fine-tune from its final best.pt")
+    return branch
+
+
+def check_branch(cfg: TrainConfig, ckpt: dict, epochs: int) -> None:
+    """The baseline's branch checkpoint ``ckpt`` ends the ``none`` stage at this two-stage run's
+    ``baseline_epochs`` of a budget of ``epochs``; else one line naming both budgets."""
+    have = (ckpt.get("branch_epoch"), ckpt.get("epochs"))
+    if have != (baseline_epochs(cfg), epochs):
+        raise MedaugError(f"--baseline {cfg.baseline}: its none stage ends at epoch {have[0]} of {have[1]}; this run needs "
+                          f"epoch {baseline_epochs(cfg)} of {epochs} (--epochs, --baseline-epochs); train the baseline with "
+                          "the same budget, or pass --budget paper to fine-tune from its final best.pt")
+
+
+def check_budget(cfg: TrainConfig) -> None:
+    """Under budget equal both stages of a staged run get at least one epoch of ``epochs``; else one line."""
+    if cfg.budget != "equal":
+        return
+    first, what, flag = ((baseline_epochs(cfg), "the none stage (baseline_epochs)", "--baseline-epochs")
+                         if METHODS.get(cfg.method).needs_baseline else
+                         (finetune_epochs(cfg), "the fine-tuning stage (finetune_epochs)", "--finetune-epochs"))
+    if first and first >= cfg.epochs:
+        raise MedaugError(f"config: {what} takes {first} of the budget of {cfg.epochs} epochs, leaving none for "
+                          f"{cfg.method}'s own stage; give --epochs > {first} or a smaller {flag} (budget equal)")
+
+
+def classifier_epochs(cfg: TrainConfig, baseline_total: int = 0) -> int:
+    """The budget of a run: epochs its classifier trains from initialisation, every stage counted (planned,
+    before early stopping). ``baseline_total``: the baseline run's own budget (two-stage methods, budget paper)."""
+    if cfg.budget == "equal":
+        return cfg.epochs
+    return cfg.epochs + finetune_epochs(cfg) + (baseline_total if METHODS.get(cfg.method).needs_baseline else 0)
+
+
 def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, tracker=None, overwrite: bool = False) -> dict:
     """Train, select, test. Returns the metrics dict (also written to ``out_dir/metrics.json``).
 
@@ -264,18 +318,27 @@ def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, over
         output_folder(out, "run", inputs=data_inputs(cfg), overwrite=overwrite)
     fp = dataset.fingerprint if dataset is not None else data_fingerprint(cfg) if _has_results(out) else None
     try:
+        check_budget(cfg)
+        equal = cfg.budget == "equal"
+        budget = {"budget": {"mode": cfg.budget, "classifier_epochs": classifier_epochs(cfg, _baseline_budget(cfg))}}
+        if METHODS.get(cfg.method).needs_baseline and equal:  # the none stage counts: train the rest of the budget
+            first = baseline_epochs(cfg)
+            stage = dataclasses.replace(cfg, epochs=cfg.epochs - first, baseline_epochs=first)
+            extra = {**budget, "stages": {"baseline_epochs": first, "method_epochs": cfg.epochs - first}}
+            return _fit(stage, out, dataset, tracker, record=cfg, extra=extra, fingerprint=fp)
         stage2 = finetune_epochs(cfg) if not (out / "metrics.json").is_file() else 0
         if stage2 == 0:
-            return _fit(cfg, out, dataset, tracker, fingerprint=fp)
-        stage1 = dataclasses.replace(cfg, finetune_epochs=0)
+            return _fit(cfg, out, dataset, tracker, fingerprint=fp, extra=budget)
+        heated_epochs = cfg.epochs - stage2 if equal else cfg.epochs
+        stage1 = dataclasses.replace(cfg, finetune_epochs=0, epochs=heated_epochs)
         if dataset is None:
             dataset = load_data(cfg)
         heated = _fit(stage1, out / "heated", dataset, tracker, stage="heated", fingerprint=dataset.fingerprint)
         lr = cfg.finetune_lr or cfg.lr / 10
         tune = dataclasses.replace(cfg, method="none", method_options={}, epochs=stage2, lr=lr, finetune_lr=0.0,
                                    baseline=str(out / "heated"), finetune_epochs=0)
-        extra = {"stages": {"heated_epochs": cfg.epochs, "finetune_epochs": stage2, "finetune_lr": lr,
-                            "average_last": cfg.average_last, "heated_wall_s": heated["wall_s"]},
+        extra = {**budget, "stages": {"heated_epochs": heated_epochs, "finetune_epochs": stage2, "finetune_lr": lr,
+                                      "average_last": cfg.average_last, "heated_wall_s": heated["wall_s"]},
                  "heated": {"test": heated["test"], "best_epoch": heated["best_epoch"]}}
         return _fit(tune, out, dataset, tracker, record=cfg, average_last=cfg.average_last, extra=extra,
                     fingerprint=dataset.fingerprint)
@@ -283,6 +346,15 @@ def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, over
         if distributed()[0] == 0 and not _has_results(out):
             remove_output(out)  # nothing to resume: no half-written folder
         raise
+
+
+def _baseline_budget(cfg: TrainConfig) -> int:
+    """The budget (classifier epochs) of the baseline run a two-stage run starts from, from its metrics.json
+    (0 when it has none: a run that is not two-stage, or a baseline of an older medaug)."""
+    if not (cfg.baseline and METHODS.get(cfg.method).needs_baseline and (Path(cfg.baseline) / "metrics.json").is_file()):
+        return 0
+    saved = read_json(Path(cfg.baseline) / "metrics.json", "the baseline's")
+    return int((saved.get("budget") or {}).get("classifier_epochs") or saved.get("epochs_run") or 0)
 
 
 def _has_results(out: Path) -> bool:
@@ -296,6 +368,8 @@ def data_inputs(cfg: TrainConfig) -> tuple[str, ...]:
     return () if not cfg.data or is_cache(data) or not data.is_dir() else (cfg.data,)
 
 
+#: saved configs that lack a field were written before it existed, under this rule
+LEGACY_DEFAULTS = {"budget": "paper"}
 #: TrainConfig fields that do not change a run's results (where it runs and how it reports)
 NOT_IDENTITY = ("progress", "cache", "device", "eval_batch_size")
 PATH_FIELDS = ("data", "baseline", "pretrained")
@@ -305,11 +379,19 @@ def run_identity(cfg: TrainConfig | dict, fingerprint: str | None) -> dict:
     """What makes a run folder this configuration's: its TrainConfig (paths resolved) and the data fingerprint.
 
     A field missing from a saved config (written before the field existed) counts as its default, which
-    keeps the older behaviour; method options count with the method's defaults filled in, so spelling a
-    default out (``-o variant=apga``) is the same configuration as leaving it out.
+    keeps the older behaviour (``budget``: 'paper', the rule of the medaug that wrote it); method options
+    count with the method's defaults filled in, so spelling a default out (``-o variant=apga``) is the same
+    configuration as leaving it out. ``budget`` and ``baseline_epochs`` count only for runs they change
+    (two-stage methods, runs with a fine-tuning stage).
     """
-    values = {**TrainConfig.field_defaults(), **(cfg if isinstance(cfg, dict) else cfg.to_dict())}
+    legacy = LEGACY_DEFAULTS if isinstance(cfg, dict) else {}
+    values = {**TrainConfig.field_defaults(), **legacy, **(cfg if isinstance(cfg, dict) else cfg.to_dict())}
     values["method_options"] = resolved_options(values["method"], values.get("method_options") or {})
+    method = METHODS.get(values["method"])
+    staged = method.needs_baseline or (values["finetune_epochs"] if values["finetune_epochs"] >= 0 else method.finetune_epochs) > 0
+    for key in ("budget", "baseline_epochs"):
+        if not staged or (key == "baseline_epochs" and (values["budget"] == "paper" or not method.needs_baseline)):
+            values.pop(key)
     values = tomllib.loads(dump_toml(values))  # TOML round trip: like with like
     for key in NOT_IDENTITY:
         values.pop(key, None)
@@ -344,10 +426,15 @@ def model_state(run_dir: str | Path, device: torch.device | str = "cpu") -> dict
     path = Path(run_dir) / "best.pt"
     if not path.is_file():
         raise MedaugError(f"{run_dir}: no best.pt; train a model there first (`medaug train --out {run_dir}`)")
+    return classifier_checkpoint(path, device)["model"]
+
+
+def classifier_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """A medaug checkpoint holding classifier weights (best.pt, branch.pt), or one line naming the file."""
     ckpt = load_checkpoint(path, device)
     if not isinstance(ckpt.get("model"), dict):
         raise MedaugError(f"{path}: holds no classifier weights ('model'); train a model there again")
-    return ckpt["model"]
+    return ckpt
 
 
 def average_weights(states: list[dict]) -> dict:
@@ -376,6 +463,7 @@ class Stage:
     state: dict  #: the loop's progress: epoch, history, best_score, best_epoch, bad_epochs, snapshots (checkpointed)
     average_last: int = 0
     start: float = 0.0  #: wall-clock start (time.time())
+    branch_at: int = 0  #: a baseline run under budget equal: the epoch after which it saves branch.pt (0 = never)
 
     @property
     def lead(self) -> bool:
@@ -444,8 +532,9 @@ def start_stage(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, r
     ctx.model = ctx.wrap(model)
     method.setup(ctx)
     state = dict(epoch=0, history=[], best_score=-math.inf, best_epoch=-1, bad_epochs=0, snapshots=[])
+    branch_at = baseline_epochs(cfg) if method.is_baseline and cfg.budget == "equal" and record is cfg else 0
     return Stage(cfg, out, record, dataset, method, ctx, model, scheduler, identity, track,
-                 snapshot_indices(dataset.valid), state, average_last, start)
+                 snapshot_indices(dataset.valid), state, average_last, start, min(branch_at, cfg.epochs))
 
 
 def build_classifier(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, float]:
@@ -455,10 +544,12 @@ def build_classifier(cfg: TrainConfig, num_classes: int, device: torch.device) -
                   cfg.channels_last)
     if not cfg.baseline:
         return model, cfg.lr
-    if not (Path(cfg.baseline) / "best.pt").is_file():
-        raise MedaugError(f"--baseline {cfg.baseline}: no best.pt; train the `none` baseline there first")
+    path = baseline_checkpoint(cfg)
+    ckpt = classifier_checkpoint(path, device)
+    if path.name == BRANCH:
+        check_branch(cfg, ckpt, cfg.epochs + baseline_epochs(cfg))
     try:
-        model.load_state_dict(model_state(cfg.baseline, device))
+        model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:  # another model or class count
         lines = str(exc).splitlines()
         raise MedaugError(f"--baseline {cfg.baseline}: its classifier does not fit this run ({cfg.model}, "
@@ -495,7 +586,9 @@ def resume(run: Stage) -> None:
 def train_epochs(run: Stage) -> None:
     """Epochs until ``cfg.epochs`` or early stopping (``patience`` epochs without a better validation score)."""
     cfg, state = run.cfg, run.state
-    with make_progress() if cfg.progress else NullProgress() as bar:
+    if run.method.needs_baseline and state["epoch"] == 0 and "start" not in state:
+        score_start(run)
+    with live_view(cfg.progress) as bar:
         task = bar.add_task(f"{cfg.method} seed {cfg.seed}", total=cfg.epochs, completed=state["epoch"], status="")
         while state["epoch"] < cfg.epochs and not (cfg.patience and state["bad_epochs"] >= cfg.patience):
             t0 = time.time()
@@ -506,6 +599,28 @@ def train_epochs(run: Stage) -> None:
                    **{f"val_{k}": v for k, v in val.items() if k != "warnings"}}
             checkpoint(run, row)
             bar.update(task, advance=1, status=f"loss {logs.get('loss', float('nan')):.3f} val {cfg.monitor} {val.get(cfg.monitor, float('nan')):.3f}")
+        bar.remove_task(task)
+
+
+PLAIN = Method()  #: the plain classifier's prediction rule (a two-stage run that kept its starting checkpoint)
+
+
+def score_start(run: Stage) -> None:
+    """Do no harm: score a two-stage run's starting checkpoint (the baseline, with its own plain prediction
+    rule) on validation as epoch 0 and make it the best so far, so the run keeps it unless an epoch of the
+    method beats it (``state['start']``; best.pt then holds it with ``'start': True``)."""
+    val, _ = evaluate(PLAIN, run.ctx, run.dataset.valid, studies=False)
+    score = _score(val, run.cfg.monitor)
+    run.state.update(best_score=score, best_epoch=-1, start={"valid": {k: v for k, v in val.items() if k != "warnings"}})
+    if run.lead:
+        save_torch(run.out / "best.pt", {"model": run.model.state_dict(), "method": run.method.state_dict(), "epoch": -1,
+                                         "start": True, "num_classes": run.ctx.num_classes})
+
+
+def save_branch(run: Stage) -> None:
+    """A baseline run's best checkpoint so far, saved as branch.pt with the epoch its ``none`` stage ends at."""
+    best = load_checkpoint(run.out / "best.pt", run.ctx.device)
+    save_torch(run.out / BRANCH, {**best, "branch_epoch": baseline_epochs(run.cfg), "epochs": run.cfg.epochs})
 
 
 def train_one_epoch(run: Stage) -> dict[str, float]:
@@ -570,6 +685,8 @@ def checkpoint(run: Stage, row: dict) -> None:
         save_torch(out / "last" / f"epoch-{row['epoch']:04d}.pt", {"model": run.model.state_dict(), "epoch": row["epoch"] - 1})
         for old in sorted((out / "last").glob("epoch-*.pt"))[:-run.average_last]:
             old.unlink()
+    if run.branch_at == row["epoch"]:
+        save_branch(run)  # before checkpoint.pt: a run resumed after this epoch has it
     ctx = run.ctx
     save_torch(out / "checkpoint.pt", {
         "model": run.model.state_dict(), "optimizer": ctx.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
@@ -604,8 +721,10 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
     """Validation and test metrics of the selected model (and its test masks against the findings): the
     result dict; the lead writes predictions, figures and, last, metrics.json."""
     cfg, dataset, method, ctx, state = run.cfg, run.dataset, run.method, run.ctx, run.state
-    valid_metrics, _ = evaluate(method, ctx, dataset.valid)
-    test_metrics, test_probs = evaluate(method, ctx, dataset.test)
+    kept_start = "start" in state and state["best_epoch"] < 0
+    rule = PLAIN if kept_start else method  # the kept baseline predicts as the baseline did
+    valid_metrics, _ = evaluate(rule, ctx, dataset.valid)
+    test_metrics, test_probs = evaluate(rule, ctx, dataset.test)
     result = {
         "method": run.record.label or run.record.method, **({"base_method": run.record.method} if run.record.label else {}),
         "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
@@ -626,6 +745,13 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
         result["data_warnings"] = list(dataset.info["warnings"])
     if stage:
         result["stage"] = stage
+    if "start" in state:
+        result["start"] = {"kept": kept_start, "valid": state["start"]["valid"]}
+        if kept_start and run.lead:
+            console.print(f"{run.out}: kept the starting checkpoint (epoch 0, the `none` baseline): no epoch of "
+                          f"{cfg.method} beat its validation {cfg.monitor}", highlight=False, soft_wrap=True)
+    if run.branch_at and run.lead and not (run.out / BRANCH).is_file():
+        save_branch(run)  # stopped early, before the branch epoch: its best so far is the none stage
     if run.average_last:
         result["selection"] = f"mean of the last {len(averaged)} epochs' weights"
     result.update(extra or {})

@@ -33,7 +33,7 @@ from ..data.cache import Dataset, load_dataset
 from ..device import resolve_device, rng_state, seed_everything, set_rng_state
 from ..errors import MedaugError
 from ..io_utils import output_folder, owned, remove_output, save_torch, write_json, write_text
-from ..progress import NullProgress, make_progress
+from ..progress import live_view
 from . import model_class
 
 
@@ -185,7 +185,7 @@ def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
                                "wall_s": wall + time.time() - t0})
         write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
-    with make_progress() if cfg.progress else NullProgress() as bar:
+    with live_view(cfg.progress) as bar:
         task = bar.add_task(f"{cfg.model} {cfg.size}px", total=cfg.steps, completed=step, status="")
         while step < cfg.steps:
             idx = batch_indices(labels, bs, cfg.seed, step, balanced)
@@ -208,6 +208,7 @@ def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
                 bar.update(task, completed=step)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 save()
+        bar.remove_task(task)
     wall += time.time() - t0
     preview(model, classes, out / "preview.png", seed=cfg.seed)
     info = {"model": cfg.model, "size": cfg.size, "steps": step, "classes": classes, "n_train": n,

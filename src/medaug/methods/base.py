@@ -40,6 +40,9 @@ class Method:
     needs_baseline: ClassVar[bool] = False
     #: Default epochs of stage 2 (the classifier fine-tuned without the method) when the config says -1.
     finetune_epochs: ClassVar[int] = 0
+    #: The baseline two-stage methods start from: under ``budget = "equal"`` its runs also save ``branch.pt``,
+    #: the best checkpoint of their first ``baseline_epochs`` epochs (``medaug.train``).
+    is_baseline: ClassVar[bool] = False
 
     @dataclasses.dataclass
     class Options:

@@ -6,3 +6,4 @@ from .base import Method, register
 @register
 class NoAugmentation(Method):
     name = "none"
+    is_baseline = True
