@@ -246,6 +246,25 @@ def test_overwrite_deletes_only_what_medaug_wrote(made, tmp_path, tiny_cfg, capf
     assert (run / "notes.txt").read_text() == "mine" and (run / "sub" / "plot.png").read_bytes() == b"mine"
 
 
+def test_overwrite_clears_a_staged_run_and_its_nested_folders(tmp_path, tiny_cfg):
+    """A run with a fine-tuning stage: heated/ (a run folder of its own) and last/ (no marker) are cleared by the
+    run's marker; the user's files in them stay, with heated/'s marker (it is still medaug's folder)."""
+    from medaug.train import fit
+
+    run = tmp_path / "run"
+    fit(tiny_cfg(epochs=2, finetune_epochs=2, average_last=2), run)
+    assert (run / "heated" / MARKER).is_file() and len(list((run / "last").glob("epoch-*.pt"))) == 2
+    (run / "heated" / "mine.txt").write_text("mine")
+    (run / "last" / "mine.txt").write_text("mine")
+    output_folder(run, "run", overwrite=True)
+    assert sorted(files(run)) == sorted([MARKER, f"heated/{MARKER}", "heated/mine.txt", "last/mine.txt"])
+    os.remove(run / "heated" / "mine.txt")
+    os.remove(run / "last" / "mine.txt")
+    fit(tiny_cfg(epochs=2, finetune_epochs=2, average_last=2), run)
+    output_folder(run, "run", overwrite=True)
+    assert sorted(files(run)) == [MARKER]  # every file it wrote, and the folders they were in
+
+
 def test_folders_without_a_marker_are_adopted_only_when_all_is_medaugs(made, tmp_path, tiny_cfg, capsys, tiny_data):
     """A run folder of a medaug from before markers is adopted (its finished run reused) only when every file
     is medaug's layout; its files (and an older marker's entries) are never deleted or replaced."""
@@ -500,6 +519,8 @@ def path_cases(tmp: Path, data: Path, made_root: Path) -> dict:
         "--out a 300-character name": ((*train, "--out", tmp / ("x" * 300)), {}, ["300 bytes", "choose a shorter name"]),
         "--out inside a prepared cache": (("train", "--data", made_root / "cache", *TRAIN, "--out", made_root / "cache" / "r"), {},
                                           ["overlaps the input"]),
+        "a 300-character method alias": (plan("p7", base.replace('["none"]', f'["none", "{"m" * 300}"]')
+                                              + f'[methods.{"m" * 300}]\nmethod = "cutout"\n'), {}, ["300 bytes"]),
         "--out inside medaug's report folder": ((*train, "--out", tmp / "report" / "r"), {},
                                                 ["inside medaug's report folder"]),
         "data prepare --out inside a cache": (("data", "prepare", data, "--size", 32, "--out", made_root / "cache" / "c2"), {},

@@ -293,7 +293,8 @@ def run_plan(plan: Plan, on_result: OnResult = None, overwrite: bool = False) ->
     runs = plan_runs(plan)
     inputs = tuple(d for d in plan.experiment.data if Path(d).is_dir())
     flag = "[experiment] out/name"
-    check_output_path(plan.root, flag, inputs)  # before any work
+    for out in [plan.root, *(out for out, _, _ in runs)]:  # before any work: every run folder's name too
+        check_output_path(out, flag, inputs)
     check_plan(runs, skip_finished=not overwrite)
     output_folder(plan.root, "experiment", inputs=inputs, overwrite=overwrite, flag=flag)
     for out, _, _ in runs:
