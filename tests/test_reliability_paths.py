@@ -155,6 +155,20 @@ def test_a_malformed_marker_is_refused_and_deletes_nothing(tmp_path, case):
     assert files(tmp_path) == before
 
 
+def test_a_malformed_nested_marker_is_refused_before_anything_is_deleted(tmp_path):
+    """--overwrite reads every nested marker first: a malformed one stops it before the first deletion."""
+    out = output_folder(tmp_path / "exp", "experiment")
+    (out / "result.txt").write_text("medaug's")
+    (out / "run").mkdir()
+    (out / "run" / MARKER).write_text(json.dumps({"kind": "run", "entries": ["../../victim"]}))
+    (out / MARKER).write_text(json.dumps({"kind": "experiment", "format": 2, "entries": [
+        {"path": "result.txt", **sha(out / "result.txt")}, {"path": "run", "folder": True}]}))
+    before = files(tmp_path)
+    with pytest.raises(MedaugError, match=r"run/\.medaug-output\.json: not a valid medaug marker"):
+        output_folder(out, "experiment", overwrite=True)
+    assert files(tmp_path) == before
+
+
 def test_a_malformed_marker_is_one_line_in_the_cli(tmp_path, tiny_data, capsys):
     user = tmp_path / "user"
     user.mkdir()
