@@ -21,7 +21,7 @@ from rich.table import Table
 
 from .data.commands import data_app
 from .config import parse_options
-from .errors import MedaugError
+from .errors import MedaugError, machine_fault
 from .generative.commands import gen_app, study_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -318,6 +318,7 @@ def bench(
     data: Optional[Path] = typer.Option(None, help="A prepared cache: also time the data loader."),
     option: list[str] = typer.Option([], "--option", "-o", help="METHOD.KEY=VALUE, e.g. apga.step=fused (repeatable)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file medaug cannot prove it wrote."),
 ):
     """Images/s of each method's training step, side by side, with ratios to cutout and none.
 
@@ -325,10 +326,12 @@ def bench(
     """
     from .bench import run_bench
     from .config import TrainConfig
-    from .io_utils import write_json
+    from .io_utils import output_file, write_json
 
     if json_out is not None and json_out.is_dir():
         raise MedaugError(f"--json {json_out}: is a folder; give a file path, e.g. {json_out / 'bench.json'}")
+    if json_out is not None:
+        output_file(json_out, "--json", overwrite)  # before benchmarking
     names = [m.strip() for m in methods.split(",") if m.strip()]
     cfg = TrainConfig(data="-", model=model, size=size, device=device, precision=precision, progress=False)
     policy_opts = {k: v for k, v in dict(policy=policy, policy_width=policy_width, policy_size=policy_size).items() if v is not None}
@@ -350,7 +353,7 @@ def bench(
     if "loader_images_per_s" in result:
         out.print(f"data loader from cache: {result['loader_images_per_s']:.0f} images/s")
     if json_out:
-        write_json(json_out, result)
+        write_json(json_out, result, overwrite=overwrite)
         out.print(f"wrote {json_out}")
 
 
@@ -425,6 +428,12 @@ def main() -> None:
     except (Interrupted, KeyboardInterrupt):
         err.print("interrupted; re-run the same command to resume")
         sys.exit(130)
+    except OSError as exc:  # a fault of the machine (full or read-only disk, permissions, a file in the way, a long name)
+        message = machine_fault(exc)
+        if message is None:
+            _internal(err, exc)
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:  # the last net: no traceback for a user, a pointer for a developer
         _internal(err, exc)
 

@@ -51,6 +51,7 @@ from typing import Callable
 
 from .config import CACHE_FIELDS, TrainConfig, check_types, from_dict, load_toml
 from .errors import MedaugError, RunBusy
+from .io_utils import safe_name
 from .methods import METHODS
 from .ray_executor import run_ray
 from .registry import Registry
@@ -72,6 +73,7 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         check_types(self, "config")
+        safe_name(self.name, "name")
         if any(v < 0 for v in self.shots) or any(v < 0 for v in self.seeds):
             raise MedaugError(f"config: seeds and shots must be >= 0, got seeds {self.seeds}, shots {self.shots}")
 
@@ -135,6 +137,7 @@ def make_plan(exp: ExperimentConfig, train: TrainConfig, method_options: dict | 
         raise MedaugError(f"{where}: [experiment] data is empty; list at least one dataset folder")
     EXECUTORS.get(exp.executor)  # an unknown executor fails here
     for name in list(exp.methods) + list(method_options) + list(overrides):
+        safe_name(name, f"{where}: method")  # it names the run folders <dataset>/<method>/
         base, opts = method_spec(name, method_options)  # unknown names fail here, before any training
         METHODS.create(base, **opts)  # validates the options
     for name, values in overrides.items():
@@ -162,7 +165,7 @@ def dataset_name(data: str, body_part: str = "all", others: list | tuple = ()) -
     key, name = ident(data)
     if any(ident(o)[0] != key and ident(o)[1] == name for o in others):
         name = f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:6]}"
-    return name if body_part == "all" else f"{name}-{body_part}"
+    return safe_name(name if body_part == "all" else f"{name}-{body_part}", f"[experiment] data {data}: the folder name")
 
 
 def run_dir(plan: Plan, data: str, method: str, shot: int, seed: int) -> Path:
@@ -302,24 +305,30 @@ def run_plan(plan: Plan, on_result: OnResult = None, overwrite: bool = False) ->
     what medaug wrote there is removed); a run folder holding another configuration's results is refused
     before any training.
     """
-    from .io_utils import output_folder, record
+    from .io_utils import check_output_path, output_folder, record
+    from .train import left_behind
 
     runs = plan_runs(plan)
-    check_plan(runs, skip_finished=not overwrite)
     inputs = tuple(d for d in plan.experiment.data if Path(d).is_dir())
-    output_folder(plan.root, "experiment", inputs=inputs, overwrite=overwrite,
-                  flag=f"[experiment] out/name ({plan.experiment.out}/{plan.experiment.name})")
+    flag = "[experiment] out/name"
+    for out in [plan.root, *(out for out, _, _ in runs)]:  # before any work: every run folder's name too
+        check_output_path(out, flag, inputs)
+    check_plan(runs, skip_finished=not overwrite)
+    output_folder(plan.root, "experiment", inputs=inputs, overwrite=overwrite, flag=flag)
     for out, _, _ in runs:
         record(out)  # here, once: parallel runs then never rewrite the experiment's marker
+        if overwrite:
+            left_behind(out, ("metrics.json", "checkpoint.pt"))
     check_finished(runs)
     return EXECUTORS.get(plan.experiment.executor)(plan, runs, on_result)
 
 
 def check_finished(runs: list) -> None:
-    """Refuse, before any training, finished run folders whose config.toml is not their run's (a changed [train])."""
-    from .train import check_identity, read_toml, run_identity
+    """Refuse, before any training, finished run folders trained with another configuration (a changed [train]):
+    the identity medaug stored in their metrics.json (an older medaug's runs: their config.toml)."""
+    from .train import check_identity, read_json, run_identity, saved_identity
 
     for out, cfg, _ in runs:
         if (out / "metrics.json").is_file():
-            saved = run_identity(read_toml(out / "config.toml").get("train", {}), None)
+            saved = saved_identity(out, read_json(out / "metrics.json", "the run's"), fingerprint=False)
             check_identity(out, saved, run_identity(cfg, None), "a finished run", "--overwrite to start the experiment fresh")

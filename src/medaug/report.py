@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MedaugError
-from .io_utils import output_folder, save_with, write_text
+from .io_utils import check_output_path, output_folder, save_with, staged, write_text
 from .results import (KEYS, LOWER_BETTER, MAIN_METRICS, MASK_METRICS, TESTS, cell_text, collect,  # noqa: F401  (public here too)
                       is_number, mark_significance, method_order, read_history, report_metrics, run_keys, run_notes,
                       shot_key, summarise, table_cells, table_legend)
@@ -145,8 +145,6 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
     ``fmt`` (md | csv | latex) also writes the main table alone as main_table.md/.csv/.tex;
     ``bootstrap`` > 0 adds bootstrap CIs with that many resamples; ``html`` writes report.html.
     """
-    from .figures import learning_curves
-
     if fmt is not None and fmt not in FORMATS:
         raise MedaugError(f"--format {fmt!r}: choose md, csv or latex")
     if test not in TESTS:
@@ -157,13 +155,24 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
     out = Path(out) if out else root / "report"
     if bootstrap < 0:
         raise MedaugError(f"--bootstrap {bootstrap}: give 0 (no CIs) or a number of resamples, e.g. 2000")
+    check_output_path(out, "--out")  # before any work
     df = collect(root)
     if baseline != "none" and baseline not in set(df["method"]):  # without `none` runs nothing is tested (the checks say so)
         raise MedaugError(f"--baseline {baseline!r}: no runs of that method below {root}; "
                           f"choose one of {', '.join(method_order(df['method']))}")
     metrics = report_metrics(df, metrics)
     summary = mark_significance(summarise(df, metrics, baseline=baseline, bootstrap=bootstrap, ci_level=ci_level), level, test)
-    output_folder(out, "report", flag="--out")
+    final = output_folder(out, "report", flag="--out")
+    with staged(final, "report.md") as tmp:  # built beside it, then moved in: nothing half-written
+        _write_files(tmp, root, df, summary, metrics, level, test, fmt, bootstrap, ci_level, html, baseline)
+    return final
+
+
+def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame, metrics: list[str], level: float,
+                 test: str, fmt: str | None, bootstrap: int, ci_level: float, html: bool, baseline: str) -> Path:
+    """The report's files in the folder ``out`` (see :func:`write_report`)."""
+    from .figures import learning_curves
+
     write_text(out / "results.csv", df.to_csv(index=False))
     write_text(out / "summary.csv", summary.to_csv(index=False))
     if fmt:

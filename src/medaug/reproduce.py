@@ -22,7 +22,7 @@ from .provenance import git_state
 from .train import fit
 
 CUDA_ATOL = 1e-2  #: default absolute tolerance for metrics reproduced on CUDA (metrics in [0, 1]); 0 on CPU
-IGNORED = {"wall_s", "device", "provenance", "medaug_version", "world_size"}  #: metrics.json keys not compared
+IGNORED = {"wall_s", "device", "provenance", "medaug_version", "world_size", "identity"}  #: metrics.json keys not compared
 IGNORED_LOG = {"time_s"}  #: log.jsonl keys not compared
 
 

@@ -34,11 +34,12 @@ from torch import nn
 from . import __version__
 from .config import TrainConfig, dump_toml
 from .context import Context
-from .data.cache import ArraySplit, Dataset, cached, default_cache_root, fingerprint, is_cache, load_dataset
+from .data.cache import ArraySplit, Dataset, cached, check_cache_root, default_cache_root, fingerprint, is_cache, load_dataset
 from .data.index import read_index
 from .device import barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
 from .errors import MedaugError, RunBusy
-from .io_utils import output_folder, remove_output, save_npz, save_torch, write_json, write_text
+from .io_utils import (check_output_path, check_replaceable, output_folder, provable, recorded, remove_file, remove_output,
+                       save_npz, save_torch, write_json, write_text)
 from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
 from .metrics import classification_metrics, mask_metrics
@@ -285,7 +286,10 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     """
     out = Path(out_dir)
     create_method(cfg.method, cfg.method_options)  # validate names before any work
-    with run_lock(out) if distributed()[0] == 0 else contextlib.nullcontext():
+    check_output_path(out, "--out", data_inputs(cfg))  # before the lock, which writes in the cache
+    check_cache_root(data_inputs(cfg))
+    finished = not overwrite and (out / "metrics.json").is_file()  # read only: no lock, no write
+    with run_lock(out) if distributed()[0] == 0 and not finished else contextlib.nullcontext():
         return _fit_run(cfg, out, dataset, tracker, overwrite)
 
 
@@ -316,6 +320,8 @@ def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, over
     """:func:`fit` once the folder is this process's."""
     if distributed()[0] == 0:  # one process claims and writes the folder
         output_folder(out, "run", inputs=data_inputs(cfg), overwrite=overwrite)
+        if overwrite:
+            left_behind(out, ("metrics.json", "checkpoint.pt", "heated/metrics.json", "heated/checkpoint.pt"))
     fp = dataset.fingerprint if dataset is not None else data_fingerprint(cfg) if _has_results(out) else None
     try:
         check_budget(cfg)
@@ -357,15 +363,23 @@ def _baseline_budget(cfg: TrainConfig) -> int:
     return int((saved.get("budget") or {}).get("classifier_epochs") or saved.get("epochs_run") or 0)
 
 
+def left_behind(folder: Path, names: tuple[str, ...]) -> None:
+    """After ``--overwrite``: refuse when results remain that medaug could not delete (not provably its own)."""
+    left = [n for n in names if (folder / n).is_file()]
+    if left:
+        raise MedaugError(f"{folder}: --overwrite left {', '.join(left)}, which medaug cannot prove it wrote (an older "
+                          "medaug's, or changed since); delete them yourself to start fresh, or choose another --out")
+
+
 def _has_results(out: Path) -> bool:
     """A checkpoint or metrics.json in ``out`` or its stage folders (something to resume or reuse)."""
     return any((d / name).is_file() for d in (out, out / "heated") for name in ("checkpoint.pt", "metrics.json"))
 
 
 def data_inputs(cfg: TrainConfig) -> tuple[str, ...]:
-    """The dataset folder a run reads (its outputs may not lie inside it); none for a prepared cache."""
+    """The folder a run reads, a dataset or a prepared cache (its outputs may not lie inside it); none for a file."""
     data = Path(cfg.data)
-    return () if not cfg.data or is_cache(data) or not data.is_dir() else (cfg.data,)
+    return () if not cfg.data or not data.is_dir() else (cfg.data,)
 
 
 #: saved configs that lack a field were written before it existed, under this rule
@@ -491,9 +505,23 @@ def finished_result(cfg: TrainConfig, out: Path, record: TrainConfig, fingerprin
     if not done.is_file():
         return None
     saved = read_json(done, "the run's")
-    check_identity(out, run_identity(read_toml(out / "config.toml").get("train", {}), saved.get("data_fingerprint")),
-                   run_identity(record, fingerprint or data_fingerprint(cfg)), "a finished run")
+    check_identity(out, saved_identity(out, saved), run_identity(record, fingerprint or data_fingerprint(cfg)), "a finished run")
     return saved
+
+
+def saved_identity(out: Path, metrics: dict, fingerprint: bool = True) -> dict:
+    """The identity a finished run was trained with: the one medaug stored in its metrics.json; for a run of an
+    older medaug, its config.toml (refused when medaug recorded its fingerprint and the file changed since).
+    ``fingerprint=False``: without the data fingerprint (compared before the data is read)."""
+    stored = metrics.get("identity")
+    if isinstance(stored, dict):
+        values = {k: v for k, v in stored.items() if k != "data_fingerprint"}
+        return run_identity(values, stored.get("data_fingerprint") if fingerprint else None)
+    config = out / "config.toml"
+    if recorded(config) and not provable(config):
+        raise MedaugError(f"{config}: changed since medaug wrote it, so it no longer says how the finished run was "
+                          "trained; restore it, or use --overwrite to train the run again")
+    return run_identity(read_toml(config).get("train", {}), metrics.get("data_fingerprint") if fingerprint else None)
 
 
 def start_stage(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, record: TrainConfig, average_last: int) -> Stage:
@@ -579,6 +607,8 @@ def resume(run: Stage) -> None:
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise MedaugError(f"{path}: does not fit this run ({exc.__class__.__name__}: {str(exc)[:120]}); "
                               "--overwrite to start fresh") from None
+    if ctx.rank == 0:  # files every epoch rewrites: medaug's own, checked before any training
+        check_replaceable(*(run.out / name for name in ("checkpoint.pt", "best.pt", "log.jsonl")))
     if ctx.world > 1:
         torch.manual_seed(run.cfg.seed * 1000 + ctx.rank + 1000 * run.state["epoch"])  # different augmentations per process
 
@@ -684,7 +714,7 @@ def checkpoint(run: Stage, row: dict) -> None:
     if run.average_last:
         save_torch(out / "last" / f"epoch-{row['epoch']:04d}.pt", {"model": run.model.state_dict(), "epoch": row["epoch"] - 1})
         for old in sorted((out / "last").glob("epoch-*.pt"))[:-run.average_last]:
-            old.unlink()
+            remove_file(old)
     if run.branch_at == row["epoch"]:
         save_branch(run)  # before checkpoint.pt: a run resumed after this epoch has it
     ctx = run.ctx
@@ -731,7 +761,8 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
         "classes": dataset.classes, "n_train": len(dataset.train), "n_valid": len(dataset.valid), "n_test": len(dataset.test),
         "best_epoch": state["best_epoch"] + 1, "epochs_run": state["epoch"],
         "valid": valid_metrics, "test": test_metrics,
-        "data_fingerprint": dataset.fingerprint, "device": str(ctx.device), "medaug_version": __version__,
+        "data_fingerprint": dataset.fingerprint, "identity": run.identity, "device": str(ctx.device),
+        "medaug_version": __version__,
         "wall_s": round(time.time() - run.start + (extra or {}).get("stages", {}).get("heated_wall_s", 0.0), 2),
         "provenance": provenance(ctx.device),
     }

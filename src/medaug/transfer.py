@@ -22,7 +22,7 @@ import pandas as pd
 
 from .config import TrainConfig
 from .errors import MedaugError
-from .io_utils import write_text
+from .io_utils import safe_name, write_text
 
 MODES = {"finetune": "all", "linear": "head"}  #: mode -> TrainConfig.train_layers
 METRICS = ("macro_f1", "balanced_accuracy", "auroc_ovo")
@@ -38,6 +38,7 @@ def parse_backbones(specs: list[str]) -> dict[str, Path]:
             raise MedaugError(f"--backbone {spec}: {run} is not a trained run folder (needs best.pt and config.toml); "
                               "pass the folder `medaug train --out` or `medaug run` wrote")
         name = name or backbone_config(run).method
+        safe_name(name, f"--backbone {spec}: the name")  # it names the folder <out>/<name>/
         if name in out:
             raise MedaugError(f"--backbone {spec}: the name {name!r} is used twice; name them NAME=RUN_DIR")
         out[name] = run
@@ -85,6 +86,8 @@ def run_transfer(backbones: dict[str, Path], data: str, shots: list[int], seeds:
     if any(k < 1 for k in shots):
         raise MedaugError(f"--shots {','.join(map(str, shots))}: transfer needs at least 1 training image per class, e.g. 16,32,64")
     configs = {name: transfer_config(run, data, shots[0], seeds[0], modes[0], **train) for name, run in backbones.items()}
+    for name in backbones:
+        safe_name(name, "--backbone: the name")
     output_folder(out, "transfer", inputs=tuple(c.data for c in configs.values() if Path(c.data).is_dir())[:1], overwrite=overwrite)
     rows = []
     for shot in shots:

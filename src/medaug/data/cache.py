@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..config import parse_ratios
 from ..errors import MedaugError
-from ..io_utils import file_digest, install, output_folder, tmp_sibling, write_json
+from ..io_utils import file_digest, install, output_folder, preallocate, remove_output, tmp_sibling, write_json, writing
 from ..progress import progress_bar
 from .index import read_index
 from .table import DataIndex
@@ -32,7 +32,26 @@ CACHE_VERSION = 1
 
 
 def default_cache_root() -> Path:
-    return Path(os.environ.get("MEDAUG_CACHE", Path.home() / ".cache" / "medaug"))
+    """$MEDAUG_CACHE (default ~/.cache/medaug); one that is a file (or lies below one) is refused."""
+    root = Path(os.environ.get("MEDAUG_CACHE") or Path.home() / ".cache" / "medaug").expanduser()
+    for cand in [*reversed(root.parents), root]:
+        if os.path.lexists(cand) and not cand.is_dir():
+            raise MedaugError(f"MEDAUG_CACHE {root}: {cand} is a file, not a folder; set MEDAUG_CACHE to a folder "
+                              "(or unset it for ~/.cache/medaug)")
+    return root
+
+
+def check_cache_root(inputs: tuple | list) -> Path:
+    """The cache root, refused when it lies inside one of the dataset folders ``inputs`` (prepared caches are
+    not datasets): medaug's caches, locks and hash memo there would be read as part of the data."""
+    root = default_cache_root()
+    full = root.resolve()
+    for src in inputs:
+        src_full = Path(src).expanduser().resolve()
+        if src_full.is_dir() and not is_cache(src_full) and (full == src_full or full.is_relative_to(src_full)):
+            raise MedaugError(f"MEDAUG_CACHE {root}: lies inside the dataset {src}; set MEDAUG_CACHE to a folder outside "
+                              "the data (medaug writes its caches and locks there, which would be read as data)")
+    return root
 
 
 def content_hashes(stats: dict[str, os.stat_result]) -> dict[str, str]:
@@ -60,7 +79,7 @@ def content_hashes(stats: dict[str, os.stat_result]) -> dict[str, str]:
         out[f] = memo[key]
     if added:  # best effort: a memo that cannot be written only costs a re-read next time
         try:
-            write_json(memo_path, memo)
+            write_json(memo_path, memo, overwrite=True)  # medaug's own memo, outside any claimed folder
         except (OSError, MedaugError):
             pass
     return out
@@ -89,7 +108,7 @@ def cache_dir_for(index: DataIndex, size: int) -> Path:
 
 
 def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bool = True, progress: bool = True,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, flag: str = "--out") -> Path:
     """Decode ``index`` at ``size`` px into ``out`` (reused when unchanged). Returns the folder.
 
     ``strict``: an unreadable file is an error (the message names it); otherwise it is skipped,
@@ -98,8 +117,10 @@ def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bo
     (a cache of the same dataset whose sources changed is rebuilt).
     """
     explicit = out is not None
+    if not explicit:
+        check_cache_root((index.root, index.source or index.root))
     out = Path(out) if explicit else cache_dir_for(index, size)
-    output_folder(out, "cache", inputs=(index.root, index.source or index.root), flag="--out" if explicit else "the cache folder ($MEDAUG_CACHE)")
+    output_folder(out, "cache", inputs=(index.root, index.source or index.root), flag=flag if explicit else "the cache folder ($MEDAUG_CACHE)")
     fp, frame = fingerprint(index, size)
     meta_path = out / "meta.json"
     if meta_path.is_file():
@@ -112,54 +133,68 @@ def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bo
             return out
         same = (old.get("root"), old.get("format"), old.get("size")) == (str(index.root), index.format, size)
         if explicit and old and not same and not overwrite:
-            raise MedaugError(f"--out {out}: holds the cache of {old.get('root')} ({old.get('format')}, {old.get('size')} px), "
-                              f"not of {index.root} at {size} px; --overwrite to replace it, or choose another --out")
+            raise MedaugError(f"{flag} {out}: holds the cache of {old.get('root')} ({old.get('format')}, {old.get('size')} px), "
+                              f"not of {index.root} at {size} px; --overwrite to replace it, or choose another {flag}")
     tmp = tmp_sibling(out)
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        n = len(frame)
-        images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size))
-        has_roi = bool((frame["roi"] != "").any())
-        rois = np.lib.format.open_memmap(tmp / "rois.npy", mode="w+", dtype=np.uint8, shape=(n, size, size)) if has_roi else None
-        ok, skipped = [], []
-        for i, (_, row) in enumerate(progress_bar(frame.iterrows(), total=n, description="decoding images", enabled=progress)):
-            try:
-                image, roi = load_sample(row, size)
-            except MedaugError as exc:
-                if strict:
-                    raise MedaugError(f"{exc} (or run `medaug data prepare` to skip unreadable files)") from None
-                skipped.append({"path": row["path"], "error": str(exc)})
-                continue
-            j = len(ok)
-            images[j] = image
-            if rois is not None:
-                rois[j] = roi if roi is not None else 0
-            ok.append(i)
-        images.flush()
-        del images
-        if rois is not None:
-            rois.flush()
-            del rois
-        kept = frame.iloc[ok].reset_index(drop=True)
-        if len(kept) < n:  # shrink the arrays to the decoded rows
-            for name in ("images", "rois") if has_roi else ("images",):
-                arr = np.load(tmp / f"{name}.npy", mmap_mode="r")[: len(kept)]
-                np.save(tmp / f"{name}.part.npy", arr)
-                os.replace(tmp / f"{name}.part.npy", tmp / f"{name}.npy")
-        if kept.empty:
-            raise MedaugError(f"{index.root}: none of the {n} images could be decoded; see `medaug data check`")
-        kept.to_csv(tmp / "manifest.csv", index=False)
-        pd.DataFrame(skipped, columns=["path", "error"]).to_csv(tmp / "skipped.csv", index=False)
-        meta = dict(
-            fingerprint=fp, size=size, classes=index.classes, format=index.format, root=str(index.root),
-            n=len(kept), skipped=len(skipped), has_roi=has_roi, version=CACHE_VERSION,
-        )
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        install(tmp, out)
+        with writing(out):
+            _build(index, size, out, tmp, frame, fp, strict, progress)
+    except BaseException:
+        if not (out / "meta.json").is_file():
+            remove_output(out)  # a new cache folder that got nothing: not left behind
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _build(index: DataIndex, size: int, out: Path, tmp: Path, frame: pd.DataFrame, fp: str, strict: bool,
+           progress: bool) -> None:
+    """Decode into the temporary folder ``tmp``, then install it as ``out``."""
+    tmp.mkdir(parents=True)
+    n = len(frame)
+    images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size))
+    preallocate(tmp / "images.npy")  # a full disk fails here, not as a crash while decoding
+    has_roi = bool((frame["roi"] != "").any())
+    rois = np.lib.format.open_memmap(tmp / "rois.npy", mode="w+", dtype=np.uint8, shape=(n, size, size)) if has_roi else None
+    if rois is not None:
+        preallocate(tmp / "rois.npy")
+    ok, skipped = [], []
+    for i, (_, row) in enumerate(progress_bar(frame.iterrows(), total=n, description="decoding images", enabled=progress)):
+        try:
+            image, roi = load_sample(row, size)
+        except MedaugError as exc:
+            if strict:
+                raise MedaugError(f"{exc} (or run `medaug data prepare` to skip unreadable files)") from None
+            skipped.append({"path": row["path"], "error": str(exc)})
+            continue
+        j = len(ok)
+        images[j] = image
+        if rois is not None:
+            rois[j] = roi if roi is not None else 0
+        ok.append(i)
+    images.flush()
+    del images
+    if rois is not None:
+        rois.flush()
+        del rois
+    kept = frame.iloc[ok].reset_index(drop=True)
+    if len(kept) < n:  # shrink the arrays to the decoded rows
+        for name in ("images", "rois") if has_roi else ("images",):
+            arr = np.load(tmp / f"{name}.npy", mmap_mode="r")[: len(kept)]
+            np.save(tmp / f"{name}.part.npy", arr)
+            os.replace(tmp / f"{name}.part.npy", tmp / f"{name}.npy")
+    if kept.empty:
+        raise MedaugError(f"{index.root}: none of the {n} images could be decoded; see `medaug data check`")
+    kept.to_csv(tmp / "manifest.csv", index=False)
+    pd.DataFrame(skipped, columns=["path", "error"]).to_csv(tmp / "skipped.csv", index=False)
+    meta = dict(
+        fingerprint=fp, size=size, classes=index.classes, format=index.format, root=str(index.root),
+        n=len(kept), skipped=len(skipped), has_roi=has_roi, version=CACHE_VERSION,
+    )
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    install(tmp, out)
 
 
 @dataclass
@@ -235,7 +270,7 @@ def cached(data: str | Path, size: int, fmt: str = "auto", cache: str | Path | N
     data = resolve(data, size)
     if is_cache(data):
         return data
-    return build_cache(read_index(data, fmt, **reader_options), size, cache, strict=True, progress=progress)
+    return build_cache(read_index(data, fmt, **reader_options), size, cache, strict=True, progress=progress, flag="--cache")
 
 
 def load_dataset(

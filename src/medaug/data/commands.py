@@ -68,11 +68,14 @@ def data_check(
     crop: str = typer.Option("none", help="hipcsv: none | bbox (one sample per box)."),
     all_files: bool = typer.Option(False, "--all", help="Decode every file (default: a sample of 500)."),
     fix_list: Optional[Path] = typer.Option(None, help="Write the unreadable paths to this file, one per line."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --fix-list file medaug cannot prove it wrote."),
 ):
     """Counts per split and class, patients, sizes, duplicates and leaks across splits, unreadable files."""
-    from ..io_utils import write_text
+    from ..io_utils import output_file, write_text
     from .check import check_dataset, size_summary
 
+    if fix_list is not None:
+        output_file(fix_list, "--fix-list", overwrite)  # before any work
     options = reader_options(body_part, crop)
     r = check_dataset(data, fmt, sample=None if all_files else 500, **options)
     out.print(f"format: [bold]{escape(r.index.format)}[/]  root: {escape(str(r.index.root))}  classes: {escape(', '.join(r.index.classes))}",
@@ -90,7 +93,7 @@ def data_check(
     for note in r.notes:
         out.print(f"note: {note}")
     if fix_list is not None:
-        write_text(fix_list, "".join(p + "\n" for p in r.bad_paths))
+        write_text(fix_list, "".join(p + "\n" for p in r.bad_paths), overwrite=overwrite)
         out.print(f"wrote {len(r.bad_paths)} unreadable path(s) to {fix_list}")
     if r.problems:
         for problem in r.problems:

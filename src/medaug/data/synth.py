@@ -38,6 +38,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from ..errors import MedaugError
+from ..io_utils import check_output_path, writing
 from ..progress import progress_bar
 
 FINDING_TYPES = ["fracture", "lesion", "hardware", "sclerosis", "periosteal"]
@@ -341,6 +342,7 @@ def _check(out: Path, n_train: int, n_test: int, size: int, classes: int, shortc
         raise MedaugError(f"--layout {layout}: choose mura or folders")
     if layout == "mura" and classes != 2:
         raise MedaugError("--classes K > 2 needs --layout folders (MURA's layout is binary)")
+    check_output_path(out, "--out")  # not below a file, not inside a dataset or a medaug cache, a short enough name
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MedaugError(f"{out}: already exists; choose a new --out or delete it")
 
@@ -377,33 +379,34 @@ def generate(out: str | Path, n_train: int = 400, n_test: int = 200, size: int =
     lines: dict[str, list[str]] = {"train": [], "valid": []}
     studies: dict[str, dict[str, int]] = {"train": {}, "valid": {}}
     try:
-        for split, i, row, seq in progress_bar(jobs, total=len(jobs), description="synthesising images", enabled=progress):
-            rng = np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, i)))
-            shortcut_on = split == "train" and bool(rng.random() < shortcut)
-            image, roi, info = _render(rng, size, row["label"], classes, shortcut_on, kinds or None)
+        with writing(out):  # a full disk names the dataset folder
+            for split, i, row, seq in progress_bar(jobs, total=len(jobs), description="synthesising images", enabled=progress):
+                rng = np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, i)))
+                shortcut_on = split == "train" and bool(rng.random() < shortcut)
+                image, roi, info = _render(rng, size, row["label"], classes, shortcut_on, kinds or None)
+                if layout == "mura":
+                    mura_split = "train" if split == "train" else "valid"
+                    study = f"study{row['study']}_{names[row['label']]}"
+                    rel = f"MURA-v1.1/{mura_split}/XR_ELBOW/{row['patient']}/{study}/image{row['image']}.png"
+                    lines[mura_split].append(rel)
+                    studies[mura_split][rel.rsplit("/", 1)[0] + "/"] = row["label"]
+                else:
+                    rel = f"{split}/{names[row['label']]}/{row['patient']}_study{row['study']}_{row['image']}.png"
+                path = tmp / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(path)
+                Image.fromarray(roi * 255).save(path.with_name(path.stem + "_roi.png"))
+                meta.append(",".join(str(x) for x in (rel, row["label"], split, info["letter"], info["letter_corner"],
+                                                      info["ruler"], info["shortcut"], info["finding"], info["roi_fraction"])))
             if layout == "mura":
-                mura_split = "train" if split == "train" else "valid"
-                study = f"study{row['study']}_{names[row['label']]}"
-                rel = f"MURA-v1.1/{mura_split}/XR_ELBOW/{row['patient']}/{study}/image{row['image']}.png"
-                lines[mura_split].append(rel)
-                studies[mura_split][rel.rsplit("/", 1)[0] + "/"] = row["label"]
-            else:
-                rel = f"{split}/{names[row['label']]}/{row['patient']}_study{row['study']}_{row['image']}.png"
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(path)
-            Image.fromarray(roi * 255).save(path.with_name(path.stem + "_roi.png"))
-            meta.append(",".join(str(x) for x in (rel, row["label"], split, info["letter"], info["letter_corner"],
-                                                  info["ruler"], info["shortcut"], info["finding"], info["roi_fraction"])))
-        if layout == "mura":
-            for split in ("train", "valid"):
-                (tmp / "MURA-v1.1" / f"{split}_image_paths.csv").write_text("\n".join(lines[split]) + "\n")
-                (tmp / "MURA-v1.1" / f"{split}_labeled_studies.csv").write_text(
-                    "".join(f"{study},{label}\n" for study, label in studies[split].items()))
-        (tmp / "synth_meta.csv").write_text("\n".join(meta) + "\n")
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
+                for split in ("train", "valid"):
+                    (tmp / "MURA-v1.1" / f"{split}_image_paths.csv").write_text("\n".join(lines[split]) + "\n")
+                    (tmp / "MURA-v1.1" / f"{split}_labeled_studies.csv").write_text(
+                        "".join(f"{study},{label}\n" for study, label in studies[split].items()))
+            (tmp / "synth_meta.csv").write_text("\n".join(meta) + "\n")
+            if out.exists():
+                out.rmdir()  # empty (checked above)
+            os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -70,23 +70,18 @@ def read_image_folder(root: str | Path, size: int, classes: list[str] | None = N
 def write_image_folder(images: np.ndarray, labels: np.ndarray, classes: list[str], root: str | Path) -> Path:
     """Write uint8 [N, S, S] images as ``root/<class>/<class>_00000.png`` into the claimed folder ``root``
     (written to a temp folder, then moved in, replacing only what medaug wrote there)."""
-    import shutil
-
     from PIL import Image
 
-    from ..io_utils import install, output_folder, tmp_sibling
+    from ..io_utils import output_folder, staged
 
     root = output_folder(root, "samples")
-    tmp = tmp_sibling(root)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    counts = {c: 0 for c in classes}
-    for img, lab in zip(images, labels):
-        name = classes[int(lab)]
-        (tmp / name).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(tmp / name / f"{name}_{counts[name]:05d}.png")
-        counts[name] += 1
-    install(tmp, root)
+    with staged(root, "samples.json") as tmp:
+        counts = {c: 0 for c in classes}
+        for img, lab in zip(images, labels):
+            name = classes[int(lab)]
+            (tmp / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(tmp / name / f"{name}_{counts[name]:05d}.png")
+            counts[name] += 1
     return root
 
 

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from ..config import check_types, dump_toml, options_from
-from ..data.cache import Dataset, load_dataset
+from ..data.cache import Dataset, check_cache_root, load_dataset
 from ..device import resolve_device, rng_state, seed_everything, set_rng_state
 from ..errors import MedaugError
-from ..io_utils import output_folder, owned, remove_output, save_torch, write_json, write_text
+from ..io_utils import check_replaceable, output_folder, owned, remove_output, save_torch, write_json, write_text
 from ..progress import live_view
 from . import model_class
 
@@ -90,11 +90,14 @@ def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None
     Only a folder holding this configuration's generator (gen_config minus the step count, and the
     data fingerprint) is resumed or extended; another one is refused (``overwrite``: start fresh).
     """
-    from ..train import check_identity, data_inputs, load_checkpoint, read_json
+    from ..train import check_identity, data_inputs, left_behind, load_checkpoint, read_json
 
     out = Path(out_dir)
     model_class(cfg.model)  # name check before any work
+    check_cache_root(data_inputs(cfg))
     output_folder(out, "generator", inputs=data_inputs(cfg), overwrite=overwrite)
+    if overwrite:
+        left_behind(out, ("generator.json", "checkpoint.pt"))
     done = out / "generator.json"
     ckpt_path = out / "checkpoint.pt"
     try:
@@ -167,6 +170,7 @@ def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
             step, history, wall = ckpt["step"], ckpt["history"], ckpt.get("wall_s", 0.0)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise MedaugError(f"{ckpt_path}: does not fit this generator ({exc.__class__.__name__}); --overwrite to start fresh") from None
+    check_replaceable(*(out / name for name in ("checkpoint.pt", "log.jsonl", "preview.png", "generator.json")))
 
     images = torch.from_numpy(np.ascontiguousarray(train.images))  # uint8 [N, S, S], stays on the host
     labels = torch.from_numpy(np.array(train.labels))  # a writable copy (the split may be a read-only view)
@@ -263,19 +267,34 @@ def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: 
 
     ``overrides``: sampling options of the model (e.g. ``guidance``, ``ddim_steps``, ``truncation``).
     """
+    from ..train import left_behind
+
     if per_class < 1:
         raise MedaugError("--per-class must be >= 1")
-    from .quality import image_grid, write_image_folder
-
     model, classes, cfg = load_generator(model_dir, device)
     for key, value in (overrides or {}).items():
         if not hasattr(model.opts, key):
             raise MedaugError(f"sample: {cfg.model} has no option {key!r}")
         setattr(model.opts, key, value)
     check_types(model.opts, f"gen sample -o ({cfg.model})")
-    out = output_folder(out, "samples", overwrite=overwrite)
+    data = Path(cfg.data).expanduser() if cfg.data else None
+    out = output_folder(out, "samples", overwrite=overwrite, inputs=(data,) if data is not None and data.is_dir() else ())
+    if overwrite:
+        left_behind(out, ("samples.json",))
     if (out / "samples.json").is_file() and not overwrite:
         raise MedaugError(f"--out {out}: holds samples already (samples.json); --overwrite to replace them, or choose another --out")
+    try:
+        return _write_samples(model, classes, cfg, model_dir, per_class, out, seed, sheet, overrides)
+    except BaseException:
+        if not (out / "samples.json").is_file():
+            remove_output(out)  # no half-written samples folder
+        raise
+
+
+def _write_samples(model, classes: list[str], cfg: GenConfig, model_dir, per_class: int, out: Path, seed: int, sheet: int,
+                   overrides: dict | None) -> dict:
+    from .quality import image_grid, write_image_folder
+
     t0 = time.time()
     images, labels = sample_per_class(model, len(classes), per_class, seed)
     out = write_image_folder(images, labels, classes, out)
