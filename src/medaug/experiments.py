@@ -43,9 +43,9 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
-from .config import CACHE_FIELDS, TrainConfig, check_types, from_dict, load_toml
+from .config import CACHE_FIELDS, NonNegFloat, NonNegInt, Range, Seed, TrainConfig, check_types, from_dict, load_toml
 from .errors import MedaugError, RunBusy
 from .methods import METHODS
 from .ray_executor import run_ray
@@ -58,18 +58,18 @@ class ExperimentConfig:
     out: str = "runs"
     data: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: ["none", "classical", "cutout"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
-    shots: list[int] = field(default_factory=lambda: [0])
+    seeds: list[Seed] = field(default_factory=lambda: [0, 1])
+    shots: list[NonNegInt] = field(default_factory=lambda: [0])  #: training images per class (0 = all)
     executor: str = "local"  #: local (one after another in this process) | ray (see medaug.ray_executor)
     ray_address: str = ""  #: Ray cluster to join ('' = $RAY_ADDRESS, else start a local one)
-    ray_local_cpus: int = 0  #: CPUs of a local Ray instance (0 = all)
-    ray_cpus_per_run: float = 1.0
-    ray_gpus_per_run: float = -1.0  #: -1 = one GPU per run when the cluster has GPUs; fractions share a GPU
+    ray_local_cpus: NonNegInt = 0  #: CPUs of a local Ray instance (0 = all)
+    ray_cpus_per_run: NonNegFloat = 1.0
+    ray_gpus_per_run: Annotated[float, Range(ge=0, also=(-1,))] = -1.0  #: -1 = one GPU per run when the cluster has GPUs; fractions share a GPU
 
     def __post_init__(self) -> None:
-        check_types(self, "config")
-        if any(v < 0 for v in self.shots) or any(v < 0 for v in self.seeds):
-            raise MedaugError(f"config: seeds and shots must be >= 0, got seeds {self.seeds}, shots {self.shots}")
+        check_types(self, "config")  # types and each field's Range
+        if self.ray_gpus_per_run > 1 and self.ray_gpus_per_run != int(self.ray_gpus_per_run):
+            raise MedaugError(f"config: ray_gpus_per_run {self.ray_gpus_per_run}: a fraction of one GPU (<= 1) or a whole number")
 
 
 @dataclass

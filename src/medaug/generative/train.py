@@ -24,11 +24,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from ..config import check_types, dump_toml, options_from
+from ..config import NonNegInt, PosInt, Range, Seed, check_types, dump_toml, options_from
 from ..data.cache import Dataset, load_dataset
 from ..device import resolve_device, rng_state, seed_everything, set_rng_state
 from ..errors import MedaugError
@@ -41,30 +42,25 @@ from . import model_class
 class GenConfig:
     data: str = ""
     model: str = "gan"  #: gan | diffusion
-    size: int = 32
-    steps: int = 0  #: 0 = the model's ``default_steps`` (its CPU-sized budget)
-    batch_size: int = 16
-    seed: int = 0
-    n_shot: int = 0  #: training images per class (0 = all), sampled with ``seed`` like classifier runs
-    ckpt_every: int = 100
-    log_every: int = 10
+    size: Annotated[int, Range(ge=8)] = 32
+    steps: NonNegInt = 0  #: 0 = the model's ``default_steps`` (its CPU-sized budget)
+    batch_size: Annotated[int, Range(ge=2)] = 16
+    seed: Seed = 0
+    n_shot: NonNegInt = 0  #: training images per class (0 = all), sampled with ``seed`` like classifier runs
+    ckpt_every: PosInt = 100
+    log_every: PosInt = 10
     device: str = "auto"
     format: str = "auto"
-    val_fraction: float = 0.2
-    split_seed: int = 0
+    val_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
+    split_seed: Seed = 0
     cache: str = ""
     progress: bool = True
     options: dict = field(default_factory=dict)  #: model options (GAN.Options / Diffusion.Options fields)
 
     def __post_init__(self) -> None:
-        check_types(self, "gen config")
+        check_types(self, "gen config")  # types and each field's Range
         if self.steps == 0:
             self.steps = model_class(self.model).default_steps
-        checks = [(self.steps >= 1, "steps must be >= 1"), (self.batch_size >= 2, "batch_size must be >= 2"),
-                  (self.ckpt_every >= 1, "ckpt_every must be >= 1"), (self.size >= 8, "size must be >= 8")]
-        for ok, msg in checks:
-            if not ok:
-                raise MedaugError(f"gen config: {msg}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -267,11 +263,9 @@ def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: 
     from .quality import image_grid, write_image_folder
 
     model, classes, cfg = load_generator(model_dir, device)
-    for key, value in (overrides or {}).items():
-        if not hasattr(model.opts, key):
-            raise MedaugError(f"sample: {cfg.model} has no option {key!r}")
-        setattr(model.opts, key, value)
-    check_types(model.opts, f"gen sample -o ({cfg.model})")
+    if overrides:  # the options mechanism again: types, ranges and the rules between options
+        model.opts = options_from(type(model.opts), {**dataclasses.asdict(model.opts), **overrides},
+                                  f"gen sample -o ({cfg.model})", noun="option")
     out = output_folder(out, "samples", overwrite=overwrite)
     if (out / "samples.json").is_file() and not overwrite:
         raise MedaugError(f"--out {out}: holds samples already (samples.json); --overwrite to replace them, or choose another --out")
