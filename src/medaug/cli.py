@@ -236,11 +236,12 @@ def demo(
     shortcut: float = typer.Option(0.9, help="Train-only shortcut probability of the synthetic data (if created)."),
 ):
     """Synthesise data, train every method with several seeds, print the table and write a report."""
-    from .config import TrainConfig
+    from .config import PosInt, TrainConfig, check_range
     from .data.synth import generate
     from .experiments import ExperimentConfig, make_plan, run_plan
     from .report import write_report
 
+    check_range("--seeds", seeds, PosInt)
     start = time.time()
     if not data.exists():
         generate(data, n_train=600, n_test=300, size=64, seed=0, shortcut=shortcut)

@@ -129,6 +129,9 @@ def make_plan(exp: ExperimentConfig, train: TrainConfig, method_options: dict | 
     method_options, overrides = method_options or {}, overrides or {}
     if not exp.data:
         raise MedaugError(f"{where}: [experiment] data is empty; list at least one dataset folder")
+    for key in ("methods", "seeds", "shots"):
+        if not getattr(exp, key):
+            raise MedaugError(f"{where}: [experiment] {key} is empty; list at least one (no run would train)")
     EXECUTORS.get(exp.executor)  # an unknown executor fails here
     for name in list(exp.methods) + list(method_options) + list(overrides):
         base, opts = method_spec(name, method_options)  # unknown names fail here, before any training

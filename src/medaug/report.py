@@ -158,6 +158,12 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
     if bootstrap < 0:
         raise MedaugError(f"--bootstrap {bootstrap}: give 0 (no CIs) or a number of resamples, e.g. 2000")
     df = collect(root)
+    if bootstrap:  # stats.bootstrap_ci: int64 indices and float64 values [bootstrap, n], the means and a sorted copy
+        from .device import check_memory
+
+        n = int(df.groupby(["dataset", "shot", "method"]).size().max())
+        check_memory(bootstrap * (2 * n + 2) * 8, f"--bootstrap {bootstrap}: {bootstrap} resamples of up to {n} seeds",
+                     "use fewer resamples, e.g. 2000")
     if baseline != "none" and baseline not in set(df["method"]):  # without `none` runs nothing is tested (the checks say so)
         raise MedaugError(f"--baseline {baseline!r}: no runs of that method below {root}; "
                           f"choose one of {', '.join(method_order(df['method']))}")

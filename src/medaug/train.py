@@ -36,7 +36,8 @@ from .config import TrainConfig, dump_toml
 from .context import Context
 from .data.cache import ArraySplit, Dataset, cached, default_cache_root, fingerprint, is_cache, load_dataset
 from .data.index import read_index
-from .device import barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
+from .device import (barrier, check_memory, distributed, init_distributed, place, resolve_device, rng_state, seed_everything,
+                     set_rng_state)
 from .errors import MedaugError, RunBusy
 from .io_utils import output_folder, remove_output, save_npz, save_torch, write_json, write_text
 from .methods import METHODS, Method, create_method, resolved_options
@@ -199,6 +200,16 @@ def load_data(cfg: TrainConfig) -> Dataset:
     )
 
 
+def check_batch_memory(cfg: TrainConfig) -> None:
+    """Refuse a size and batch size whose input batches alone would not fit in the device's memory (before any work):
+    float32 [B, C, S, S] for the larger of batch_size x 2 (originals and augmented copies) and eval_batch_size."""
+    images = max(2 * cfg.batch_size, cfg.eval_batch_size)
+    check_memory(images * cfg.in_channels * cfg.size**2 * 4,
+                 f"--size {cfg.size} with --batch-size {cfg.batch_size} / --eval-batch-size {cfg.eval_batch_size}: "
+                 f"one batch of {images} float32 images of {cfg.in_channels} x {cfg.size} x {cfg.size}",
+                 "lower --size or the batch sizes", resolve_device(cfg.device))
+
+
 def warn_data(dataset: Dataset, out: Path) -> None:
     """Print the dataset's warnings (e.g. test images identical to training images) on stderr, once per run."""
     if dataset.info.get("warnings") and distributed()[0] == 0:
@@ -231,6 +242,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     """
     out = Path(out_dir)
     create_method(cfg.method, cfg.method_options)  # validate names before any work
+    check_batch_memory(cfg)
     with run_lock(out) if distributed()[0] == 0 else contextlib.nullcontext():
         return _fit_run(cfg, out, dataset, tracker, overwrite)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig
+from ..config import NonNegInt, TrainConfig, check_range
 from ..data.cache import ArraySplit, Dataset, load_dataset
 from ..device import resolve_device
 from ..io_utils import output_folder, write_json, write_text
@@ -41,10 +41,11 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
              size: int = 32, n_shot: int = 0, seed: int = 0, epochs: int = 10, tstr: bool = True,
              device: str = "auto", progress: bool = False, kid_subsets: int = 100) -> dict:
     """Every quality number for ``fake_dir`` against the real training images of ``real_data``; writes quality.json."""
+    check_range("--n-shot", n_shot, NonNegInt)
+    cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)  # size, epochs, seed: checked here
     out = output_folder(out, "quality", inputs=(real_data, fake_dir))
     real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress)
     fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes)
-    cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)
     result: dict = {"real": str(real_data), "fake": str(fake_dir), "size": size, "n_shot": n_shot, "classes": real.classes}
     trtr = None
     if extractor is None or tstr:  # the classifier trained on the real images: TRTR and the default extractor

@@ -29,9 +29,9 @@ from typing import Annotated
 import numpy as np
 import torch
 
-from ..config import NonNegInt, PosInt, Range, Seed, check_types, dump_toml, options_from
+from ..config import NonNegInt, PosInt, Range, Seed, check_range, check_types, dump_toml, options_from
 from ..data.cache import Dataset, load_dataset
-from ..device import resolve_device, rng_state, seed_everything, set_rng_state
+from ..device import check_memory, resolve_device, rng_state, seed_everything, set_rng_state
 from ..errors import MedaugError
 from ..io_utils import output_folder, owned, remove_output, save_torch, write_json, write_text
 from ..progress import NullProgress, make_progress
@@ -238,6 +238,14 @@ def load_generator(folder: str | Path, device: str = "auto"):
     return model, list(ckpt["classes"]), cfg
 
 
+def check_sample_memory(per_class: int, num_classes: int, size: int) -> None:
+    """Refuse a sample count whose images would not fit in memory: float32 samples, their copy, the
+    noise and the uint8 images, [K * per_class, S, S] each (13 bytes a pixel)."""
+    n = per_class * num_classes
+    check_memory(n * size**2 * 13, f"--per-class {per_class}: {n} samples of {size} x {size} ({num_classes} classes)",
+                 "sample fewer images per class (several --seed runs give more)")
+
+
 def sample_per_class(model, num_classes: int, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [K * per_class, S, S] and int64 labels, class-major; deterministic given ``seed``."""
     labels = torch.arange(num_classes).repeat_interleave(per_class)
@@ -260,9 +268,11 @@ def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: 
     """
     if per_class < 1:
         raise MedaugError("--per-class must be >= 1")
+    check_range("--seed", seed, Seed)
     from .quality import image_grid, write_image_folder
 
     model, classes, cfg = load_generator(model_dir, device)
+    check_sample_memory(per_class, len(classes), cfg.size)
     if overrides:  # the options mechanism again: types, ranges and the rules between options
         model.opts = options_from(type(model.opts), {**dataclasses.asdict(model.opts), **overrides},
                                   f"gen sample -o ({cfg.model})", noun="option")
