@@ -155,3 +155,17 @@ def check_memory(nbytes: int, what: str, fix: str, device: torch.device | None =
         where = f"free on {device}" if device is not None and device.type == "cuda" else "available on this machine"
         raise MedaugError(f"{what} needs about {human_bytes(nbytes)} of memory, more than the {human_bytes(limit)} "
                           f"{where}; {fix}")
+
+
+def check_disk(nbytes: int, folder: str | os.PathLike, what: str, fix: str) -> None:
+    """Refuse, before writing, output whose estimated size ``nbytes`` exceeds the free space of the file system
+    holding ``folder`` (its nearest existing parent): one line naming ``what``, the estimate, the free space and the ``fix``."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    if nbytes > free:
+        raise MedaugError(f"{what} needs about {human_bytes(nbytes)} of disk, more than the {human_bytes(free)} free in {path}; {fix}")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import parse_ratios
+from ..device import check_disk, check_memory
 from ..errors import MedaugError
 from ..io_utils import file_digest, install, output_folder, tmp_sibling, write_json
 from ..progress import progress_bar
@@ -99,6 +100,10 @@ def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bo
     """
     explicit = out is not None
     out = Path(out) if explicit else cache_dir_for(index, size)
+    # before claiming --out: decoding holds a few float64 copies of one image; the arrays are uint8 [N, S, S] on disk
+    check_memory(40 * size**2, f"--size {size}: decoding one {size} x {size} image (float64 copies)", "lower --size")
+    check_disk(len(index.frame) * size**2 * (2 if (index.frame["roi"] != "").any() else 1), out.parent,
+               f"--size {size}: the cache of {len(index.frame)} images of {size} x {size} (uint8)", "lower --size or free disk space")
     output_folder(out, "cache", inputs=(index.root, index.source or index.root), flag="--out" if explicit else "the cache folder ($MEDAUG_CACHE)")
     fp, frame = fingerprint(index, size)
     meta_path = out / "meta.json"
@@ -114,13 +119,13 @@ def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bo
         if explicit and old and not same and not overwrite:
             raise MedaugError(f"--out {out}: holds the cache of {old.get('root')} ({old.get('format')}, {old.get('size')} px), "
                               f"not of {index.root} at {size} px; --overwrite to replace it, or choose another --out")
+    has_roi = bool((frame["roi"] != "").any())
     tmp = tmp_sibling(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         n = len(frame)
         images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size))
-        has_roi = bool((frame["roi"] != "").any())
         rois = np.lib.format.open_memmap(tmp / "rois.npy", mode="w+", dtype=np.uint8, shape=(n, size, size)) if has_roi else None
         ok, skipped = [], []
         for i, (_, row) in enumerate(progress_bar(frame.iterrows(), total=n, description="decoding images", enabled=progress)):
