@@ -216,7 +216,8 @@ def print_summary(runs_dir: Path) -> None:
                     continue
                 r = rows.loc[m]
                 better = r.get("t_p_holm", float("nan")) < 0.05 and r.get("diff", 0) > 0
-                cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if better else ""))
+                nan = f" NaN {int(r['n_nan'])}" if "n_nan" in r and r["n_nan"] == r["n_nan"] and r["n_nan"] else ""
+                cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if better else "") + nan)
             table.add_row(method, str(int(rows["n"].max())), *cells)
         out.print(table)
     out.print("n = seeds; * = better than none (paired t-test across seeds, Holm-adjusted p < 0.05); "

@@ -115,6 +115,7 @@ def main_latex(summary: pd.DataFrame, metrics: list[str], digits: int = 3, capti
                     continue
                 body = f"{r['mean']:.{digits}f} \\pm {r['std']:.{digits}f}"
                 body += f"^{{\\dagger{int(r['collapsed'])}}}" if r.get("collapsed") else ""
+                body += f"\\,\\mathrm{{NaN}}\\,{int(r['n_nan'])}" if is_number(r.get("n_nan")) and r["n_nan"] else ""
                 body = f"$\\mathbf{{{body}}}$" if r.get("bold") else f"${body}$" + ("$^*$" if r.get("better") else "")
                 ci = f" [{r['ci_lo']:.{digits}f}, {r['ci_hi']:.{digits}f}]" if is_number(r.get("ci_lo")) else ""
                 row.append(f"{body} ({int(r['n'])}){ci}")
@@ -169,6 +170,9 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
                           f"choose one of {', '.join(method_order(df['method']))}")
     metrics = report_metrics(df, metrics)
     summary = mark_significance(summarise(df, metrics, baseline=baseline, bootstrap=bootstrap, ci_level=ci_level), level, test)
+    histories = {}  # read (and checked) before anything is written
+    for method, runs in df.groupby("method"):
+        histories[method] = [read_history(Path(d)) for d in runs["run_dir"]]
     output_folder(out, "report", flag="--out")
     write_text(out / "results.csv", df.to_csv(index=False))
     write_text(out / "summary.csv", summary.to_csv(index=False))
@@ -180,6 +184,10 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
              f"{len(df)} runs; methods: {', '.join(method_order(df['method']))}; seeds per cell as n.",
              table_legend(level, test, baseline, ci_level=ci_level if bootstrap else None), "", "## Main table (test split)", "",
              main_markdown(summary, metrics)]
+    nan_runs = df[df["nan_metrics"] != ""] if "nan_metrics" in df else df.iloc[:0]
+    if len(nan_runs):
+        lines += ["NaN values (not numbers; left out of the means and tests): "
+                  + "; ".join(f"{r['run_dir']}: {r['nan_metrics'].replace(',', ', ')}" for _, r in nan_runs.iterrows()), ""]
     for metric in metrics:
         tests = summary[(summary["metric"] == metric) & summary["diff"].notna()] if "diff" in summary else pd.DataFrame()
         if not tests.empty:
@@ -192,9 +200,6 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
             lines.append("")
 
     figures = []
-    histories = {}
-    for method, runs in df.groupby("method"):
-        histories[method] = [read_history(Path(d)) for d in runs["run_dir"]]
     learning_curves(histories, "val_auroc", out / "learning_curves.png")
     figures.append(("Validation AUROC per epoch (mean ± std over seeds)", "learning_curves.png"))
     mask_fig = _mask_figure(df, out / "masks.png")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,18 @@ def content_hashes(stats: dict[str, os.stat_result]) -> dict[str, str]:
     return out
 
 
+def _stat_file(path: str, root: Path) -> os.stat_result:
+    """``os.stat`` of a file the index lists, or one line: missing, a folder, unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise MedaugError(f"{path}: listed by the dataset {root} but {exc.strerror.lower()}; restore the file or remove it "
+                          "from the dataset (`medaug data check` lists the problems)") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise MedaugError(f"{path}: listed as an image by the dataset {root} but is a folder; list image files only")
+    return st
+
+
 def fingerprint(index: DataIndex, size: int) -> tuple[str, pd.DataFrame]:
     """Hash of every source file's path and content plus the image size and index columns.
 
@@ -74,7 +87,7 @@ def fingerprint(index: DataIndex, size: int) -> tuple[str, pd.DataFrame]:
     """
     frame = index.frame.copy()
     files = [source_file(p) for p in frame["path"]]  # an npz item: its archive
-    stats = {f: os.stat(f) for f in dict.fromkeys(files)}  # each distinct file once
+    stats = {f: _stat_file(f, index.root) for f in dict.fromkeys(files)}  # each distinct file once
     frame["bytes"] = [stats[f].st_size for f in files]
     frame["mtime_ns"] = [stats[f].st_mtime_ns for f in files]
     hashes = content_hashes(stats)
