@@ -437,6 +437,11 @@ def _internal(err: Console, exc: BaseException) -> None:
     if os.environ.get("MEDAUG_DEBUG"):
         raise exc
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in text:
+        # sizes medaug can estimate are refused before allocating (device.check_memory); this is the rest (networks, ...)
+        err.print(f"[bold red]error:[/] {escape(f'out of memory ({exc.__class__.__name__}: {text[:160]})')}; lower --batch-size, "
+                  "--size or the option that multiplies into memory (network widths, sample counts)", highlight=False, soft_wrap=True)
+        sys.exit(2)
     err.print(f"[bold red]error:[/] {escape(f'unexpected {exc.__class__.__name__}: {text}')} (a medaug bug or an input it "
               "does not check yet; MEDAUG_DEBUG=1 prints where)", highlight=False, soft_wrap=True)
     sys.exit(2)
