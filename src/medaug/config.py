@@ -51,16 +51,17 @@ class Range:
 
     def describe(self, base: type, value: int | float) -> str:
         """The range of a ``base`` (int or float) field in words, for a message about ``value``: '>= 1',
-        'in [0, 1)', 'finite and > 0', '-1 or >= 0', with the note in parentheses."""
+        'in [0, 1)', 'a finite number > 0', '-1 or >= 0', with the note in parentheses."""
         lo = f"[{self.ge}" if self.ge is not None else f"({self.gt}" if self.gt is not None else ""
         hi = f"{self.le}]" if self.le is not None else f"{self.lt})" if self.lt is not None else ""
         parts = [f"in {lo}, {hi}"] if lo and hi else [f"{op} {v}" for op, v in (
             (">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)) if v is not None]
-        if base is float and not self.nonfinite and not (lo and hi):
-            parts.insert(0, "finite")
         if base is int and not hi and not -2**63 <= value < 2**63:
             parts.append("below 2**63")
-        text = " and ".join(parts) or "a number"
+        text = " and ".join(parts)
+        if base is float and not self.nonfinite and not (lo and hi):
+            text = "a finite number" + (f" {text}" if text else "")
+        text = text or "a number"
         text = " or ".join([*map(str, self.also), text])
         return text + (f" ({self.note})" if self.note else "")
 

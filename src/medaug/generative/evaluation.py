@@ -43,6 +43,7 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
     """Every quality number for ``fake_dir`` against the real training images of ``real_data``; writes quality.json."""
     check_range("--n-shot", n_shot, NonNegInt)
     cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)  # size, epochs, seed: checked here
+    given = load_extractor(extractor, resolve_device(device)) if extractor is not None else None  # a bad file: before any output
     out = output_folder(out, "quality", inputs=(real_data, fake_dir))
     real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress)
     fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes)
@@ -50,7 +51,7 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
     trtr = None
     if extractor is None or tstr:  # the classifier trained on the real images: TRTR and the default extractor
         trtr = fit(cfg, out / "trtr", real)
-    ext = load_extractor(extractor if extractor is not None else out / "trtr", resolve_device(device))
+    ext = given or load_extractor(out / "trtr", resolve_device(device))
     result["extractor"] = ext.name
     f_real, f_fake = ext.features(real.train.images), ext.features(fake)
     f_test = ext.features(real.test.images)

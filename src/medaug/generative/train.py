@@ -61,6 +61,7 @@ class GenConfig:
         check_types(self, "gen config")  # types and each field's Range
         if self.steps == 0:
             self.steps = model_class(self.model).default_steps
+        options_from(model_class(self.model).Options, self.options, f"--model {self.model} (-o)", noun="option")  # before any work
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
