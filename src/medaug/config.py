@@ -18,13 +18,16 @@ import tomli_w
 from .errors import MedaugError
 
 
+FLOAT32_MAX = 3.4028234663852886e38  #: the largest float32: torch computes options such as lr in float32
+
+
 @dataclass(frozen=True)
 class Range:
     """The valid values of a numeric field, declared once with it: ``lr: Annotated[float, Range(gt=0)] = 1e-3``
     (or a shorthand below: ``lr: PosFloat = 1e-3``); on a ``list[...]`` it applies to each item.
 
     ``ge``/``gt`` and ``le``/``lt`` bound the value; ``also``: values valid besides the range (e.g. -1 = "the
-    default"); a float must be finite unless ``nonfinite``; an int must fit in 64 bits. :func:`check_types`
+    default"); a float must be finite (and fit float32) unless ``nonfinite``; an int must fit in 64 bits. :func:`check_types`
     (so :func:`options_from` and every config's ``__post_init__``) refuses any other value in one line
     naming the field, the valid range and the value. Rules between fields (``area_min <= area_max``)
     stay in the class's ``__post_init__``."""
@@ -46,6 +49,8 @@ class Range:
             return False
         if isinstance(value, int) and not -2**63 <= value < 2**63:
             return False
+        if isinstance(value, float) and abs(value) > FLOAT32_MAX and not self.nonfinite:
+            return False  # torch computes in float32: a larger value overflows there (e.g. an lr of 1e300)
         return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
                 and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
 
@@ -58,6 +63,8 @@ class Range:
             (">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)) if v is not None]
         if base is int and not hi and not -2**63 <= value < 2**63:
             parts.append("below 2**63")
+        if base is float and not hi and isinstance(value, float) and FLOAT32_MAX < abs(value) < math.inf:
+            parts.append(f"at most {FLOAT32_MAX:.3g} (float32)")
         text = " and ".join(parts)
         if base is float and not self.nonfinite and not (lo and hi):
             text = "a finite number" + (f" {text}" if text else "")
