@@ -400,7 +400,7 @@ def test_smaller_reliability_items(tiny_cfg, tiny_data, tmp_path, capsys, monkey
 
     # a run that fails before its first checkpoint leaves no folder (NaN loss, missing baseline, bad generator option)
     with pytest.raises(MedaugError, match="NaN"):
-        train_mod.fit(tiny_cfg(lr=1e30, optimizer="sgd", epochs=2), tmp_path / "nan")
+        train_mod.fit(tiny_cfg(lr=1e38, optimizer="sgd", epochs=2), tmp_path / "nan")
     with pytest.raises(MedaugError, match="--baseline"):
         train_mod.fit(tiny_cfg(method="apga", baseline=str(tmp_path / "nowhere")), tmp_path / "nobase")
     with pytest.raises(MedaugError, match="unknown option"):
