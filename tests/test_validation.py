@@ -201,10 +201,11 @@ def inputs(tmp_path_factory, tiny_data):
         _png(csv / "imgs" / f"{i}.png", i)
     (csv / "imgs" / "sub").mkdir()
     (csv / "data.csv").write_text("path,label\n" + "".join(f"imgs/{i}.png,{'ab'[i % 2]}\n" for i in range(12)) + "imgs/sub,a\n")
-    (root / "seeds.toml").write_text(f'[experiment]\ndata = ["{tiny_data}"]\nseeds = [9223372036854775807]\n')
-    (root / "nanopt.toml").write_text(f'[experiment]\ndata = ["{tiny_data}"]\nmethods = ["none", "classical"]\n'
-                                      '[methods.classical]\nnoise_std = nan\n')
-    (root / "noseeds.toml").write_text(f'[experiment]\ndata = ["{tiny_data}"]\nseeds = []\n')
+    exp = f'[experiment]\ndata = ["{tiny_data}"]\nout = "{root / "r-run"}"\n'  # refused: r-run must not appear
+    (root / "seeds.toml").write_text(exp + "seeds = [9223372036854775807]\n")
+    (root / "nanopt.toml").write_text(exp + 'methods = ["none", "classical"]\n[methods.classical]\nnoise_std = nan\n')
+    (root / "noseeds.toml").write_text(exp + "seeds = []\n")
+    (root / "bigsize.toml").write_text(exp + "[train]\nsize = 1000000\n")
     for name in ("trunc-best", "nonutf-log", "string-metric"):
         shutil.copytree(root / "base", root / name / "run")
     best = root / "trunc-best" / "run" / "best.pt"
@@ -271,6 +272,13 @@ def cases(root, data):
         "train --size 10**6": (("train", "--data", data, "--size", huge, "--out", root / "r-train"), ["--size 1000000", "needs about"]),
         "data synth --size 10**6": (("data", "synth", "--out", root / "r-synth", "--size", huge), ["--size 1000000", "needs about"]),
         "data prepare --size 10**6": (("data", "prepare", data, "--size", huge, "--out", root / "r-prepare"), ["--size 1000000", "needs about"]),
+        "gen train --batch-size 10**12": (("gen", "train", "--data", data, "--size", 16, "--batch-size", 10**12, "--out", root / "r-gen"),
+                                          ["--batch-size 1000000000000", "needs about"]),
+        "gen eval --size 10**6": (("gen", "eval", "--real", data, "--fake", root / "gan", "--size", huge, "--out", root / "r-eval"),
+                                  ["--size 1000000", "needs about"]),
+        "transfer --batch-size 10**11": (("transfer", "--backbone", root / "base", "--data", data, "--shots", 2,
+                                          "--batch-size", 10**11, "--out", root / "r-transfer"), ["--batch-size 100000000000", "needs about"]),
+        "run: [train] size = 10**6": (("run", root / "bigsize.toml"), ["--size 1000000", "needs about"]),
         # 5. data that cannot give a meaningful number
         "NaN pixel in an npz (train)": (("train", "--data", root / "nan", "--size", 28, "--epochs", 1, "--out", root / "r-train"),
                                         ["nanmnist.npz: 'train_images' image 3", "NaN or infinite pixel", "(5, 7)"]),

@@ -260,11 +260,13 @@ def check_plan(runs: list, skip_finished: bool = True) -> None:
     import json
 
     from .bench import prepare_method
+    from .train import check_batch_memory
 
     seen = set()
     for out, cfg, _ in runs:
         if skip_finished and (out / "metrics.json").is_file():
             continue
+        check_batch_memory(cfg)
         key = (cfg.method, json.dumps(cfg.method_options, sort_keys=True), cfg.model, cfg.size, cfg.in_channels)
         if key in seen:
             continue

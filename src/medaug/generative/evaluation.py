@@ -19,7 +19,7 @@ from ..config import NonNegInt, TrainConfig, check_range
 from ..data.cache import ArraySplit, Dataset, load_dataset
 from ..device import resolve_device
 from ..io_utils import output_folder, write_json, write_text
-from ..train import fit
+from ..train import check_batch_memory, fit
 from .quality import (agreement_warning, conditional_agreement, contact_sheet, feature_metrics, fid, kid, load_extractor,
                       memorisation, read_image_folder, run_classifier)
 
@@ -43,6 +43,7 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
     """Every quality number for ``fake_dir`` against the real training images of ``real_data``; writes quality.json."""
     check_range("--n-shot", n_shot, NonNegInt)
     cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)  # size, epochs, seed: checked here
+    check_batch_memory(cfg)
     given = load_extractor(extractor, resolve_device(device)) if extractor is not None else None  # a bad file: before any output
     out = output_folder(out, "quality", inputs=(real_data, fake_dir))
     real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress)

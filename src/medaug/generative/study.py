@@ -68,14 +68,16 @@ def check_flags(per_class: list[int], methods: list[str], generative: list[str],
     """Every flag of the study checked by the configs it becomes, before any generator or classifier trains."""
     from ..config import NonNegFloat, NonNegInt, TrainConfig, check_range, options_from
     from ..experiments import ExperimentConfig, make_plan
+    from ..train import check_batch_memory
     from . import model_class
     from .train import GenConfig, check_sample_memory
 
     check_range("--tolerance", tolerance, NonNegFloat)
     check_range("--samples-per-class", samples_per_class, NonNegInt)
     exp = ExperimentConfig(name="runs", out="-", data=["-"], methods=list(methods), seeds=list(seeds), shots=list(per_class))
-    make_plan(exp, TrainConfig(size=size, epochs=epochs, model=model, device=device),
-              {m: {"samples": "-", "ratio": ratio} for m in generative})
+    train = TrainConfig(size=size, epochs=epochs, model=model, device=device)
+    make_plan(exp, train, {m: {"samples": "-", "ratio": ratio} for m in generative})
+    check_batch_memory(train)
     if generative:
         GenConfig(data="-", model=gen_model, size=size, steps=gen_steps, device=device)
         options_from(model_class(gen_model).Options, dict(gen_options or {}), f"--gen-option ({gen_model})", noun="option")

@@ -91,6 +91,9 @@ def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None
 
     out = Path(out_dir)
     model_class(cfg.model)  # name check before any work
+    check_memory(2 * cfg.batch_size * cfg.size**2 * 4, f"--batch-size {cfg.batch_size} with --size {cfg.size}: real and "
+                 f"generated batches of {cfg.batch_size} float32 images of {cfg.size} x {cfg.size}",
+                 "lower --batch-size or --size", resolve_device(cfg.device))
     output_folder(out, "generator", inputs=data_inputs(cfg), overwrite=overwrite)
     done = out / "generator.json"
     ckpt_path = out / "checkpoint.pt"
