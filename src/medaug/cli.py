@@ -41,9 +41,10 @@ def config_flags(cls: type, skip: tuple[str, ...] = NO_FLAG) -> list[inspect.Par
     """One Typer option per field of dataclass ``cls``: ``--n-shot`` for ``n_shot``, ``--x/--no-x`` for a
     bool, the values of a ``Literal`` as the metavar, help from the field's ``#:`` comment and its default.
     Every option defaults to None (not given), so a --config file's value stands unless the flag is given."""
-    from .config import choices, field_default, field_help
+    from .config import choices, field_default, field_help, range_text
 
     hints, docs = typing.get_type_hints(cls), field_help(cls)
+    ranges = typing.get_type_hints(cls, include_extras=True)
     params = []
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -53,6 +54,8 @@ def config_flags(cls: type, skip: tuple[str, ...] = NO_FLAG) -> list[inspect.Par
         text = (doc[:1].upper() + doc[1:]).rstrip(".") + "."
         if values:
             text += f" One of {' | '.join(map(str, values))}."
+        if range_text(ranges[f.name]):
+            text += f" Valid: {range_text(ranges[f.name])}."
         if isinstance(default, list):
             text += f" Repeat the flag for each value, e.g. {flag} 50 {flag} 75."
         shown = ("on" if default else "off") if isinstance(default, bool) else default

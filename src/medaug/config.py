@@ -230,6 +230,20 @@ def _check_value(name: str, value: Any, tp: Any, where: str) -> None:
                           f"{where}: {name} must each be {desc}, got {item!r} in {value!r}")
 
 
+def range_text(tp: Any) -> str:
+    """The declared :class:`Range` of annotation ``tp`` in words ('' when it declares none), for --help."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        ranges = [m for m in args[1:] if isinstance(m, Range)]
+        base = args[0]
+        if (typing.get_origin(base) or base) in (list, tuple):
+            inner = range_text(Annotated[((typing.get_args(base) or (Any,))[0], *ranges)]) if ranges else ""
+            return f"each {inner}" if inner else ""
+        return ranges[0].describe(base, 0) if ranges and base in (int, float) else range_text(base)
+    inner = next(filter(None, (range_text(a) for a in args if a is not type(None))), "")
+    return f"each {inner}" if inner and origin in (list, tuple) else inner
+
+
 def check_range(flag: str, value: int | float, tp: Any) -> None:
     """A command-line flag without a config field against a range type, by the fields' rule
     (``check_range("--tolerance", t, NonNegFloat)``): one line ``--flag VALUE: must be ...``."""
