@@ -27,10 +27,10 @@ class Range:
     (or a shorthand below: ``lr: PosFloat = 1e-3``); on a ``list[...]`` it applies to each item.
 
     ``ge``/``gt`` and ``le``/``lt`` bound the value; ``also``: values valid besides the range (e.g. -1 = "the
-    default"); a float must be finite (and fit float32) unless ``nonfinite``; an int must fit in 64 bits. :func:`check_types`
-    (so :func:`options_from` and every config's ``__post_init__``) refuses any other value in one line
-    naming the field, the valid range and the value. Rules between fields (``area_min <= area_max``)
-    stay in the class's ``__post_init__``."""
+    default"); a float must be finite (and fit float32) unless ``nonfinite``; an int must fit in 64 bits.
+    :func:`check_types` (so :func:`options_from` and every config's ``__post_init__``) refuses any other value
+    in one line naming the field, the valid range and the value. Rules between fields
+    (``area_min <= area_max``) stay in the class's ``__post_init__``."""
 
     ge: float | None = None
     gt: float | None = None
