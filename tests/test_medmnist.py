@@ -52,7 +52,7 @@ def test_multistep_schedule_is_medmnist_protocol():
 @pytest.mark.parametrize("values, msg", [
     (dict(schedule="multistep"), "needs milestones"),
     (dict(schedule="multistep", milestones=[75, 50]), "increasing"),
-    (dict(schedule="multistep", milestones=[0, 5]), "increasing whole epochs >= 1"),
+    (dict(schedule="multistep", milestones=[0, 5]), "milestones must each be >= 1, got 0"),
     (dict(schedule="multistep", milestones=[5.5]), "milestones should be list of int, got \\[5.5\\]"),
     (dict(schedule="step"), "schedule should be one of 'cosine', 'none', 'multistep', got 'step'"),
     (dict(lr_gamma=0.0), "lr_gamma"),

@@ -26,7 +26,7 @@ import torch
 
 from . import __version__
 from .config import TrainConfig
-from .device import place, resolve_device, seed_everything
+from .device import check_memory, place, resolve_device, seed_everything
 from .errors import MedaugError
 from .methods import create_method
 from .models.classifiers import create_classifier
@@ -131,6 +131,10 @@ def run_bench(methods: list[str], cfg: TrainConfig, options: dict[str, dict], ba
             raise MedaugError(f"{flag} {value}: must be >= {least}")
     if not methods:
         raise MedaugError("--methods: give at least one method, e.g. none,cutout")
+    check_memory(2 * batch * cfg.in_channels * cfg.size**2 * 4,
+                 f"--size {cfg.size} with --batch {batch}: a batch of {2 * batch} float32 images of "
+                 f"{cfg.in_channels} x {cfg.size} x {cfg.size} (originals and augmented copies)",
+                 "lower --size or --batch", resolve_device(cfg.device))
     if data:
         from .data.cache import is_cache, read_meta
 

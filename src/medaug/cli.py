@@ -41,9 +41,10 @@ def config_flags(cls: type, skip: tuple[str, ...] = NO_FLAG) -> list[inspect.Par
     """One Typer option per field of dataclass ``cls``: ``--n-shot`` for ``n_shot``, ``--x/--no-x`` for a
     bool, the values of a ``Literal`` as the metavar, help from the field's ``#:`` comment and its default.
     Every option defaults to None (not given), so a --config file's value stands unless the flag is given."""
-    from .config import choices, field_default, field_help
+    from .config import choices, field_default, field_help, range_text
 
     hints, docs = typing.get_type_hints(cls), field_help(cls)
+    ranges = typing.get_type_hints(cls, include_extras=True)
     params = []
     for f in dataclasses.fields(cls):
         if f.name in skip:
@@ -53,6 +54,8 @@ def config_flags(cls: type, skip: tuple[str, ...] = NO_FLAG) -> list[inspect.Par
         text = (doc[:1].upper() + doc[1:]).rstrip(".") + "."
         if values:
             text += f" One of {' | '.join(map(str, values))}."
+        if range_text(ranges[f.name]):
+            text += f" Valid: {range_text(ranges[f.name])}."
         if isinstance(default, list):
             text += f" Repeat the flag for each value, e.g. {flag} 50 {flag} 75."
         shown = ("on" if default else "off") if isinstance(default, bool) else default
@@ -216,7 +219,8 @@ def print_summary(runs_dir: Path) -> None:
                     continue
                 r = rows.loc[m]
                 better = r.get("t_p_holm", float("nan")) < 0.05 and r.get("diff", 0) > 0
-                cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if better else ""))
+                nan = f" NaN {int(r['n_nan'])}" if "n_nan" in r and r["n_nan"] == r["n_nan"] and r["n_nan"] else ""
+                cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if better else "") + nan)
             table.add_row(method, str(int(rows["n"].max())), *cells)
         out.print(table)
     out.print("n = seeds; * = better than none (paired t-test across seeds, Holm-adjusted p < 0.05); "
@@ -236,11 +240,12 @@ def demo(
     shortcut: float = typer.Option(0.9, help="Train-only shortcut probability of the synthetic data (if created)."),
 ):
     """Synthesise data, train every method with several seeds, print the table and write a report."""
-    from .config import TrainConfig
+    from .config import PosInt, TrainConfig, check_range
     from .data.synth import generate
     from .experiments import ExperimentConfig, make_plan, run_plan
     from .report import write_report
 
+    check_range("--seeds", seeds, PosInt)
     start = time.time()
     if not data.exists():
         generate(data, n_train=600, n_test=300, size=64, seed=0, shortcut=shortcut)
@@ -444,6 +449,11 @@ def _internal(err: Console, exc: BaseException) -> None:
     if os.environ.get("MEDAUG_DEBUG"):
         raise exc
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in text:
+        # sizes medaug can estimate are refused before allocating (device.check_memory); this is the rest (networks, ...)
+        err.print(f"[bold red]error:[/] {escape(f'out of memory ({exc.__class__.__name__}: {text[:160]})')}; lower --batch-size, "
+                  "--size or the option that multiplies into memory (network widths, sample counts)", highlight=False, soft_wrap=True)
+        sys.exit(2)
     err.print(f"[bold red]error:[/] {escape(f'unexpected {exc.__class__.__name__}: {text}')} (a medaug bug or an input it "
               "does not check yet; MEDAUG_DEBUG=1 prints where)", highlight=False, soft_wrap=True)
     sys.exit(2)

@@ -14,7 +14,9 @@ Unlike the original code, model selection uses a patient-disjoint validation spl
 
 from __future__ import annotations
 
-from .config import TrainConfig
+from typing import Annotated
+
+from .config import PosInt, Range, TrainConfig, check_range
 from .experiments import ExperimentConfig, Plan, make_plan
 
 PROTOCOLS = {
@@ -30,12 +32,14 @@ def plan_from_flags(data: str, seed: int, body_part: str, n_runs: int, gpu_id: i
                     model: str = "densenet169", size: int = 224, pretrained: str = "", policy_weights: str = "",
                     epochs: int | None = None) -> Plan:
     p = PROTOCOLS[protocol]
+    check_range("--n-runs", n_runs, PosInt)
+    check_range("--n-shot", n_shot, Annotated[int, Range(ge=0, also=(-1,))])
     methods = ["none"] + [m for m, on in (("cutout", cutout), ("apga", apga), ("gradcam", gradcam), ("end2end", end2end)) if on]
     exp = ExperimentConfig(name=f"apga-mura-{protocol}", out=out, data=[data], methods=methods,
                            seeds=list(range(seed, seed + n_runs)), shots=[max(n_shot, 0)])
     train = TrainConfig(
         body_part=body_part, model=model, size=size, pretrained=pretrained,
-        batch_size=25, optimizer="adam", lr=p["lr"], finetune_lr=p["finetune_lr"], epochs=epochs or p["epochs"],
+        batch_size=25, optimizer="adam", lr=p["lr"], finetune_lr=p["finetune_lr"], epochs=p["epochs"] if epochs is None else epochs,
         patience=p["patience"], schedule="none", monitor="accuracy", budget="paper",  # the baseline trained to convergence first
         device="cpu" if gpu_id is None or gpu_id < 0 else f"cuda:{gpu_id}",
     )

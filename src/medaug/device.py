@@ -120,3 +120,52 @@ def fixed_rng(device: torch.device, seed: int):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def available_memory(device: torch.device | None = None) -> int:
+    """Bytes free for new allocations: the GPU's free memory for a CUDA device, else the host's available
+    RAM (``MemAvailable`` of /proc/meminfo; total physical RAM where that file does not exist)."""
+    if device is not None and device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB', 3e12 -> '2.7 TiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def check_memory(nbytes: int, what: str, fix: str, device: torch.device | None = None) -> None:
+    """Refuse, before allocating, work whose estimated memory ``nbytes`` exceeds what the machine (or the
+    CUDA ``device``) has available: one line naming ``what`` (the flag and the arithmetic), the estimate,
+    the limit and the ``fix``."""
+    limit = available_memory(device)
+    if nbytes > limit:
+        where = f"free on {device}" if device is not None and device.type == "cuda" else "available on this machine"
+        raise MedaugError(f"{what} needs about {human_bytes(nbytes)} of memory, more than the {human_bytes(limit)} "
+                          f"{where}; {fix}")
+
+
+def check_disk(nbytes: int, folder: str | os.PathLike, what: str, fix: str) -> None:
+    """Refuse, before writing, output whose estimated size ``nbytes`` exceeds the free space of the file system
+    holding ``folder`` (its nearest existing parent): one line naming ``what``, the estimate, the free space and the ``fix``."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    if nbytes > free:
+        raise MedaugError(f"{what} needs about {human_bytes(nbytes)} of disk, more than the {human_bytes(free)} free in {path}; {fix}")

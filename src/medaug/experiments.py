@@ -47,9 +47,9 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable
 
-from .config import CACHE_FIELDS, TrainConfig, check_types, from_dict, load_toml
+from .config import CACHE_FIELDS, NonNegFloat, NonNegInt, Range, Seed, TrainConfig, check_types, from_dict, load_toml
 from .errors import MedaugError, RunBusy
 from .io_utils import safe_name
 from .methods import METHODS
@@ -63,19 +63,19 @@ class ExperimentConfig:
     out: str = "runs"
     data: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: ["none", "classical", "cutout"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
-    shots: list[int] = field(default_factory=lambda: [0])
+    seeds: list[Seed] = field(default_factory=lambda: [0, 1])
+    shots: list[NonNegInt] = field(default_factory=lambda: [0])  #: training images per class (0 = all)
     executor: str = "local"  #: local (one after another in this process) | ray (see medaug.ray_executor)
     ray_address: str = ""  #: Ray cluster to join ('' = $RAY_ADDRESS, else start a local one)
-    ray_local_cpus: int = 0  #: CPUs of a local Ray instance (0 = all)
-    ray_cpus_per_run: float = 1.0
-    ray_gpus_per_run: float = -1.0  #: -1 = one GPU per run when the cluster has GPUs; fractions share a GPU
+    ray_local_cpus: NonNegInt = 0  #: CPUs of a local Ray instance (0 = all)
+    ray_cpus_per_run: NonNegFloat = 1.0
+    ray_gpus_per_run: Annotated[float, Range(ge=0, also=(-1,))] = -1.0  #: -1 = one GPU per run when the cluster has GPUs; fractions share a GPU
 
     def __post_init__(self) -> None:
-        check_types(self, "config")
+        check_types(self, "config")  # types and each field's Range
         safe_name(self.name, "name")
-        if any(v < 0 for v in self.shots) or any(v < 0 for v in self.seeds):
-            raise MedaugError(f"config: seeds and shots must be >= 0, got seeds {self.seeds}, shots {self.shots}")
+        if self.ray_gpus_per_run > 1 and self.ray_gpus_per_run != int(self.ray_gpus_per_run):
+            raise MedaugError(f"config: ray_gpus_per_run {self.ray_gpus_per_run}: a fraction of one GPU (<= 1) or a whole number")
 
 
 @dataclass
@@ -135,6 +135,9 @@ def make_plan(exp: ExperimentConfig, train: TrainConfig, method_options: dict | 
     method_options, overrides = method_options or {}, overrides or {}
     if not exp.data:
         raise MedaugError(f"{where}: [experiment] data is empty; list at least one dataset folder")
+    for key in ("methods", "seeds", "shots"):
+        if not getattr(exp, key):
+            raise MedaugError(f"{where}: [experiment] {key} is empty; list at least one (no run would train)")
     EXECUTORS.get(exp.executor)  # an unknown executor fails here
     for name in list(exp.methods) + list(method_options) + list(overrides):
         safe_name(name, f"{where}: method")  # it names the run folders <dataset>/<method>/
@@ -276,13 +279,14 @@ def check_plan(runs: list, skip_finished: bool = True) -> None:
     import json
 
     from .bench import prepare_method
-    from .train import check_budget
+    from .train import check_batch_memory, check_budget
 
     seen = set()
     for out, cfg, _ in runs:
         check_budget(cfg)  # both stages of a staged run fit in its epochs
         if skip_finished and (out / "metrics.json").is_file():
             continue
+        check_batch_memory(cfg)
         key = (cfg.method, json.dumps(cfg.method_options, sort_keys=True), cfg.model, cfg.size, cfg.in_channels)
         if key in seen:
             continue

@@ -538,6 +538,22 @@ def save_torch(path: Path, obj: Any) -> None:
     _atomic(path, lambda fh: torch.save(obj, fh))
 
 
+def load_torch(path: str | Path, map_location: Any = "cpu", what: str = "checkpoint",
+               fix: str = "the file is truncated or not medaug's: delete it (or use --overwrite) to start fresh") -> Any:
+    """``torch.load(path, weights_only=True)`` of a file that may be truncated, garbage or foreign: any exception
+    the unpickler or the zip reader raises on such bytes (IndexError, KeyError, UnicodeDecodeError, ... not only
+    the documented ones) is one line naming the file and the ``fix``."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # garbage also draws warnings (e.g. "pickle protocol 131"): the error says it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - garbage bytes can make torch.load raise anything
+        detail = str(exc).splitlines()[0][:100] if str(exc) else ""
+        raise MedaugError(f"{path}: not a readable {what} ({exc.__class__.__name__}: {detail}); {fix}") from None
+
+
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
     """np.savez_compressed, atomically."""
     _atomic(path, lambda fh: np.savez_compressed(fh, **arrays))

@@ -115,6 +115,7 @@ def main_latex(summary: pd.DataFrame, metrics: list[str], digits: int = 3, capti
                     continue
                 body = f"{r['mean']:.{digits}f} \\pm {r['std']:.{digits}f}"
                 body += f"^{{\\dagger{int(r['collapsed'])}}}" if r.get("collapsed") else ""
+                body += f"\\,\\mathrm{{NaN}}\\,{int(r['n_nan'])}" if is_number(r.get("n_nan")) and r["n_nan"] else ""
                 body = f"$\\mathbf{{{body}}}$" if r.get("bold") else f"${body}$" + ("$^*$" if r.get("better") else "")
                 ci = f" [{r['ci_lo']:.{digits}f}, {r['ci_hi']:.{digits}f}]" if is_number(r.get("ci_lo")) else ""
                 row.append(f"{body} ({int(r['n'])}){ci}")
@@ -157,19 +158,29 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
         raise MedaugError(f"--bootstrap {bootstrap}: give 0 (no CIs) or a number of resamples, e.g. 2000")
     check_output_path(out, "--out")  # before any work
     df = collect(root)
+    if bootstrap:  # stats.bootstrap_ci: int64 indices and float64 values [bootstrap, n], the means and a sorted copy
+        from .device import check_memory
+
+        n = int(df.groupby(["dataset", "shot", "method"]).size().max())
+        check_memory(bootstrap * (2 * n + 2) * 8, f"--bootstrap {bootstrap}: {bootstrap} resamples of up to {n} seeds",
+                     "use fewer resamples, e.g. 2000")
     if baseline != "none" and baseline not in set(df["method"]):  # without `none` runs nothing is tested (the checks say so)
         raise MedaugError(f"--baseline {baseline!r}: no runs of that method below {root}; "
                           f"choose one of {', '.join(method_order(df['method']))}")
     metrics = report_metrics(df, metrics)
     summary = mark_significance(summarise(df, metrics, baseline=baseline, bootstrap=bootstrap, ci_level=ci_level), level, test)
+    histories = {}  # read (and checked) before anything is written
+    for method, runs in df.groupby("method"):
+        histories[method] = [read_history(Path(d)) for d in runs["run_dir"]]
     final = output_folder(out, "report", flag="--out")
     with staged(final, "report.md") as tmp:  # built beside it, then moved in: nothing half-written
-        _write_files(tmp, root, df, summary, metrics, level, test, fmt, bootstrap, ci_level, html, baseline)
+        _write_files(tmp, root, df, summary, metrics, level, test, fmt, bootstrap, ci_level, html, baseline, histories)
     return final
 
 
 def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame, metrics: list[str], level: float,
-                 test: str, fmt: str | None, bootstrap: int, ci_level: float, html: bool, baseline: str) -> Path:
+                 test: str, fmt: str | None, bootstrap: int, ci_level: float, html: bool, baseline: str,
+                 histories: dict[str, list]) -> Path:
     """The report's files in the folder ``out`` (see :func:`write_report`)."""
     from .figures import learning_curves
 
@@ -183,6 +194,10 @@ def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame,
              f"{len(df)} runs; methods: {', '.join(method_order(df['method']))}; seeds per cell as n.",
              table_legend(level, test, baseline, ci_level=ci_level if bootstrap else None), "",
              *[f"Note: {n}\n" for n in run_notes(df)], "## Main table (test split)", "", main_markdown(summary, metrics)]
+    nan_runs = df[df["nan_metrics"] != ""] if "nan_metrics" in df else df.iloc[:0]
+    if len(nan_runs):
+        lines += ["NaN values (not numbers; left out of the means and tests): "
+                  + "; ".join(f"{r['run_dir']}: {r['nan_metrics'].replace(',', ', ')}" for _, r in nan_runs.iterrows()), ""]
     for metric in metrics:
         tests = summary[(summary["metric"] == metric) & summary["diff"].notna()] if "diff" in summary else pd.DataFrame()
         if not tests.empty:
@@ -195,9 +210,6 @@ def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame,
             lines.append("")
 
     figures = []
-    histories = {}
-    for method, runs in df.groupby("method"):
-        histories[method] = [read_history(Path(d)) for d in runs["run_dir"]]
     learning_curves(histories, "val_auroc", out / "learning_curves.png")
     figures.append(("Validation AUROC per epoch (mean ± std over seeds)", "learning_curves.png"))
     mask_fig = _mask_figure(df, out / "masks.png")

@@ -62,12 +62,29 @@ def collect(runs_dir: str | Path) -> pd.DataFrame:
             raise MedaugError(f"{path.parent} and {seen[key]}: two runs of the same dataset, method, shot and seed "
                               f"({', '.join(map(str, key))}); report them from separate folders")
         seen[key] = path.parent
-        row.update({k: v for k, v in m.get("test", {}).items() if isinstance(v, (int, float)) and k not in row})
-        row.update({k: v for k, v in m.get("mask", {}).items() if isinstance(v, (int, float)) and k not in row})
+        values = {k: v for part in ("test", "mask") for k, v in _metric_values(path, m, part).items() if k not in row}
+        row.update(values)
+        row["nan_metrics"] = ",".join(sorted(k for k, v in values.items() if math.isnan(v)))  # counted per cell: NaN k/N
         rows.append(row)
     if not rows:
         raise MedaugError(f"{root}: no finished runs (no metrics.json below it); pass a folder `medaug run` or `medaug train --out` wrote")
     return pd.DataFrame(rows)
+
+
+def _metric_values(path: Path, m: dict, part: str) -> dict[str, float]:
+    """The numbers of metrics.json's ``part`` ('test', 'mask'); a string, boolean or null where a number should be
+    is refused (never tabled as a number); NaN stays NaN (the report marks it); lists and tables are skipped."""
+    section = m.get(part) or {}
+    if not isinstance(section, dict):
+        raise MedaugError(f"{path}: {part!r} is a {type(section).__name__}, not a table of metrics; remove the file or run the run again")
+    out = {}
+    for k, v in section.items():
+        if isinstance(v, (bool, str)) or v is None:
+            raise MedaugError(f"{path}: {part}.{k} is {v!r}, not a number (an edited or foreign file?); "
+                              "remove the file or run the run again")
+        if isinstance(v, (int, float)):
+            out[k] = float(v) if isinstance(v, float) else v
+    return out
 
 
 def _read_metrics(path: Path) -> dict:
@@ -126,6 +143,9 @@ def summarise(df: pd.DataFrame, metrics: list[str], baseline: str = "none", boot
                 mean, std, n = mean_std(values)
                 row = dict(dataset=dataset, shot=shot, method=method, metric=metric, mean=mean, std=std, n=n,
                            collapsed=int(runs["collapsed"].sum()) if "collapsed" in runs else 0)
+                nan = int(sum(metric in str(v).split(",") for v in runs["nan_metrics"])) if "nan_metrics" in runs else 0
+                if nan:  # runs whose metrics.json holds NaN for it: not in the mean, marked in the cell
+                    row["n_nan"] = nan
                 if bootstrap:
                     row["ci_lo"], row["ci_hi"] = bootstrap_ci(values, ci_level, bootstrap, seed)
                 seeds = sorted(set(runs[metric].dropna().index) & set(base[metric].dropna().index)) if metric in base else []
@@ -186,6 +206,8 @@ def cell_text(r: dict, digits: int = 3, pm: str = "±") -> str:
         text += f" [{r['ci_lo']:.{digits}f}, {r['ci_hi']:.{digits}f}]"
     if r.get("collapsed"):
         text += f" COLLAPSED {int(r['collapsed'])}/{int(r['n'])}"
+    if is_number(r.get("n_nan")) and r["n_nan"]:
+        text += f" NaN {int(r['n_nan'])}/{int(r['n']) + int(r['n_nan'])}"
     return text
 
 
@@ -196,7 +218,8 @@ def table_legend(level: float, test: str = "both", baseline: str = "none", ci_le
             f"beat `{baseline}` by {which} across seeds (two-sided, Holm-adjusted across the metric's table, "
             f"p < {level:g}); * = beats `{baseline}` but not the best such. A higher mean without a significant "
             f"test is not bold. COLLAPSED k/n: in k of the cell's runs the learned masks collapsed (kept < 1% or "
-            f"> 99% of the image for 3 epochs; metrics.json 'collapse').")
+            f"> 99% of the image for 3 epochs; metrics.json 'collapse'). NaN k/N: in k of the cell's N runs the metric "
+            f"is NaN in metrics.json (undefined there); the mean and the tests are over the other runs.")
     if ci_level:
         text += f" Brackets: {ci_level:.0%} percentile bootstrap CI of the mean over seeds (crude with few seeds)."
     return text
@@ -227,10 +250,10 @@ def run_notes(df: pd.DataFrame) -> list[str]:
 def report_metrics(df: pd.DataFrame, wanted: list[str] | None = None) -> list[str]:
     """The metrics a report shows: ``wanted`` (checked against the runs) or every main/study/mask metric present."""
     if wanted:
-        missing = [m for m in wanted if m not in df]
+        known = [c for c in df.columns if c not in KEYS + ["base_method", "run_dir", "wall_s", "best_epoch", "n_train", "n",
+                                                          "collapsed", "nan_metrics", "kept_start", "classifier_epochs", "budget"]]
+        missing = [m for m in wanted if m not in known]
         if missing:
-            known = [c for c in df.columns if c not in KEYS + ["base_method", "run_dir", "wall_s", "best_epoch", "n_train", "n",
-                                                               "collapsed", "kept_start", "classifier_epochs", "budget"]]
             raise MedaugError(f"--metric {', '.join(missing)}: not in the runs' metrics.json; choose from {', '.join(known)}")
         return list(wanted)
     return [m for m in MAIN_METRICS + ["study_auroc", "study_kappa", "ece"] + MASK_METRICS if m in df and df[m].notna().any()]
@@ -242,6 +265,20 @@ def is_number(value) -> bool:
 
 
 def read_history(run: Path) -> list[dict]:
-    """log.jsonl of a run folder as a list of per-epoch dicts ([] if absent)."""
+    """log.jsonl of a run folder as a list of per-epoch dicts ([] if absent); a file that is not one JSON object
+    per line (not UTF-8, truncated, edited) is one line naming it."""
     log = run / "log.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    if not log.is_file():
+        return []
+    rows = []
+    try:
+        for n, line in enumerate(log.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"line {n} is not a JSON object")
+                rows.append(row)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        raise MedaugError(f"{log}: not a medaug training log ({exc.__class__.__name__}: {str(exc)[:80]}); "
+                          "delete the run folder and run it again (or remove the file: the report then has no curves for it)") from None
+    return rows

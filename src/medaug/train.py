@@ -36,10 +36,11 @@ from .config import TrainConfig, dump_toml
 from .context import Context
 from .data.cache import ArraySplit, Dataset, cached, check_cache_root, default_cache_root, fingerprint, is_cache, load_dataset
 from .data.index import read_index
-from .device import barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
+from .device import (barrier, check_memory, distributed, init_distributed, place, resolve_device, rng_state, seed_everything,
+                     set_rng_state)
 from .errors import MedaugError, RunBusy
-from .io_utils import (check_output_path, check_replaceable, output_folder, provable, recorded, remove_file, remove_output,
-                       save_npz, save_torch, write_json, write_text)
+from .io_utils import (check_output_path, check_replaceable, load_torch, output_folder, provable, recorded, remove_file,
+                       remove_output, save_npz, save_torch, write_json, write_text)
 from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
 from .metrics import classification_metrics, mask_metrics
@@ -200,6 +201,28 @@ def load_data(cfg: TrainConfig) -> Dataset:
     )
 
 
+def check_batch_memory(cfg: TrainConfig) -> None:
+    """Refuse a size and batch size whose input batches alone would not fit in the device's memory (before any work):
+    float32 [B, C, S, S] for the larger of batch_size x 2 (originals and augmented copies) and eval_batch_size."""
+    images = max(2 * cfg.batch_size, cfg.eval_batch_size)
+    check_memory(images * cfg.in_channels * cfg.size**2 * 4,
+                 f"--size {cfg.size} with --batch-size {cfg.batch_size} / --eval-batch-size {cfg.eval_batch_size}: "
+                 f"one batch of {images} float32 images of {cfg.in_channels} x {cfg.size} x {cfg.size}",
+                 "lower --size or the batch sizes", resolve_device(cfg.device))
+
+
+def check_splits(dataset: Dataset, data: str) -> None:
+    """Refuse a validation or test split holding one class: AUROC, balanced accuracy and the selection on them
+    would be meaningless (or undefined) numbers."""
+    for name, split in (("validation", dataset.valid), ("test", dataset.test)):
+        present = np.unique(split.labels)
+        if len(dataset.classes) > 1 and len(present) < 2:
+            only = dataset.classes[int(present[0])] if len(present) else "none"
+            raise MedaugError(f"{data}: the {name} split has images of one class only ({only!r}, {len(split.labels)} image(s)); "
+                              "AUROC and balanced accuracy would be meaningless. Add images of the other class(es) to it "
+                              "(where medaug makes the split: another --split-seed, a larger --val-fraction or other --split-ratios)")
+
+
 def warn_data(dataset: Dataset, out: Path) -> None:
     """Print the dataset's warnings (e.g. test images identical to training images) on stderr, once per run."""
     if dataset.info.get("warnings") and distributed()[0] == 0:
@@ -288,6 +311,7 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     create_method(cfg.method, cfg.method_options)  # validate names before any work
     check_output_path(out, "--out", data_inputs(cfg))  # before the lock, which writes in the cache
     check_cache_root(data_inputs(cfg))
+    check_batch_memory(cfg)
     finished = not overwrite and (out / "metrics.json").is_file()  # read only: no lock, no write
     with run_lock(out) if distributed()[0] == 0 and not finished else contextlib.nullcontext():
         return _fit_run(cfg, out, dataset, tracker, overwrite)
@@ -537,6 +561,7 @@ def start_stage(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, r
     seed_everything(cfg.seed)
     if dataset is None:
         dataset = load_data(cfg)
+    check_splits(dataset, cfg.data)
     warn_data(dataset, out)
     identity = run_identity(record, dataset.fingerprint)
     device = resolve_device(cfg.device)
@@ -735,13 +760,13 @@ def load_selected(run: Stage) -> list[str]:
     files = []
     if run.average_last:
         files = sorted((out / "last").glob("epoch-*.pt"))[-run.average_last:]
-        states = [torch.load(f, map_location=device, weights_only=True)["model"] for f in files]
+        states = [load_checkpoint(f, device)["model"] for f in files]
         if run.lead:
             save_torch(out / "best.pt", {"model": average_weights(states), "method": run.method.state_dict(),
                                          "epoch": run.state["epoch"] - 1, "averaged": [f.name for f in files],
                                          "num_classes": run.ctx.num_classes})
         barrier()
-    best = torch.load(out / "best.pt", map_location=device, weights_only=True)
+    best = load_checkpoint(out / "best.pt", device)
     run.model.load_state_dict(best["model"])
     run.method.load_state_dict(best["method"])
     return [f.name for f in files]
@@ -839,15 +864,9 @@ def read_toml(path: Path) -> dict:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """torch.load of a medaug checkpoint (weights only), or one line naming the file: truncated, garbage, not a dict."""
-    import pickle
-    import zipfile
-
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile, AttributeError) as exc:
-        raise MedaugError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}); "
-                          "the file is truncated or not medaug's: delete it (or use --overwrite) to start fresh") from None
+    """torch.load of a medaug checkpoint (weights only), or one line naming the file: truncated, garbage (whatever
+    torch.load raises on it, :func:`io_utils.load_torch`), not a dict."""
+    ckpt = load_torch(path, device)
     if not isinstance(ckpt, dict):
         raise MedaugError(f"{path}: not a medaug checkpoint (holds a {type(ckpt).__name__}); delete it or use --overwrite")
     return ckpt

@@ -75,7 +75,7 @@ def run_transfer(backbones: dict[str, Path], data: str, shots: list[int], seeds:
                  modes: list[str] = ("finetune", "linear"), overwrite: bool = False, **train: object) -> pd.DataFrame:
     """Train every backbone x mode x shot x seed on ``data``; returns one row per run (also written as CSV/MD/PNG)."""
     from .io_utils import output_folder
-    from .train import fit, load_data
+    from .train import check_batch_memory, fit, load_data
 
     out = Path(out)
     for mode in modes:
@@ -88,6 +88,8 @@ def run_transfer(backbones: dict[str, Path], data: str, shots: list[int], seeds:
     configs = {name: transfer_config(run, data, shots[0], seeds[0], modes[0], **train) for name, run in backbones.items()}
     for name in backbones:
         safe_name(name, "--backbone: the name")
+    for cfg in configs.values():
+        check_batch_memory(cfg)
     output_folder(out, "transfer", inputs=tuple(c.data for c in configs.values() if Path(c.data).is_dir())[:1], overwrite=overwrite)
     rows = []
     for shot in shots:

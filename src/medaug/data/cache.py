@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import parse_ratios
+from ..device import check_disk, check_memory
 from ..errors import MedaugError
 from ..io_utils import file_digest, install, output_folder, preallocate, remove_output, tmp_sibling, write_json, writing
 from ..progress import progress_bar
@@ -85,6 +87,18 @@ def content_hashes(stats: dict[str, os.stat_result]) -> dict[str, str]:
     return out
 
 
+def _stat_file(path: str, root: Path) -> os.stat_result:
+    """``os.stat`` of a file the index lists, or one line: missing, a folder, unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise MedaugError(f"{path}: listed by the dataset {root} but {exc.strerror.lower()}; restore the file or remove it "
+                          "from the dataset (`medaug data check` lists the problems)") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise MedaugError(f"{path}: listed as an image by the dataset {root} but is a folder; list image files only")
+    return st
+
+
 def fingerprint(index: DataIndex, size: int) -> tuple[str, pd.DataFrame]:
     """Hash of every source file's path and content plus the image size and index columns.
 
@@ -92,7 +106,7 @@ def fingerprint(index: DataIndex, size: int) -> tuple[str, pd.DataFrame]:
     """
     frame = index.frame.copy()
     files = [source_file(p) for p in frame["path"]]  # an npz item: its archive
-    stats = {f: os.stat(f) for f in dict.fromkeys(files)}  # each distinct file once
+    stats = {f: _stat_file(f, index.root) for f in dict.fromkeys(files)}  # each distinct file once
     frame["bytes"] = [stats[f].st_size for f in files]
     frame["mtime_ns"] = [stats[f].st_mtime_ns for f in files]
     hashes = content_hashes(stats)
@@ -120,6 +134,10 @@ def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bo
     if not explicit:
         check_cache_root((index.root, index.source or index.root))
     out = Path(out) if explicit else cache_dir_for(index, size)
+    # before claiming --out: decoding holds a few float64 copies of one image; the arrays are uint8 [N, S, S] on disk
+    check_memory(40 * size**2, f"--size {size}: decoding one {size} x {size} image (float64 copies)", "lower --size")
+    check_disk(len(index.frame) * size**2 * (2 if (index.frame["roi"] != "").any() else 1), out.parent,
+               f"--size {size}: the cache of {len(index.frame)} images of {size} x {size} (uint8)", "lower --size or free disk space")
     output_folder(out, "cache", inputs=(index.root, index.source or index.root), flag=flag if explicit else "the cache folder ($MEDAUG_CACHE)")
     fp, frame = fingerprint(index, size)
     meta_path = out / "meta.json"

@@ -127,7 +127,7 @@ def _load_npz_item(npz: str, array: str, i: int) -> np.ndarray:
         raise MedaugError(f"{npz}: {array!r} holds images of shape {img.shape}; expected [H, W] or [H, W, 3]")
     if arr.dtype == np.uint8:
         return (img / 255.0).astype(np.float32)
-    return _scale(img)
+    return _scale(img, f"{npz}: {array!r} image {i}")
 
 
 def _load_pil(path: Path) -> np.ndarray:
@@ -140,7 +140,7 @@ def _load_pil(path: Path) -> np.ndarray:
             if img.width * img.height > 4096 * 4096 and img.mode in ("L", "RGB", "RGBA", "P"):
                 img.thumbnail((4096, 4096), Image.Resampling.BOX)  # huge scans: shrink before float conversion
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                return _scale(np.asarray(img, dtype=np.float64))
+                return _scale(np.asarray(img, dtype=np.float64), str(path))
             if img.mode != "L":
                 img = img.convert("L")  # RGB, RGBA (alpha dropped), palette
             return np.asarray(img, dtype=np.float32) / 255.0
@@ -148,16 +148,19 @@ def _load_pil(path: Path) -> np.ndarray:
         raise MedaugError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); the file is corrupt or not an image") from None
 
 
-def _scale(arr: np.ndarray) -> np.ndarray:
-    """Robust min-max to [0, 1] (0.5 and 99.5 percentiles), float32."""
+def _scale(arr: np.ndarray, where: str) -> np.ndarray:
+    """Robust min-max to [0, 1] (0.5 and 99.5 percentiles), float32. NaN or infinite pixels are refused, naming
+    ``where`` (the file, or the archive, array and index) and the first one: no number could stand for them."""
     arr = np.asarray(arr, dtype=np.float64)
-    finite = arr[np.isfinite(arr)]
-    if finite.size == 0:
-        return np.zeros(arr.shape, np.float32)
-    lo, hi = np.percentile(finite, [0.5, 99.5])
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise MedaugError(f"{where}: {int(bad.sum())} NaN or infinite pixel(s), e.g. {arr[first]} at (row, column) {first}; "
+                          "fix the image (or remove it from the dataset)")
+    lo, hi = np.percentile(arr, [0.5, 99.5])
     if hi <= lo:
-        lo, hi = finite.min(), finite.max() if finite.max() > finite.min() else finite.min() + 1.0
-    return np.clip((np.nan_to_num(arr, nan=lo) - lo) / (hi - lo), 0, 1).astype(np.float32)
+        lo, hi = arr.min(), arr.max() if arr.max() > arr.min() else arr.min() + 1.0
+    return np.clip((arr - lo) / (hi - lo), 0, 1).astype(np.float32)
 
 
 def _load_dicom(path: Path) -> np.ndarray:
@@ -183,7 +186,7 @@ def _load_dicom(path: Path) -> np.ndarray:
         arr = apply_modality_lut(arr, ds)
         if "WindowCenter" in ds:
             arr = apply_voi_lut(arr, ds)
-    out = _scale(arr)
+    out = _scale(arr, str(path))
     if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
         out = 1.0 - out  # MONOCHROME1: low values are bright
     return out
@@ -207,7 +210,7 @@ def _load_nifti(path: Path, slice_index: int | None, axis: int) -> np.ndarray:
         data = np.take(data, idx, axis=axis)
     if data.ndim != 2:
         raise MedaugError(f"{path}: NIfTI image has shape {data.shape}; expected a 2D image or a 3D/4D volume")
-    return _scale(data)
+    return _scale(data, str(path))
 
 
 def resize(arr: np.ndarray, size: int, order: str = "area") -> np.ndarray:

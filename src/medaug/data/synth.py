@@ -37,6 +37,8 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from ..config import Seed, check_range
+from ..device import check_memory
 from ..errors import MedaugError
 from ..io_utils import check_output_path, writing
 from ..progress import progress_bar
@@ -327,9 +329,14 @@ def parse_findings(findings: str) -> list[str]:
     return ["none", *names]
 
 
-def _check(out: Path, n_train: int, n_test: int, size: int, classes: int, shortcut: float, layout: str) -> None:
+def _check(out: Path, n_train: int, n_test: int, size: int, classes: int, shortcut: float, layout: str, seed: int = 0) -> None:
     if size < 32:
         raise MedaugError(f"--size {size}: use at least 32 pixels")
+    check_range("--seed", seed, Seed)
+    # peak memory while drawing one image: about 160 bytes a pixel (peak RSS measured at 1024 and 2048 px),
+    # plus one row of metadata (~400 bytes) per image
+    check_memory(160 * size**2 + 400 * (n_train + n_test), f"--size {size} (one {size} x {size} image in float64 layers) "
+                 f"and --n-train {n_train} / --n-test {n_test}", "lower --size or the image counts")
     if classes < 2 or classes > MAX_CLASSES:
         raise MedaugError(f"--classes {classes}: choose 2 to {MAX_CLASSES}")
     if not 0.0 <= shortcut <= 1.0:
@@ -365,7 +372,7 @@ def generate(out: str | Path, n_train: int = 400, n_test: int = 200, size: int =
         if layout != "folders":
             raise MedaugError("--findings needs --layout folders")
         classes = len(kinds)
-    _check(out, n_train, n_test, size, classes, shortcut, layout)
+    _check(out, n_train, n_test, size, classes, shortcut, layout, seed)
     names = ["normal", *kinds[1:]] if kinds else class_names(classes)
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 
+from ..config import NonNegFloat, PosFloat, PosInt, Prob, Range
 from .gan import ema_beta, ema_update
 
 
@@ -35,24 +37,26 @@ class Diffusion:
 
     @dataclass
     class Options:
-        channels: list[int] = field(default_factory=lambda: [16, 32, 64])  #: UNet channels per level (0.18 GFLOP per 32-px image)
+        channels: list[PosInt] = field(default_factory=lambda: [16, 32, 64])  #: UNet channels per level (0.18 GFLOP per 32-px image)
         attention_levels: list[bool] = field(default_factory=lambda: [False, False, False])  #: attention per level (the middle block always has it)
-        num_res_blocks: int = 1
-        num_head_channels: int = 32
-        norm_num_groups: int = 8
-        train_timesteps: int = 1000
+        num_res_blocks: PosInt = 1
+        num_head_channels: PosInt = 32  #: channels per attention head (divides the channels of attention levels)
+        norm_num_groups: PosInt = 8  #: GroupNorm groups (divides every level's channels)
+        train_timesteps: Annotated[int, Range(ge=1, le=100_000)] = 1000  #: T of the noise schedule (DDPM: 1000)
         schedule: str = "cosine"  #: MONAI noise schedule (linear_beta | scaled_linear_beta | cosine)
-        lr: float = 5e-4
-        p_uncond: float = 0.1  #: label dropout probability (the null class trains the unconditional model)
-        guidance: float = 3.0  #: classifier-free guidance weight w (1 = plain conditional, one forward per step)
-        ddim_steps: int = 25
-        eta: float = 1.0  #: DDIM eta (0 = deterministic ODE; 1 = DDPM-like stochastic steps, which correct an undertrained network's errors)
-        ema_kimg: float = 5.0
+        lr: PosFloat = 5e-4
+        p_uncond: Annotated[float, Range(ge=0, lt=1)] = 0.1  #: label dropout probability (the null class trains the unconditional model)
+        guidance: NonNegFloat = 3.0  #: classifier-free guidance weight w (1 = plain conditional, one forward per step)
+        ddim_steps: PosInt = 25  #: DDIM sampling steps (at most train_timesteps)
+        eta: Prob = 1.0  #: DDIM eta (0 = deterministic ODE; 1 = DDPM-like stochastic steps, which correct an undertrained network's errors)
+        ema_kimg: PosFloat = 5.0
         balanced: bool = False  #: class-balanced training batches (the trainer's sampling; see generative/train.py)
 
         def __post_init__(self):
-            if len(self.channels) != len(self.attention_levels):
-                raise ValueError("channels and attention_levels need the same length")
+            if not self.channels or len(self.channels) != len(self.attention_levels):
+                raise ValueError("channels and attention_levels need the same length, at least 1 (one per UNet level)")
+            if self.ddim_steps > self.train_timesteps:
+                raise ValueError(f"ddim_steps {self.ddim_steps} must be <= train_timesteps {self.train_timesteps}")
 
     def __init__(self, num_classes: int, size: int, batch_size: int, device: torch.device, options: dict | None = None):
         from monai.networks.nets import DiffusionModelUNet

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig
+from ..config import NonNegInt, TrainConfig, check_range
 from ..data.cache import ArraySplit, Dataset, load_dataset
 from ..device import resolve_device
 from ..io_utils import output_folder, write_json, write_text
-from ..train import fit
+from ..train import check_batch_memory, fit
 from .quality import (agreement_warning, conditional_agreement, contact_sheet, feature_metrics, fid, kid, load_extractor,
                       memorisation, read_image_folder, run_classifier)
 
@@ -41,15 +41,18 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
              size: int = 32, n_shot: int = 0, seed: int = 0, epochs: int = 10, tstr: bool = True,
              device: str = "auto", progress: bool = False, kid_subsets: int = 100) -> dict:
     """Every quality number for ``fake_dir`` against the real training images of ``real_data``; writes quality.json."""
+    check_range("--n-shot", n_shot, NonNegInt)
+    cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)  # size, epochs, seed: checked here
+    check_batch_memory(cfg)
+    given = load_extractor(extractor, resolve_device(device)) if extractor is not None else None  # a bad file: before any output
     out = output_folder(out, "quality", inputs=(real_data, fake_dir))
     real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress)
     fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes)
-    cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)
     result: dict = {"real": str(real_data), "fake": str(fake_dir), "size": size, "n_shot": n_shot, "classes": real.classes}
     trtr = None
     if extractor is None or tstr:  # the classifier trained on the real images: TRTR and the default extractor
         trtr = fit(cfg, out / "trtr", real)
-    ext = load_extractor(extractor if extractor is not None else out / "trtr", resolve_device(device))
+    ext = given or load_extractor(out / "trtr", resolve_device(device))
     result["extractor"] = ext.name
     f_real, f_fake = ext.features(real.train.images), ext.features(fake)
     f_test = ext.features(real.test.images)

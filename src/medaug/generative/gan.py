@@ -48,11 +48,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..config import NonNegInt, PosFloat, PosInt, Prob, Range
 
 SQRT2 = math.sqrt(2.0)
 
@@ -428,25 +431,25 @@ class GAN:
 
     @dataclass
     class Options:
-        z_dim: int = 128
-        w_dim: int = 128
-        map_layers: int = 2  #: mapping depth (StyleGAN2-ADA uses 2 for small data, 8 in StyleGAN2)
-        channel_base: int = 1024  #: channels at resolution r: min(channel_base / r, channel_max); small for CPU,
-        channel_max: int = 64  #: raise both on a GPU (StyleGAN2 at 256 px: 16384 and 512)
-        lr: float = 0.0025
-        beta1: float = 0.0
-        beta2: float = 0.99
-        r1_gamma: float = -1.0  #: R1 weight; -1 = StyleGAN2-ADA's heuristic 0.0002 * size^2 / batch
-        r1_every: int = 4  #: lazy R1 interval
+        z_dim: PosInt = 128
+        w_dim: PosInt = 128
+        map_layers: PosInt = 2  #: mapping depth (StyleGAN2-ADA uses 2 for small data, 8 in StyleGAN2)
+        channel_base: PosInt = 1024  #: channels at resolution r: min(channel_base / r, channel_max); small for CPU,
+        channel_max: PosInt = 64  #: raise both on a GPU (StyleGAN2 at 256 px: 16384 and 512)
+        lr: PosFloat = 0.0025
+        beta1: Annotated[float, Range(ge=0, lt=1)] = 0.0
+        beta2: Annotated[float, Range(ge=0, lt=1)] = 0.99
+        r1_gamma: Annotated[float, Range(ge=0, also=(-1,))] = -1.0  #: R1 weight; -1 = StyleGAN2-ADA's heuristic 0.0002 * size^2 / batch
+        r1_every: PosInt = 4  #: lazy R1 interval
         augment: str = "ada"  #: ada | diffaugment | none
-        ada_target: float = 0.6
-        ada_interval: int = 4
-        ada_kimg: float = 10.0  #: images (thousands) for p to move by 1 (the paper: 500, for runs of 10^4 kimg)
-        ada_p: float = 0.0  #: initial / fixed (augment=ada with ada_interval=0 freezes it) probability
-        ema_kimg: float = -1.0  #: G EMA half-life in kimg; -1 = batch * 10 / 32 (StyleGAN2-ADA)
+        ada_target: Prob = 0.6  #: the r_t = E[sign(D(real))] that ADA steers p to keep
+        ada_interval: NonNegInt = 4  #: steps between updates of p (0 = p fixed at ada_p)
+        ada_kimg: PosFloat = 10.0  #: images (thousands) for p to move by 1 (the paper: 500, for runs of 10^4 kimg)
+        ada_p: Prob = 0.0  #: initial / fixed (augment=ada with ada_interval=0 freezes it) probability
+        ema_kimg: Annotated[float, Range(gt=0, also=(-1,))] = -1.0  #: G EMA half-life in kimg; -1 = batch * 10 / 32 (StyleGAN2-ADA)
         preset: str = "balanced"  #: "balanced" (default) | "paper" (StyleGAN2-ADA paper and code); fills the fields left unset below
         balanced: bool | None = None  #: class-balanced batches (the trainer draws each class equally often); paper: as in the data
-        truncation: float | None = None  #: psi when sampling (1 = off, both presets; e.g. 0.8 for more typical images)
+        truncation: Prob | None = None  #: psi when sampling (1 = off, both presets; e.g. 0.8 for more typical images)
         truncation_center: str = ""  #: class (each class's mean w; StyleGAN-XL) | global (the running w_avg; StyleGAN2-ADA code)
 
         def __post_init__(self):

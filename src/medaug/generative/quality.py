@@ -118,11 +118,22 @@ def load_run_classifier(run: Path, ckpt_file: Path, device: torch.device) -> tup
     from ..config import load_toml
     from ..models.classifiers import create_classifier
 
+    from ..io_utils import load_torch
+
     cfg = load_toml(run / "config.toml").get("train", {})
+    if not isinstance(cfg, dict):
+        raise MedaugError(f"{run / 'config.toml'}: no [train] table; pass a run folder medaug wrote")
     name = cfg.get("model", "tiny")
-    ckpt = torch.load(ckpt_file, map_location=device, weights_only=True)
-    model = create_classifier(name, cfg.get("in_channels", 1), run_num_classes(run, ckpt, name)).to(device)
-    model.load_state_dict(ckpt["model"])
+    fix = "the file is truncated or not a medaug run's best.pt: train the run again or pass another run"
+    ckpt = load_torch(ckpt_file, device, "classifier checkpoint", fix)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise MedaugError(f"{ckpt_file}: not a medaug classifier checkpoint (no 'model' state dict); {fix}")
+    try:
+        model = create_classifier(name, cfg.get("in_channels", 1), run_num_classes(run, ckpt, name)).to(device)
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise MedaugError(f"{ckpt_file}: does not fit the run's classifier {name!r} of config.toml "
+                          f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}); {fix}") from None
     return model.eval(), cfg
 
 

@@ -39,6 +39,8 @@ def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[
     if not per_class or not methods or not seeds:
         raise MedaugError("study size: give at least one --per-class, --methods and --seeds value")
     generative = [m for m in methods if base_method(m) == "generative"]  # unknown names fail here
+    check_flags(per_class, methods, generative, seeds, gen_model, gen_steps, gen_options, size, epochs, model,
+                samples_per_class, ratio, tolerance, device)
     output_folder(root, "study", inputs=(data,) if Path(data).is_dir() else ())
     for k in per_class:
         for s in seeds:
@@ -58,6 +60,28 @@ def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[
             train = TrainConfig(size=size, epochs=epochs, model=model, device=device, progress=progress)
             run_plan(make_plan(exp, train, options))
     return summarise_study(root, tolerance)
+
+
+def check_flags(per_class: list[int], methods: list[str], generative: list[str], seeds: list[int], gen_model: str,
+                gen_steps: int, gen_options: dict | None, size: int, epochs: int, model: str, samples_per_class: int,
+                ratio: float, tolerance: float, device: str) -> None:
+    """Every flag of the study checked by the configs it becomes, before any generator or classifier trains."""
+    from ..config import NonNegFloat, NonNegInt, TrainConfig, check_range, options_from
+    from ..experiments import ExperimentConfig, make_plan
+    from ..train import check_batch_memory
+    from . import model_class
+    from .train import GenConfig, check_sample_memory
+
+    check_range("--tolerance", tolerance, NonNegFloat)
+    check_range("--samples-per-class", samples_per_class, NonNegInt)
+    exp = ExperimentConfig(name="runs", out="-", data=["-"], methods=list(methods), seeds=list(seeds), shots=list(per_class))
+    train = TrainConfig(size=size, epochs=epochs, model=model, device=device)
+    make_plan(exp, train, {m: {"samples": "-", "ratio": ratio} for m in generative})
+    check_batch_memory(train)
+    if generative:
+        GenConfig(data="-", model=gen_model, size=size, steps=gen_steps, device=device)
+        options_from(model_class(gen_model).Options, dict(gen_options or {}), f"--gen-option ({gen_model})", noun="option")
+        check_sample_memory(samples_per_class or max(max(per_class), 64), 2, size)
 
 
 def summarise_study(root: str | Path, tolerance: float = 0.01) -> dict:

@@ -24,13 +24,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
-from ..config import check_types, dump_toml, options_from
+from ..config import NonNegInt, PosInt, Range, Seed, check_range, check_types, dump_toml, options_from
 from ..data.cache import Dataset, check_cache_root, load_dataset
-from ..device import resolve_device, rng_state, seed_everything, set_rng_state
+from ..device import check_memory, resolve_device, rng_state, seed_everything, set_rng_state
 from ..errors import MedaugError
 from ..io_utils import check_replaceable, output_folder, owned, remove_output, save_torch, write_json, write_text
 from ..progress import live_view
@@ -41,30 +42,26 @@ from . import model_class
 class GenConfig:
     data: str = ""
     model: str = "gan"  #: gan | diffusion
-    size: int = 32
-    steps: int = 0  #: 0 = the model's ``default_steps`` (its CPU-sized budget)
-    batch_size: int = 16
-    seed: int = 0
-    n_shot: int = 0  #: training images per class (0 = all), sampled with ``seed`` like classifier runs
-    ckpt_every: int = 100
-    log_every: int = 10
+    size: Annotated[int, Range(ge=8)] = 32
+    steps: NonNegInt = 0  #: 0 = the model's ``default_steps`` (its CPU-sized budget)
+    batch_size: Annotated[int, Range(ge=2)] = 16
+    seed: Seed = 0
+    n_shot: NonNegInt = 0  #: training images per class (0 = all), sampled with ``seed`` like classifier runs
+    ckpt_every: PosInt = 100
+    log_every: PosInt = 10
     device: str = "auto"
     format: str = "auto"
-    val_fraction: float = 0.2
-    split_seed: int = 0
+    val_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
+    split_seed: Seed = 0
     cache: str = ""
     progress: bool = True
     options: dict = field(default_factory=dict)  #: model options (GAN.Options / Diffusion.Options fields)
 
     def __post_init__(self) -> None:
-        check_types(self, "gen config")
+        check_types(self, "gen config")  # types and each field's Range
         if self.steps == 0:
             self.steps = model_class(self.model).default_steps
-        checks = [(self.steps >= 1, "steps must be >= 1"), (self.batch_size >= 2, "batch_size must be >= 2"),
-                  (self.ckpt_every >= 1, "ckpt_every must be >= 1"), (self.size >= 8, "size must be >= 8")]
-        for ok, msg in checks:
-            if not ok:
-                raise MedaugError(f"gen config: {msg}")
+        options_from(model_class(self.model).Options, self.options, f"--model {self.model} (-o)", noun="option")  # before any work
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -95,6 +92,9 @@ def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None
     out = Path(out_dir)
     model_class(cfg.model)  # name check before any work
     check_cache_root(data_inputs(cfg))
+    check_memory(2 * cfg.batch_size * cfg.size**2 * 4, f"--batch-size {cfg.batch_size} with --size {cfg.size}: real and "
+                 f"generated batches of {cfg.batch_size} float32 images of {cfg.size} x {cfg.size}",
+                 "lower --batch-size or --size", resolve_device(cfg.device))
     output_folder(out, "generator", inputs=data_inputs(cfg), overwrite=overwrite)
     if overwrite:
         left_behind(out, ("generator.json", "checkpoint.pt"))
@@ -247,6 +247,14 @@ def load_generator(folder: str | Path, device: str = "auto"):
     return model, list(ckpt["classes"]), cfg
 
 
+def check_sample_memory(per_class: int, num_classes: int, size: int) -> None:
+    """Refuse a sample count whose images would not fit in memory: float32 samples, their copy, the
+    noise and the uint8 images, [K * per_class, S, S] each (13 bytes a pixel)."""
+    n = per_class * num_classes
+    check_memory(n * size**2 * 13, f"--per-class {per_class}: {n} samples of {size} x {size} ({num_classes} classes)",
+                 "sample fewer images per class (several --seed runs give more)")
+
+
 def sample_per_class(model, num_classes: int, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [K * per_class, S, S] and int64 labels, class-major; deterministic given ``seed``."""
     labels = torch.arange(num_classes).repeat_interleave(per_class)
@@ -271,12 +279,12 @@ def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: 
 
     if per_class < 1:
         raise MedaugError("--per-class must be >= 1")
+    check_range("--seed", seed, Seed)
     model, classes, cfg = load_generator(model_dir, device)
-    for key, value in (overrides or {}).items():
-        if not hasattr(model.opts, key):
-            raise MedaugError(f"sample: {cfg.model} has no option {key!r}")
-        setattr(model.opts, key, value)
-    check_types(model.opts, f"gen sample -o ({cfg.model})")
+    check_sample_memory(per_class, len(classes), cfg.size)
+    if overrides:  # the options mechanism again: types, ranges and the rules between options
+        model.opts = options_from(type(model.opts), {**dataclasses.asdict(model.opts), **overrides},
+                                  f"gen sample -o ({cfg.model})", noun="option")
     data = Path(cfg.data).expanduser() if cfg.data else None
     out = output_folder(out, "samples", overwrite=overwrite, inputs=(data,) if data is not None and data.is_dir() else ())
     if overwrite:

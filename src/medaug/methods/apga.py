@@ -64,11 +64,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from contextlib import nullcontext
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import NonNegFloat, NonNegInt, PosFloat, PosInt, Prob, Range
 from ..device import autocast
 from ..errors import MedaugError
 from ..models.batch_stats import eval_mode, normalise_with, record_batch_stats
@@ -171,25 +173,25 @@ class APGA(Method):
         baseline_update: str = ""  #: after | before
         loss_weights: str = ""  #: paper | code
         adv_eval: bool | None = None  #: compute L_adv in eval mode (code) or train mode (paper)
-        samples: int | None = None  #: K masks sampled per image; K > 1: per-image leave-one-out baseline instead of the EMA (bernoulli, sample)
+        samples: PosInt | None = None  #: K masks sampled per image; K > 1: per-image leave-one-out baseline instead of the EMA (bernoulli, sample)
         fill: str = ""  #: what the pixels erased in x_adv become: zero (paper) | mean (the image's mean) | blur (a Gaussian blur of the image)
-        ema_decay: float = 0.5
-        lambda_zeros: float | None = None  #: weight of BCE(P, 0) (paper 0.1)
-        lambda_ones: float = 0.0
-        lambda_area: float | None = None  #: weight of the kept-area term (mean P - target_area)^2 (0 = off)
-        target_area: float | None = None  #: the mean P the kept-area term pulls towards (0 = the prior's mean GradCAM)
-        min_keep: float | None = None  #: an aided mask keeping less than this fraction of its image is replaced by all ones
-        prior_steps: int | None = None  #: steps of BCE(P, GradCAM of the baseline) before training (0 = off)
+        ema_decay: Annotated[float, Range(ge=0, lt=1)] = 0.5  #: decay of the reward's EMA baseline b
+        lambda_zeros: NonNegFloat | None = None  #: weight of BCE(P, 0) (paper 0.1)
+        lambda_ones: NonNegFloat = 0.0
+        lambda_area: NonNegFloat | None = None  #: weight of the kept-area term (mean P - target_area)^2 (0 = off)
+        target_area: Prob | None = None  #: the mean P the kept-area term pulls towards (0 = the prior's mean GradCAM)
+        min_keep: Annotated[float, Range(ge=0, lt=1)] | None = None  #: an aided mask keeping less than this fraction of its image is replaced by all ones
+        prior_steps: NonNegInt | None = None  #: steps of BCE(P, GradCAM of the baseline) before training (0 = off)
         aid_rule: str = ""  #: threshold (a_aid = 1[P > 0.5]) | area (the top mean(P) fraction of pixels by P)
         policy: str = "ternaus"
-        policy_width: int | None = None  #: 64 = the original TernausNet
-        policy_size: int | None = None  #: policy input side (0 = image side; rounded up to the network's multiple)
-        policy_lr: float | None = None
+        policy_width: PosInt | None = None  #: 64 = the original TernausNet
+        policy_size: NonNegInt | None = None  #: policy input side (0 = image side; rounded up to the network's multiple)
+        policy_lr: PosFloat | None = None
         policy_weights: str = ""
         tta: bool = False
         step: str = ""  #: sequential (Algorithm 1) | fused (one pass; see module docstring)
-        action_grid: int | None = None  #: act on a coarse G x G grid of cells (P average-pooled); 0 = per pixel
-        init_useful: float = 0.0  #: start P near this value by setting the last layer's bias (0 = leave as is)
+        action_grid: NonNegInt | None = None  #: act on a coarse G x G grid of cells (P average-pooled); 0 = per pixel
+        init_useful: Annotated[float, Range(gt=0, lt=1, also=(0,))] = 0.0  #: start P near this value by setting the last layer's bias (0 = leave as is)
 
         def __post_init__(self):
             if self.preset not in PRESETS:
@@ -203,10 +205,8 @@ class APGA(Method):
             for key, values in allowed.items():
                 if getattr(self, key) not in values:
                     raise ValueError(f"{key} must be one of {', '.join(values)}")
-            if not 0 <= self.min_keep < 1:
-                raise ValueError(f"min_keep {self.min_keep} must be in [0, 1)")
-            if self.samples < 1 or (self.samples > 1 and (self.action, self.reward) != ("bernoulli", "sample")):
-                raise ValueError(f"samples {self.samples}: must be >= 1, and > 1 only with action=bernoulli and reward=sample")
+            if self.samples > 1 and (self.action, self.reward) != ("bernoulli", "sample"):
+                raise ValueError(f"samples {self.samples}: > 1 only with action=bernoulli and reward=sample")
 
     def setup(self, ctx) -> None:
         o = self.opts

@@ -21,6 +21,7 @@ float [B, 1, H, W] in [0, 1]:
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 from kornia.augmentation.auto import RandAugment as KRandAugment
@@ -28,6 +29,7 @@ from kornia.augmentation.auto import TrivialAugment as KTrivialAugment
 from kornia.augmentation.auto.rand_augment.rand_augment import default_policy as RA_POLICY
 from kornia.augmentation.auto.trivial_augment.trivial_augment import default_policy as TA_POLICY
 
+from ..config import PosInt, Range
 from .base import Method, concat_step, register
 
 COLOUR_OPS = {"color"}  # need 3 channels in kornia; the identity on a gray image
@@ -63,19 +65,15 @@ class RandAugmentMethod(_PolicyMethod):
 
     @dataclasses.dataclass
     class Options:
-        n: int = 2  #: operations per image (the paper's ImageNet setting and torchvision's default)
-        m: int = 9  #: magnitude, 1..29 of 30
+        n: PosInt = 2  #: operations per image (the paper's ImageNet setting and torchvision's default; at most the number of ops)
+        m: Annotated[int, Range(ge=1, le=29)] = 9  #: magnitude, 1..29 of 30
         ops: str = ""  #: comma list of kornia op names ('' = kornia's default policy without colour ops)
-        groups: int = 1  #: independent operation draws per batch (1 = kornia: one draw per batch)
+        groups: PosInt = 1  #: independent operation draws per batch (1 = kornia: one draw per batch)
 
         def __post_init__(self):
             policy = gray_policy(RA_POLICY, self.ops, "randaugment")
-            if not 1 <= self.n <= len(policy):
+            if self.n > len(policy):
                 raise ValueError(f"n must be in 1..{len(policy)} (the number of ops), not {self.n}")
-            if not 0 < self.m < 30:
-                raise ValueError(f"m must be in 1..29, not {self.m}")
-            if self.groups < 1:
-                raise ValueError(f"groups must be >= 1, not {self.groups}")
 
     def setup(self, ctx) -> None:
         o = self.opts
@@ -89,12 +87,10 @@ class TrivialAugmentMethod(_PolicyMethod):
     @dataclasses.dataclass
     class Options:
         ops: str = ""  #: comma list of kornia op names ('' = kornia's default TrivialAugment policy)
-        groups: int = 1  #: independent operation draws per batch (1 = kornia: one draw per batch)
+        groups: PosInt = 1  #: independent operation draws per batch (1 = kornia: one draw per batch)
 
         def __post_init__(self):
             gray_policy(TA_POLICY, self.ops, "trivialaugment")
-            if self.groups < 1:
-                raise ValueError(f"groups must be >= 1, not {self.groups}")
 
     def setup(self, ctx) -> None:
         self.augment = KTrivialAugment(policy=gray_policy(TA_POLICY, self.opts.ops, self.name)).to(ctx.device)

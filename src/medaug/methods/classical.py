@@ -6,10 +6,12 @@ Augmented copies are mixed 1:1 with the originals (one update on both halves).
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import kornia.augmentation as K
 import torch
 
+from ..config import NonNegFloat, Prob, Range
 from .base import Method, concat_step, register
 
 
@@ -19,15 +21,15 @@ class Classical(Method):
 
     @dataclasses.dataclass
     class Options:
-        hflip: float = 0.5  #: probability of a horizontal flip
-        degrees: float = 10.0  #: max rotation
-        translate: float = 0.05  #: max shift, fraction of the side
-        scale: float = 0.1  #: zoom in [1 - scale, 1 + scale]
-        brightness: float = 0.1
-        contrast: float = 0.2
-        gamma: float = 0.2  #: gamma in [1 - gamma, 1 + gamma]
-        noise_std: float = 0.02
-        p: float = 0.8  #: probability of each intensity transform
+        hflip: Prob = 0.5  #: probability of a horizontal flip
+        degrees: Annotated[float, Range(ge=0, le=180)] = 10.0  #: max rotation
+        translate: Prob = 0.05  #: max shift, fraction of the side
+        scale: Annotated[float, Range(ge=0, lt=1)] = 0.1  #: zoom in [1 - scale, 1 + scale]
+        brightness: Prob = 0.1  #: brightness factor in [1 - brightness, 1 + brightness]
+        contrast: Prob = 0.2  #: contrast factor in [1 - contrast, 1 + contrast]
+        gamma: Annotated[float, Range(ge=0, lt=1)] = 0.2  #: gamma in [1 - gamma, 1 + gamma]
+        noise_std: NonNegFloat = 0.02  #: std of the added Gaussian noise (images in [0, 1])
+        p: Prob = 0.8  #: probability of each intensity transform
 
     def setup(self, ctx) -> None:
         o = self.opts

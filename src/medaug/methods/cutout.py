@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from ..config import Prob
 from .base import Method, concat_step, register
 
 
@@ -38,13 +39,15 @@ class Cutout(Method):
     @dataclasses.dataclass
     class Options:
         variant: str = "apga"  #: 'apga' (random area/aspect, authors' code) or 'devries' (fixed square)
-        area_min: float = 0.0  #: apga variant: smallest erased fraction of the image
-        area_max: float = 1.0  #: apga variant: largest erased fraction of the image
-        size_fraction: float = 0.5  #: devries variant: square side as a fraction of the image side
+        area_min: Prob = 0.0  #: apga variant: smallest erased fraction of the image
+        area_max: Prob = 1.0  #: apga variant: largest erased fraction of the image
+        size_fraction: Prob = 0.5  #: devries variant: square side as a fraction of the image side
 
         def __post_init__(self):
             if self.variant not in ("apga", "devries"):
                 raise ValueError(f"variant must be 'apga' or 'devries', not {self.variant!r}")
+            if self.area_min > self.area_max:
+                raise ValueError(f"area_min {self.area_min} must be <= area_max {self.area_max}")
 
     def keep_masks(self, x: torch.Tensor) -> torch.Tensor:
         """Random keep-masks float [B, 1, H, W] for a batch x [B, 1, H, W]."""

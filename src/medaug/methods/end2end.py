@@ -17,6 +17,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from ..config import NonNegFloat, NonNegInt, PosFloat, PosInt
 from ..device import autocast
 from ..models.policies import PixelPolicy, create_policy
 from .base import KEPT_FRACTION, Method, load_policy_state, policy_state, register
@@ -29,12 +30,12 @@ class EndToEnd(Method):
 
     @dataclasses.dataclass
     class Options:
-        lambda_zeros: float = 0.01
-        lambda_ones: float = 0.01
+        lambda_zeros: NonNegFloat = 0.01  #: weight of BCE(P, 0)
+        lambda_ones: NonNegFloat = 0.01  #: weight of BCE(P, 1)
         policy: str = "ternaus"
-        policy_width: int = 16
-        policy_size: int = 0
-        policy_lr: float = 1e-4
+        policy_width: PosInt = 16
+        policy_size: NonNegInt = 0  #: policy input side (0 = image side)
+        policy_lr: PosFloat = 1e-4
         policy_weights: str = ""
 
     def setup(self, ctx) -> None:

@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from ..config import NonNegFloat, Prob
 from ..errors import MedaugError
 from .base import Method, register
 
@@ -29,15 +30,9 @@ class Generative(Method):
     @dataclasses.dataclass
     class Options:
         samples: str = ""  #: ImageFolder of synthetic images (`medaug gen sample --out DIR`)
-        ratio: float = 1.0  #: synthetic images per real image, per class
+        ratio: NonNegFloat = 1.0  #: synthetic images per real image, per class
         classical: bool = False  #: also apply classical augmentation (to real and synthetic images)
-        classical_p: float = 0.5  #: probability per image of the classical augmentation when stacked
-
-        def __post_init__(self):
-            if self.ratio < 0:
-                raise ValueError("ratio must be >= 0")
-            if not 0 <= self.classical_p <= 1:
-                raise ValueError("classical_p must be in [0, 1]")
+        classical_p: Prob = 0.5  #: probability per image of the classical augmentation when stacked
 
     def setup(self, ctx) -> None:
         from ..generative.quality import read_image_folder

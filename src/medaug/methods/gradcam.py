@@ -20,6 +20,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from ..config import Prob
 from ..errors import MedaugError
 from ..models.classifiers import CLASSIFIERS, classifier_info
 from .base import Method, concat_step, register
@@ -68,7 +69,7 @@ class GradCAMMasks(Method):
     @dataclasses.dataclass
     class Options:
         layer: str = ""  #: module name of the target layer ('' = the model's default, e.g. features.norm5)
-        threshold: float = 0.5  #: keep pixels whose normalised CAM exceeds this
+        threshold: Prob = 0.5  #: keep pixels whose normalised CAM exceeds this
 
     def setup(self, ctx) -> None:
         self.saliency_model = copy.deepcopy(ctx.unwrap(ctx.model)).eval()  # the trained baseline, frozen

@@ -22,6 +22,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from ..config import PosFloat
 from .base import Method, concat_step, register
 from .cutout import rectangle_keep_masks
 
@@ -66,12 +67,8 @@ class MixUp(_MixMethod):
 
     @dataclasses.dataclass
     class Options:
-        alpha: float = 0.2  #: lam ~ Beta(alpha, alpha) (the paper's ImageNet value)
+        alpha: PosFloat = 0.2  #: lam ~ Beta(alpha, alpha) (the paper's ImageNet value)
         per_image: bool = False  #: one lam per image instead of one per batch
-
-        def __post_init__(self):
-            if self.alpha <= 0:
-                raise ValueError(f"alpha must be > 0, not {self.alpha}")
 
     def mix(self, x, y, num_classes):
         perm = torch.randperm(len(x), device=x.device)
@@ -86,12 +83,8 @@ class CutMix(_MixMethod):
 
     @dataclasses.dataclass
     class Options:
-        alpha: float = 1.0  #: lam ~ Beta(alpha, alpha) (the paper's value)
+        alpha: PosFloat = 1.0  #: lam ~ Beta(alpha, alpha) (the paper's value)
         per_image: bool = False  #: one lam and box per image instead of one per batch
-
-        def __post_init__(self):
-            if self.alpha <= 0:
-                raise ValueError(f"alpha must be > 0, not {self.alpha}")
 
     def mix(self, x, y, num_classes):
         b, _, h, w = x.shape

@@ -28,13 +28,14 @@ Objective (``objective``):
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Annotated, Literal
 
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import PosFloat, PosInt, Prob, Range
 from ..device import autocast, fixed_rng
 from .base import Method, load_policy_state, policy_state, register
 
@@ -96,26 +97,24 @@ class PGNM(Method):
 
     @dataclasses.dataclass
     class Options:
-        grid: int = 64  #: Beta parameters on a grid x grid lattice at 224 px (authors 64)
-        kernel: int = 13  #: Gaussian blur kernel (odd) at 224 px, authors 13
-        sigma: float = 6.0  #: Gaussian blur sigma in pixels at 224 px, authors 6
+        grid: PosInt = 64  #: Beta parameters on a grid x grid lattice at 224 px (authors 64)
+        kernel: PosInt = 13  #: Gaussian blur kernel (odd) at 224 px, authors 13
+        sigma: PosFloat = 6.0  #: Gaussian blur sigma in pixels at 224 px, authors 6
         scale_to_image: bool = True  #: scale grid, kernel and sigma by image size / 224 (False: use as given)
-        blend: float = 0.9  #: weight of the global parameters (authors 0.9)
-        global_decay: float = 0.99  #: EMA decay of the global parameters (authors 0.99)
+        blend: Prob = 0.9  #: weight of the global parameters (authors 0.9)
+        global_decay: Annotated[float, Range(ge=0, lt=1)] = 0.99  #: EMA decay of the global parameters (authors 0.99)
         objective: Literal["paper", "code"] = "paper"  #: see the module docstring
         reward: Literal["batch", "sample"] = "batch"  #: batch (authors) | sample
         baseline: Literal["none", "ema"] = "none"  #: none (authors) | ema
-        baseline_decay: float = 0.9
+        baseline_decay: Annotated[float, Range(ge=0, lt=1)] = 0.9  #: decay of the reward's EMA baseline (baseline=ema)
         val_noise: Literal["global", "none"] = "global"  #: global (authors: validation images noised from the global Beta) | none
-        policy_width: int = 16
+        policy_width: PosInt = 16
         policy_optimizer: Literal["sgd", "adam"] = "sgd"  #: sgd (authors, momentum 0.9) | adam
-        policy_lr: float = 0.01  #: authors 0.01, cosine decay over the epochs
+        policy_lr: PosFloat = 0.01  #: authors 0.01, cosine decay over the epochs
 
         def __post_init__(self):
-            if self.kernel < 1 or self.kernel % 2 == 0:
+            if self.kernel % 2 == 0:
                 raise ValueError(f"kernel={self.kernel}: an odd number >= 1")
-            if self.grid < 1 or self.sigma <= 0 or not 0 <= self.blend <= 1 or not 0 <= self.global_decay < 1:
-                raise ValueError("grid >= 1, sigma > 0, blend in [0, 1], global_decay in [0, 1)")
 
     def setup(self, ctx) -> None:
         o = self.opts

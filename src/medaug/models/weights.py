@@ -34,7 +34,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file can raise anything here
+            raise MedaugError(f"--pretrained {path}: not a loadable safetensors file ({exc.__class__.__name__}); "
+                              "save the weights again") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors come in many types

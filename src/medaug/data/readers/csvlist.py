@@ -39,10 +39,12 @@ def looks_like_csv(root: Path) -> bool:
 
 
 def resolve_inside(base: Path, rel: str, where: str) -> Path:
-    """``base / rel`` resolved, refusing paths that escape ``base`` (``../``)."""
+    """``base / rel`` resolved, refusing paths that escape ``base`` (``../``) and folders (a row names one image)."""
     path = (base / str(rel).strip()).resolve()
     if not path.is_relative_to(base.resolve()):
         raise MedaugError(f"{where}: path {rel!r} escapes the data folder {base}; keep images inside it")
+    if path.is_dir():
+        raise MedaugError(f"{where}: path {rel!r} is a folder, not an image file; list one image file per row")
     return path
 
 

@@ -111,7 +111,12 @@ def read_medmnist(root: Path, **_) -> DataIndex:
         if not np.issubdtype(labels.dtype, np.integer) or (labels < 0).any():
             raise MedaugError(f"{npz}: {s}_labels must be non-negative integer class indices (got {labels.dtype})")
         parts.append((s, labels.astype(np.int64)))
-    n_classes = max((int(labels.max()) + 1 for _, labels in parts if len(labels)), default=0)
+    present = np.unique(np.concatenate([labels for _, labels in parts]))
+    if len(present) and present[-1] >= len(present):  # before anything is allocated per label
+        s = next(s for s, labels in parts if (labels == present[-1]).any())
+        raise MedaugError(f"{npz}: {s}_labels holds label {int(present[-1])}, outside 0..{len(present) - 1} for the "
+                          f"{len(present)} distinct labels in the file; class indices must run 0..K-1 without gaps: fix the labels")
+    n_classes = len(present)
     classes = _class_names(npz, n_classes)
     rows, resolved = [], npz.resolve()
     for s, labels in parts:
