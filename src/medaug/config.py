@@ -37,7 +37,7 @@ class TrainConfig:
     model: str = "tiny"  #: classifier: tiny, densenet121, densenet169, resnet18, resnet50, resnet18_small, resnet50_small (28-px MedMNIST stem)
     pretrained: str = ""  #: local weights file for the classifier ('' = random init; nothing is downloaded)
     train_layers: Literal["all", "head"] = "all"  #: layers that train (head: a linear probe, the backbone and its BatchNorm statistics frozen)
-    in_channels: int = 1  #: 1, or 3 to repeat the gray channel for RGB-pretrained networks
+    in_channels: int = 0  #: classifier input channels: 0 = the data's (1 gray, 3 colour); 3 on gray data repeats the gray channel (RGB-pretrained networks); 1 on colour data feeds luminance
     epochs: int = 15  #: training epochs (of stage 1 when the method fine-tunes after)
     batch_size: int = 32  #: images per batch (per process under torchrun)
     optimizer: Literal["adam", "sgd"] = "adam"  #: the classifier's optimizer (sgd: momentum 0.9)
@@ -70,7 +70,7 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 2, "batch_size must be >= 2 (BatchNorm needs two images per batch)"),
             (self.lr > 0, "lr must be > 0"),
-            (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
+            (self.in_channels in (0, 1, 3), "in_channels must be 0 (the data's), 1 or 3"),
             (self.schedule != "multistep" or bool(self.milestones), "schedule multistep needs milestones, e.g. [50, 75]"),
             (all(m >= 1 for m in self.milestones)  # whole numbers: check_types above (list[int])
              and list(self.milestones) == sorted(set(self.milestones)),

@@ -303,5 +303,8 @@ def check_finished(runs: list) -> None:
 
     for out, cfg, _ in runs:
         if (out / "metrics.json").is_file():
-            saved = run_identity(read_toml(out / "config.toml").get("train", {}), None)
+            values = read_toml(out / "config.toml").get("train", {})
+            if not cfg.in_channels and values.get("in_channels") in (1, 3):  # "the data's": fit checks it against the data
+                cfg = dataclasses.replace(cfg, in_channels=values["in_channels"])
+            saved = run_identity(values, None)
             check_identity(out, saved, run_identity(cfg, None), "a finished run", "--overwrite to start the experiment fresh")
