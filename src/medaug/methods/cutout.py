@@ -47,7 +47,7 @@ class Cutout(Method):
                 raise ValueError(f"variant must be 'apga' or 'devries', not {self.variant!r}")
 
     def keep_masks(self, x: torch.Tensor) -> torch.Tensor:
-        """Random keep-masks float [B, 1, H, W] for a batch x [B, 1, H, W]."""
+        """Random keep-masks float [B, 1, H, W] for a batch x [B, C, H, W] (they broadcast over the channels)."""
         b, _, h, w = x.shape
         dev, o = x.device, self.opts
         u = torch.rand(b, 4, device=dev)
