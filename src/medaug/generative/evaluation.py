@@ -43,7 +43,7 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
     """Every quality number for ``fake_dir`` against the real training images of ``real_data``; writes quality.json."""
     out = output_folder(out, "quality", inputs=(real_data, fake_dir))
     real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress)
-    fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes)
+    fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes, channels=real.channels)
     cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)
     result: dict = {"real": str(real_data), "fake": str(fake_dir), "size": size, "n_shot": n_shot, "classes": real.classes}
     trtr = None
