@@ -292,3 +292,21 @@ def test_colour_ops_only_on_colour_images():
     gray.setup(ctx(1))
     assert "ColorJitter" in ops(classical) and "ColorJitter" not in ops(gray)
     assert gray.apply(torch.rand(4, 1, 16, 16)).shape == (4, 1, 16, 16)
+
+
+def test_figures_show_colour(tmp_path):
+    from medaug.figures import mask_history_grid, mask_rows
+    from medaug.generative.quality import contact_sheet, image_grid
+
+    images, _ = hue_arrays(4, 16, seed=0)
+    images = images.transpose(0, 3, 1, 2)  # [N, 3, S, S], the cache's layout
+    keep = np.ones((4, 16, 16), np.uint8)
+    soft = np.full((2, 4, 16, 16), 0.5, np.float32)  # noise masks (PGNM): the image as the classifier saw it
+    mask_history_grid(soft, images, tmp_path / "history.png")
+    mask_rows(images, {"none (image)": None, "m": keep}, None, tmp_path / "rows.png")
+    image_grid(images.reshape(2, 2, 3, 16, 16), tmp_path / "grid.png", row_names=["a", "b"])
+    contact_sheet(images, images[:2], tmp_path / "sheet.png", cols=2)
+    for name in ("history", "rows", "grid", "sheet"):
+        with Image.open(tmp_path / f"{name}.png") as img:
+            pix = np.asarray(img.convert("RGB")).astype(int)
+        assert (np.abs(pix[..., 1] - pix[..., 0]) > 15).mean() > 0.002, name  # green or red blobs, not gray
