@@ -28,8 +28,9 @@ def test_registered_with_options():
         create_method("trivialaugment", {"ops": "rotate,invert2"})
     with pytest.raises(MedaugError, match="alpha must be"):
         create_method("mixup", {"alpha": 0.0})
+    method = create_method("randaugment", {"ops": "color,rotate"})  # a colour op: 3 channels only, so refused on gray data
     with pytest.raises(MedaugError, match="not in randaugment's gray policy"):
-        create_method("randaugment", {"ops": "color"})  # a colour op: 3 channels only
+        method.setup(make_ctx(size=28))
 
 
 @pytest.mark.parametrize("policy", [RA_POLICY, TA_POLICY], ids=["randaugment", "trivialaugment"])

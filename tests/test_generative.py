@@ -29,7 +29,7 @@ def test_gan_conditional_sampling_gives_requested_class_counts():
     torch.manual_seed(0)
     gan = GAN(3, 16, 4, CPU, TINY_GAN)
     images, labels = sample_per_class(gan, 3, 5, seed=1)
-    assert images.shape == (15, 16, 16) and images.dtype == np.uint8
+    assert images.shape == (15, 1, 16, 16) and images.dtype == np.uint8  # [N, C, S, S], gray here
     assert np.bincount(labels).tolist() == [5, 5, 5]
     again, _ = sample_per_class(gan, 3, 5, seed=1)
     assert np.array_equal(images, again)  # same seed, same images
@@ -271,7 +271,7 @@ def _ctx(seen: list):
         return torch.zeros(len(x), 2, requires_grad=True)
 
     cfg = SimpleNamespace(size=8, seed=0)
-    return SimpleNamespace(cfg=cfg, device=CPU, num_classes=2, extras={"classes": ["negative", "positive"]}, logits=logits,
+    return SimpleNamespace(cfg=cfg, device=CPU, num_classes=2, channels=1, extras={"classes": ["negative", "positive"]}, logits=logits,
                            loss=lambda lg, y: (lg.sum() * 0 + y.float().sum() * 0), step=lambda loss: None)
 
 

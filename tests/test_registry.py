@@ -1,6 +1,7 @@
 """Every registered method and every registered classifier, as timm tests its registry: each builds,
-takes one step on a tiny CPU batch and gives the documented shapes; classifier metadata names real
-layers. A new entry is covered without editing this file (a few seconds in total)."""
+takes one step on a tiny CPU batch of gray (C = 1) and of colour (C = 3) images and gives the
+documented shapes; classifier metadata names real layers. A new entry is covered without editing this
+file (a few seconds in total)."""
 
 from __future__ import annotations
 
@@ -20,35 +21,40 @@ B, SIZE, K = 4, 32, 2
 
 
 @pytest.fixture(scope="module")
-def samples(tmp_path_factory) -> Path:
-    """A `medaug gen sample`-style folder (root/<class>/*.png) for the `generative` method."""
+def samples(tmp_path_factory) -> dict[int, Path]:
+    """`medaug gen sample`-style folders (root/<class>/*.png) for the `generative` method: gray (1) and RGB (3)."""
     from PIL import Image
 
-    root = tmp_path_factory.mktemp("samples")
-    rng = np.random.default_rng(0)
-    for cls in ("0", "1"):
-        (root / cls).mkdir()
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)).save(root / cls / f"{i}.png")
-    return root
+    out = {}
+    for channels in (1, 3):
+        root = tmp_path_factory.mktemp(f"samples{channels}")
+        rng = np.random.default_rng(0)
+        for cls in ("0", "1"):
+            (root / cls).mkdir()
+            for i in range(3):
+                shape = (SIZE, SIZE) if channels == 1 else (SIZE, SIZE, 3)
+                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / cls / f"{i}.png")
+        out[channels] = root
+    return out
 
 
 def method_options(name: str, samples: Path) -> dict:
     return {"samples": str(samples)} if name == "generative" else {}
 
 
+@pytest.mark.parametrize("channels", [1, 3], ids=["gray", "rgb"])
 @pytest.mark.parametrize("name", METHODS.names())
-def test_every_method_takes_a_step(name, samples):
+def test_every_method_takes_a_step(name, channels, samples):
     torch.manual_seed(0)
-    net = create_classifier("tiny", 1, K)
-    cfg = TrainConfig(data="x", size=SIZE, model="tiny", method=name)
-    images = torch.randint(0, 256, (8, SIZE, SIZE), dtype=torch.uint8).numpy()
+    net = create_classifier("tiny", channels, K)
+    cfg = TrainConfig(data="x", size=SIZE, model="tiny", method=name)  # in_channels 0: the images' channels
+    images = torch.randint(0, 256, (8, channels, SIZE, SIZE), dtype=torch.uint8).numpy()
     ctx = Context(net, torch.optim.SGD(net.parameters(), 0.1), torch.device("cpu"), cfg, K,
-                  torch.amp.GradScaler("cpu", enabled=False), extras={"train_images": images})
-    method = create_method(name, method_options(name, samples))
+                  torch.amp.GradScaler("cpu", enabled=False), extras={"train_images": images}, channels=channels)
+    method = create_method(name, method_options(name, samples[channels]))
     method.setup(ctx)
     before = [p.detach().clone() for p in net.parameters()]
-    x, y = torch.rand(B, 1, SIZE, SIZE), torch.tensor([0, 1, 0, 1])
+    x, y = torch.rand(B, channels, SIZE, SIZE), torch.tensor([0, 1, 0, 1])
     net.train()
     logs = method.train_step(ctx, x, y)
     assert logs and all(torch.as_tensor(v).numel() == 1 and torch.isfinite(torch.as_tensor(v, dtype=torch.float)) for v in logs.values())
@@ -58,9 +64,11 @@ def test_every_method_takes_a_step(name, samples):
     with torch.no_grad():
         assert method.predict(ctx, x).shape == (B, K)
     masks = method.masks(ctx, x)
-    if masks is not None:
+    if masks is not None:  # one mask per image, broadcast over its channels
         assert masks.shape == (B, 1, SIZE, SIZE) and torch.allclose(masks, masks.round(), atol=1e-5)  # {0, 1} (straight-through: up to rounding)
-    again = create_method(name, method_options(name, samples))
+    soft = method.saliency(ctx, x)
+    assert soft is None or soft.shape == (B, 1, SIZE, SIZE)
+    again = create_method(name, method_options(name, samples[channels]))
     again.setup(ctx)
     again.load_state_dict(method.state_dict())  # its checkpoint loads back, as on resume
 

@@ -48,8 +48,10 @@ def _sync(device: torch.device) -> None:
 
 
 def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup: int,
-                   channels_last: bool = False) -> tuple[Callable[[], None], float]:
+                   channels_last: bool = False, channels: int = 0) -> tuple[Callable[[], None], float]:
     """A fresh classifier and ``name``'s setup on random data of the config's shape, warmed up.
+
+    ``channels``: of the random images, 1 (gray) or 3 (colour); 0 = the config's ``in_channels``, else 1.
 
     Returns ``step()``, one ``train_step`` of the method on that batch, and the number of images
     the classifier trains on (forward with gradient) per source image: 2 for the 1:1 mixes.
@@ -59,12 +61,14 @@ def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmu
 
     device = resolve_device(cfg.device)
     seed_everything(0)
+    channels = channels or cfg.in_channels or 1
+    cfg = dataclasses.replace(cfg, channels_last=channels_last, in_channels=cfg.in_channels or channels)
     model = place(create_classifier(cfg.model, cfg.in_channels, 2), device, channels_last)
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
-    x = torch.rand(batch, 1, cfg.size, cfg.size, device=device)
+    x = torch.rand(batch, channels, cfg.size, cfg.size, device=device)
     y = torch.randint(0, 2, (batch,), device=device)
-    extras = {"train_images": (x[:, 0] * 255).to(torch.uint8).cpu().numpy()}  # for setups that read training images
-    ctx = Context(model, opt, device, dataclasses.replace(cfg, channels_last=channels_last), 2, torch.amp.GradScaler(device.type, enabled=False), extras=extras)
+    extras = {"train_images": (x * 255).to(torch.uint8).cpu().numpy()}  # for setups that read training images
+    ctx = Context(model, opt, device, cfg, 2, torch.amp.GradScaler(device.type, enabled=False), extras=extras, channels=channels)
     method = create_method(name, options)
     method.setup(ctx)
     model.train()
@@ -82,14 +86,14 @@ def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmu
 
 
 def bench_methods(names: list[str], cfg: TrainConfig, options: dict[str, dict], batch: int, warmup: int, steps: int,
-                  windows: int, channels_last: bool = False) -> list[BenchResult]:
+                  windows: int, channels_last: bool = False, channels: int = 0) -> list[BenchResult]:
     """Median images/s of each method, its timed windows interleaved round-robin.
 
     Window k of every method runs before window k + 1 of any, so a slow spell of the machine
     (another process, thermal throttling) falls on all methods alike and the ratios stay fair.
     """
     device = resolve_device(cfg.device)
-    prepared = {n: prepare_method(n, cfg, options.get(n, {}), batch, warmup, channels_last) for n in names}
+    prepared = {n: prepare_method(n, cfg, options.get(n, {}), batch, warmup, channels_last, channels) for n in names}
     rates: dict[str, list[float]] = {n: [] for n in names}
     peaks: dict[str, float] = {n: 0.0 for n in names}
     for _ in range(windows):
@@ -119,30 +123,37 @@ def loader_throughput(cache: str | Path, batch: int = 256, seconds: float = 3.0)
     n, done, t0 = len(images), 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         idx = np.sort(rng.choice(n, size=min(batch, n), replace=False))
-        x = torch.from_numpy(np.ascontiguousarray(images[idx])).unsqueeze(1).float().div_(255.0)
+        x = torch.from_numpy(np.ascontiguousarray(images[idx]))
+        x = (x.unsqueeze(1) if x.dim() == 3 else x).float().div_(255.0)  # gray caches are [N, S, S]
         done += x.shape[0]
     return done / (time.perf_counter() - t0)
 
 
 def run_bench(methods: list[str], cfg: TrainConfig, options: dict[str, dict], batch: int, warmup: int = 3,
-              steps: int = 5, windows: int = 5, channels_last: bool = False, data: str | None = None) -> dict:
+              steps: int = 5, windows: int = 5, channels_last: bool = False, data: str | None = None,
+              channels: int = 0) -> dict:
+    """Every method's throughput (:func:`bench_methods`) as a report dict. ``channels``: of the random images
+    (0 = those of ``data``, a prepared cache, when given, else the config's ``in_channels``, else 1)."""
     for flag, value, least in (("--steps", steps, 1), ("--windows", windows, 1), ("--batch", batch, 2), ("--warmup", warmup, 0)):
         if value < least:
             raise MedaugError(f"{flag} {value}: must be >= {least}")
     if not methods:
         raise MedaugError("--methods: give at least one method, e.g. none,cutout")
-    check_memory(2 * batch * cfg.in_channels * cfg.size**2 * 4,
-                 f"--size {cfg.size} with --batch {batch}: a batch of {2 * batch} float32 images of "
-                 f"{cfg.in_channels} x {cfg.size} x {cfg.size} (originals and augmented copies)",
-                 "lower --size or --batch", resolve_device(cfg.device))
+    if channels not in (0, 1, 3):
+        raise MedaugError(f"--channels {channels}: give 1 (gray) or 3 (colour)")
     if data:
-        from .data.cache import is_cache, read_meta
+        from .data.cache import cache_channels, is_cache, read_meta
 
         if not is_cache(data):
             raise MedaugError(f"--data {data}: not a prepared cache (no meta.json and images.npy); "
                               f"make one with `medaug data prepare DATASET --out {data}`")
-        read_meta(Path(data))
-    results = bench_methods(methods, cfg, options, batch, warmup, steps, windows, channels_last)
+        channels = channels or cache_channels(read_meta(Path(data)))
+    channels = channels or cfg.in_channels or 1
+    check_memory(2 * batch * channels * cfg.size**2 * 4,
+                 f"--size {cfg.size} with --batch {batch}: a batch of {2 * batch} float32 images of "
+                 f"{channels} x {cfg.size} x {cfg.size} (originals and augmented copies)",
+                 "lower --size or --batch", resolve_device(cfg.device))
+    results = bench_methods(methods, cfg, options, batch, warmup, steps, windows, channels_last, channels)
     by = {r.method: r.images_per_s for r in results}
     trained = {r.method: r.trained_per_source for r in results}
     device = resolve_device(cfg.device)
@@ -151,7 +162,7 @@ def run_bench(methods: list[str], cfg: TrainConfig, options: dict[str, dict], ba
         "medaug_version": __version__,
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "model": cfg.model, "size": cfg.size, "batch": batch, "precision": cfg.precision,
+        "model": cfg.model, "size": cfg.size, "channels": channels, "batch": batch, "precision": cfg.precision,
         "methods": [
             {**asdict(r), "vs_none": r.images_per_s / by["none"] if "none" in by else None,
              "vs_cutout": r.images_per_s / by["cutout"] if "cutout" in by else None,

@@ -321,6 +321,7 @@ def bench(
     warmup: int = typer.Option(3, help="Untimed steps first."),
     channels_last: bool = typer.Option(False, help="channels_last memory format for the classifier."),
     data: Optional[Path] = typer.Option(None, help="A prepared cache: also time the data loader."),
+    channels: int = typer.Option(0, help="Channels of the benchmark's images: 1 gray, 3 colour (0 = those of --data, else 1)."),
     option: list[str] = typer.Option([], "--option", "-o", help="METHOD.KEY=VALUE, e.g. apga.step=fused (repeatable)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file medaug cannot prove it wrote."),
@@ -346,7 +347,7 @@ def bench(
             raise MedaugError(f"--option {key}: expected METHOD.KEY=VALUE, e.g. apga.step=fused")
         name, opt = key.split(".", 1)
         options.setdefault(name, {})[opt] = value
-    result = run_bench(names, cfg, options, batch, warmup, steps, windows, channels_last, str(data) if data else None)
+    result = run_bench(names, cfg, options, batch, warmup, steps, windows, channels_last, str(data) if data else None, channels)
     table = Table(title=f"training-step throughput: {result['device']}, {model} {size}px, batch {batch}, {precision}")
     for col in ("method", "images/s", "ms/step", "peak MB", "x none", "x cutout", "trained/image", "x none per trained"):
         table.add_column(col, justify="right" if col != "method" else "left")

@@ -102,7 +102,7 @@ class TrainConfig:
     model: str = "tiny"  #: classifier: tiny, densenet121, densenet169, resnet18, resnet50, resnet18_small, resnet50_small (28-px MedMNIST stem)
     pretrained: str = ""  #: local weights file for the classifier ('' = random init; nothing is downloaded)
     train_layers: Literal["all", "head"] = "all"  #: layers that train (head: a linear probe, the backbone and its BatchNorm statistics frozen)
-    in_channels: int = 1  #: 1, or 3 to repeat the gray channel for RGB-pretrained networks
+    in_channels: int = 0  #: classifier input channels: 0 = the data's (1 gray, 3 colour); 3 on gray data repeats the gray channel (RGB-pretrained networks); 1 on colour data feeds luminance
     epochs: PosInt = 15  #: training epochs (of stage 1 when the method fine-tunes after)
     batch_size: Annotated[int, Range(ge=2, note="BatchNorm needs two images per batch")] = 32  #: images per batch (per process under torchrun)
     optimizer: Literal["adam", "sgd"] = "adam"  #: the classifier's optimizer (sgd: momentum 0.9)
@@ -133,7 +133,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_types(self, "config")  # types and each field's Range
         checks = [
-            (self.in_channels in (1, 3), "in_channels must be 1 or 3"),
+            (self.in_channels in (0, 1, 3), "in_channels must be 0 (the data's), 1 or 3"),
             (self.schedule != "multistep" or bool(self.milestones), "schedule multistep needs milestones, e.g. [50, 75]"),
             (list(self.milestones) == sorted(set(self.milestones)), "milestones must be increasing whole epochs >= 1, e.g. [50, 75]"),
         ]

@@ -29,6 +29,7 @@ class Context:
     extras: dict = field(default_factory=dict)  # baseline dir etc., for methods that need them
     rank: int = 0  #: this process under torchrun (0 otherwise)
     world: int = 1  #: number of data-parallel processes
+    channels: int = 1  #: the images' channels, as the data has them: 1 (gray) or 3 (colour)
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """DistributedDataParallel under torchrun (gradients averaged across processes); as is otherwise."""
@@ -55,16 +56,22 @@ class Context:
         return t / self.world
 
     def inputs(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 [B, H, W] -> float [B, 1, H, W] in [0, 1] on the device."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
-        return x.unsqueeze(1).float().div_(255.0)
+        """uint8 [B, C, H, W] (or gray [B, H, W]) -> float [B, C, H, W] in [0, 1] on the device."""
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        x = x.unsqueeze(1) if x.dim() == 3 else x.view(len(x), -1).view(x.shape)  # the standard strides: numpy gives a
+        return x.to(self.device, non_blocking=True).float().div_(255.0)            # size-1 channel axis odd ones
+
+    @property
+    def in_channels(self) -> int:
+        """The classifier's input channels: the config's ``in_channels``, or (0) the images' ``channels``."""
+        return self.cfg.in_channels or self.channels
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images [B, 1, H, W] -> classifier input [B, in_channels, H, W] (:func:`medaug.models.inputs.normalize`)."""
-        return normalize(x, self.cfg.in_channels)
+        """[0, 1] images [B, C, H, W] -> classifier input [B, in_channels, H, W] (:func:`medaug.models.inputs.normalize`)."""
+        return normalize(x, self.in_channels)
 
     def logits(self, x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
-        """Classifier logits float32 [B, K] for images float [B, 1, H, W] in [0, 1]."""
+        """Classifier logits float32 [B, K] for images float [B, C, H, W] in [0, 1]."""
         with autocast(self.device, self.cfg.precision):
             out = (model or self.model)(self.normalize(x))
         return to_full(out)

@@ -335,4 +335,6 @@ def check_finished(runs: list) -> None:
     for out, cfg, _ in runs:
         if (out / "metrics.json").is_file():
             saved = saved_identity(out, read_json(out / "metrics.json", "the run's"), fingerprint=False)
+            if not cfg.in_channels and saved.get("in_channels") in (1, 3):  # "the data's": fit checks it against the data
+                cfg = dataclasses.replace(cfg, in_channels=saved["in_channels"])
             check_identity(out, saved, run_identity(cfg, None), "a finished run", "--overwrite to start the experiment fresh")

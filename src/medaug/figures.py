@@ -1,4 +1,7 @@
-"""Matplotlib figures written as PNG (Agg backend: no display needed)."""
+"""Matplotlib figures written as PNG (Agg backend: no display needed).
+
+Images come as uint8 [H, W] (gray) or [C, H, W] (C = 1 gray, 3 colour, the cache's layout) and are
+shown as they are: gray in gray, colour in colour."""
 
 from __future__ import annotations
 
@@ -21,10 +24,28 @@ def save_figure(fig, path: Path) -> None:
         plt.close(fig)
 
 
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """float [H, W, 3] in [0, 1] of a uint8 image [H, W] or [C, H, W] (a gray channel repeated)."""
+    img = np.asarray(image).astype(np.float32) / 255.0
+    if img.ndim == 3:
+        img = img.transpose(1, 2, 0)
+        return np.repeat(img, 3, -1) if img.shape[-1] == 1 else np.ascontiguousarray(img)
+    return np.stack([img] * 3, -1)
+
+
+def show(ax, image: np.ndarray) -> None:
+    """``ax.imshow`` of a uint8 image [H, W] or [C, H, W]: gray in gray (0..255), colour in colour."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[0] == 3:
+        ax.imshow(img.transpose(1, 2, 0))
+    else:
+        ax.imshow(img.reshape(img.shape[-2:]), cmap="gray", vmin=0, vmax=255)
+
+
 def overlay(image: np.ndarray, keep: np.ndarray | None, roi: np.ndarray | None) -> np.ndarray:
-    """RGB float [H, W, 3]: the image, erased pixels tinted red, the true finding outlined green."""
-    img = image.astype(np.float32) / 255.0
-    rgb = np.stack([img] * 3, -1)
+    """RGB float [H, W, 3]: the image (uint8 [H, W] or [C, H, W]), erased pixels tinted red, the true
+    finding outlined green."""
+    rgb = as_rgb(image)
     if keep is not None:
         erased = keep == 0
         rgb[erased] = rgb[erased] * 0.35 + np.array([0.65, 0.0, 0.0])
@@ -36,7 +57,7 @@ def overlay(image: np.ndarray, keep: np.ndarray | None, roi: np.ndarray | None) 
 
 
 def mask_grid(images: np.ndarray, keeps: np.ndarray | None, rois: np.ndarray | None, path: Path, title: str = "") -> None:
-    """Images uint8 [N, H, W] with keep-masks [N, H, W] (erased = red) and true regions (green)."""
+    """Images uint8 [N, H, W] or [N, C, H, W] with keep-masks [N, H, W] (erased = red) and true regions (green)."""
     n = len(images)
     fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 1.9), squeeze=False)
     for i, ax in enumerate(axes[0]):
@@ -90,7 +111,8 @@ def mask_history_grid(history: np.ndarray, images: np.ndarray, path: Path, max_e
     """Masks of fixed images over epochs; rows = epochs (subsampled, first and last kept).
 
     history uint8 {0, 1} [E, N, H, W] (keep-masks: erased pixels red) or float [E, N, H, W] in
-    [0, 1] (noise masks: the image as the classifier saw it, i.e. ``0.5 + (x - 0.5) * m``).
+    [0, 1] (noise masks: the image as the classifier saw it, i.e. ``0.5 + (x - 0.5) * m``); images
+    uint8 [N, H, W] or [N, C, H, W].
     """
     soft = np.issubdtype(history.dtype, np.floating)
     e = len(history)
@@ -101,8 +123,8 @@ def mask_history_grid(history: np.ndarray, images: np.ndarray, path: Path, max_e
         for c in range(n):
             ax = axes[r][c]
             if soft:
-                seen = 0.5 + (images[c].astype(np.float32) / 255.0 - 0.5) * history[ep][c].astype(np.float32)
-                ax.imshow(seen, cmap="gray", vmin=0, vmax=1)
+                seen = 0.5 + (as_rgb(images[c]) - 0.5) * history[ep][c].astype(np.float32)[..., None]
+                ax.imshow(seen.clip(0, 1))
             else:
                 ax.imshow(overlay(images[c], history[ep][c], None))
             ax.set_xticks([]), ax.set_yticks([])

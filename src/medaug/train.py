@@ -34,7 +34,8 @@ from torch import nn
 from . import __version__
 from .config import TrainConfig, dump_toml
 from .context import Context
-from .data.cache import ArraySplit, Dataset, cached, check_cache_root, default_cache_root, fingerprint, is_cache, load_dataset
+from .data.cache import (ArraySplit, Dataset, cache_channels, cached, check_cache_root, default_cache_root, fingerprint,
+                         is_cache, load_dataset, read_meta)
 from .data.index import read_index
 from .device import (barrier, check_memory, distributed, init_distributed, place, resolve_device, rng_state, seed_everything,
                      set_rng_state)
@@ -193,6 +194,12 @@ def data_cache(cfg: TrainConfig) -> Path:
     return cached(cfg.data, cfg.size, cfg.format, cfg.cache or None, cfg.progress, body_part=cfg.body_part, crop=cfg.crop)
 
 
+def data_channels(cfg: TrainConfig) -> int:
+    """The channel count of a config's data (1 gray, 3 colour), from its cache's meta.json (the cache is
+    built when missing)."""
+    return cache_channels(read_meta(data_cache(cfg)))
+
+
 def load_data(cfg: TrainConfig) -> Dataset:
     """The dataset a config asks for: read, cached, split, k-shot sampled with the run's seed."""
     return load_dataset(
@@ -205,9 +212,9 @@ def check_batch_memory(cfg: TrainConfig) -> None:
     """Refuse a size and batch size whose input batches alone would not fit in the device's memory (before any work):
     float32 [B, C, S, S] for the larger of batch_size x 2 (originals and augmented copies) and eval_batch_size."""
     images = max(2 * cfg.batch_size, cfg.eval_batch_size)
-    check_memory(images * cfg.in_channels * cfg.size**2 * 4,
+    check_memory(images * (cfg.in_channels or 3) * cfg.size**2 * 4,  # 0 = the data's: at most 3
                  f"--size {cfg.size} with --batch-size {cfg.batch_size} / --eval-batch-size {cfg.eval_batch_size}: "
-                 f"one batch of {images} float32 images of {cfg.in_channels} x {cfg.size} x {cfg.size}",
+                 f"one batch of {images} float32 images of {cfg.in_channels or 3} x {cfg.size} x {cfg.size}",
                  "lower --size or the batch sizes", resolve_device(cfg.device))
 
 
@@ -299,6 +306,8 @@ def fit(cfg: TrainConfig, out_dir: str | Path, dataset: Dataset | None = None, t
     ``checkpoint.pt`` and ends with the same metrics as an uninterrupted run on the same device.
     Both only when the folder's config.toml and data fingerprint are this run's (:func:`run_identity`);
     another configuration's results are refused, never reused (``overwrite``: start fresh).
+    ``in_channels = 0`` is resolved first to the data's channel count (1 gray, 3 colour), and the run
+    is recorded with that value, so a gray run written as ``in_channels = 1`` is this configuration.
     A run that fails before its first checkpoint leaves no folder behind.
     ``tracker``: optional MLflow/TensorBoard-like object (see :mod:`medaug.tracking`; $MEDAUG_TRACK otherwise).
 
@@ -346,8 +355,18 @@ def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, over
         output_folder(out, "run", inputs=data_inputs(cfg), overwrite=overwrite)
         if overwrite:
             left_behind(out, ("metrics.json", "checkpoint.pt", "heated/metrics.json", "heated/checkpoint.pt"))
-    fp = dataset.fingerprint if dataset is not None else data_fingerprint(cfg) if _has_results(out) else None
     try:
+        fp, channels = None, cfg.in_channels
+        if dataset is not None:
+            fp, channels = dataset.fingerprint, dataset.channels
+        elif _has_results(out):
+            fp = data_fingerprint(cfg)
+            channels = cfg.in_channels or data_channels(cfg)
+        elif not cfg.in_channels:
+            dataset = load_data(cfg)
+            fp, channels = dataset.fingerprint, dataset.channels
+        if not cfg.in_channels:  # "the data's", resolved once: the run records 1 or 3
+            cfg = dataclasses.replace(cfg, in_channels=channels)
         check_budget(cfg)
         equal = cfg.budget == "equal"
         budget = {"budget": {"mode": cfg.budget, "classifier_epochs": classifier_epochs(cfg, _baseline_budget(cfg))}}
@@ -581,7 +600,7 @@ def start_stage(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, r
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
     ctx = Context(model, optimizer, device, cfg, len(dataset.classes), scaler,
                   extras={"baseline": cfg.baseline, "classes": dataset.classes, "train_images": dataset.train.images},
-                  rank=rank, world=world)
+                  rank=rank, world=world, channels=dataset.channels)
     ctx.model = ctx.wrap(model)
     method.setup(ctx)
     state = dict(epoch=0, history=[], best_score=-math.inf, best_epoch=-1, bad_epochs=0, snapshots=[])

@@ -1,10 +1,17 @@
 """Decode once into uint8 memory maps; training and evaluation read only arrays.
 
-A cache folder holds ``images.npy`` (uint8 [N, S, S]), ``rois.npy`` (uint8 0/1 [N, S, S], only
-when the dataset has ground-truth regions), ``manifest.csv`` (one row per cached image: the
-index columns plus source size, mtime and content hash) and ``meta.json`` (fingerprint, size, classes). It is
-written into a temporary folder and renamed into place, so an interrupted build leaves no
-half-written cache; it is reused while the fingerprint of the sources matches.
+A cache folder holds ``images.npy`` (uint8 [N, S, S] for gray data, [N, 3, S, S] for colour),
+``rois.npy`` (uint8 0/1 [N, S, S], only when the dataset has ground-truth regions), ``manifest.csv``
+(one row per cached image: the index columns plus source size, mtime and content hash) and
+``meta.json`` (fingerprint, size, classes, channels). It is written into a temporary folder and
+renamed into place, so an interrupted build leaves no half-written cache; it is reused while the
+fingerprint of the sources matches.
+
+The channel count is the data's: 1 when every image is gray, else 3 (a gray image among colour ones
+is repeated to RGB; meta.json counts them in ``gray_in_colour``). A cache written before medaug read
+colour (meta.json without ``channels``) holds gray images: given directly as ``--data`` it loads as
+such; an automatic cache of that layout is decoded again once, giving the same arrays for gray data.
+In memory (:class:`ArraySplit`) images are always uint8 [N, C, S, S].
 """
 
 from __future__ import annotations
@@ -147,7 +154,7 @@ def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bo
             old = old if isinstance(old, dict) else {}
         except (json.JSONDecodeError, UnicodeDecodeError):
             old = {}  # rebuild below: the folder is medaug's cache
-        if old.get("fingerprint") == fp:
+        if old.get("fingerprint") == fp and "channels" in old:  # without: the gray-only layout, decoded again
             return out
         same = (old.get("root"), old.get("format"), old.get("size")) == (str(index.root), index.format, size)
         if explicit and old and not same and not overwrite:
@@ -178,6 +185,7 @@ def _build(index: DataIndex, size: int, out: Path, tmp: Path, frame: pd.DataFram
     rois = np.lib.format.open_memmap(tmp / "rois.npy", mode="w+", dtype=np.uint8, shape=(n, size, size)) if has_roi else None
     if rois is not None:
         preallocate(tmp / "rois.npy")
+    gray = np.zeros(n, bool)  # which decoded rows were gray (counted once the cache turns colour)
     ok, skipped = [], []
     for i, (_, row) in enumerate(progress_bar(frame.iterrows(), total=n, description="decoding images", enabled=progress)):
         try:
@@ -188,10 +196,14 @@ def _build(index: DataIndex, size: int, out: Path, tmp: Path, frame: pd.DataFram
             skipped.append({"path": row["path"], "error": str(exc)})
             continue
         j = len(ok)
-        images[j] = image
+        gray[j] = image.ndim == 2
+        if image.ndim == 3 and images.ndim == 3:  # the first colour image: the cache becomes [N, 3, S, S]
+            images = _to_colour(images, j, tmp / "images.npy")
+        images[j] = image.transpose(2, 0, 1) if image.ndim == 3 else image  # a gray image broadcasts over RGB
         if rois is not None:
             rois[j] = roi if roi is not None else 0
         ok.append(i)
+    channels = 1 if images.ndim == 3 else 3
     images.flush()
     del images
     if rois is not None:
@@ -209,15 +221,35 @@ def _build(index: DataIndex, size: int, out: Path, tmp: Path, frame: pd.DataFram
     pd.DataFrame(skipped, columns=["path", "error"]).to_csv(tmp / "skipped.csv", index=False)
     meta = dict(
         fingerprint=fp, size=size, classes=index.classes, format=index.format, root=str(index.root),
-        n=len(kept), skipped=len(skipped), has_roi=has_roi, version=CACHE_VERSION,
+        n=len(kept), skipped=len(skipped), has_roi=has_roi, version=CACHE_VERSION, channels=channels,
+        gray_in_colour=int(gray[: len(kept)].sum()) if channels == 3 else 0,
     )
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     install(tmp, out)
 
 
+def _to_colour(gray: np.memmap, rows: int, path: Path) -> np.memmap:
+    """The cache's image array as colour: a new uint8 [N, 3, S, S] memory map at ``path`` holding the first
+    ``rows`` gray images repeated over the channels (the gray map is dropped)."""
+    n, s = gray.shape[0], gray.shape[1]
+    part = path.with_name("images.gray.npy")
+    gray.flush()
+    del gray
+    os.replace(path, part)
+    old = np.load(part, mmap_mode="r")
+    colour = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, 3, s, s))
+    preallocate(path)
+    for i in range(0, rows, 1024):
+        colour[i : min(rows, i + 1024)] = old[i : min(rows, i + 1024), None]
+    del old
+    part.unlink()
+    return colour
+
+
 @dataclass
 class ArraySplit:
-    """One split in memory. images uint8 [N, S, S]; labels int64 [N]; rois uint8 [N, S, S] or None."""
+    """One split in memory. images uint8 [N, C, S, S] (C = 1 gray, 3 colour; [N, S, S] is taken as gray and
+    given its channel axis); labels int64 [N]; rois uint8 [N, S, S] or None."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -226,8 +258,17 @@ class ArraySplit:
     studies: np.ndarray
     paths: np.ndarray
 
+    def __post_init__(self) -> None:
+        if self.images.ndim == 3:
+            self.images = self.images.reshape(len(self.images), 1, *self.images.shape[1:])  # a view
+
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def channels(self) -> int:
+        """1 (gray) or 3 (colour)."""
+        return int(self.images.shape[1])
 
 
 @dataclass
@@ -239,6 +280,11 @@ class Dataset:
     fingerprint: str
     cache: Path
     info: dict = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        """The images' channel count: 1 (gray) or 3 (colour), as the data has it."""
+        return self.train.channels
 
 
 def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int, ratios: str = "60:25:15", where: str = "the dataset") -> pd.DataFrame:
@@ -259,6 +305,11 @@ def assign_splits(manifest: pd.DataFrame, val_fraction: float, seed: int, ratios
 CACHE_META = {"fingerprint": str, "size": int, "classes": list, "n": int, "has_roi": bool}
 
 
+def cache_channels(meta: dict) -> int:
+    """A cache's channel count from its meta.json: 1 or 3 (1 for a cache written before medaug read colour)."""
+    return int(meta.get("channels", 1))
+
+
 def read_meta(folder: Path) -> dict:
     """A cache's meta.json, checked: one line naming the file when it is unreadable or lacks a field."""
     path = Path(folder) / "meta.json"
@@ -267,6 +318,8 @@ def read_meta(folder: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MedaugError(f"{path}: unreadable cache metadata ({exc.__class__.__name__}); prepare the cache again") from None
     bad = [k for k, t in CACHE_META.items() if not isinstance(meta, dict) or not isinstance(meta.get(k), t)]
+    if isinstance(meta, dict) and meta.get("channels", 1) not in (1, 3):
+        bad.append("channels")
     if bad:
         raise MedaugError(f"{path}: bad cache metadata (missing or wrong type: {', '.join(bad)}); prepare the cache again")
     return meta
@@ -326,14 +379,14 @@ def load_dataset(
         where = sorted(set(frame.loc[frame["label"].isin([classes.index(c) for c in missing]), "split"]))
         raise MedaugError(f"{data}: class(es) {', '.join(map(repr, missing))} have no training images "
                           f"(only in {', '.join(where) or 'no split'}); add training images of them or remove the class")
-    images = _load_array(folder, "images", meta.get("n"), size)
+    images = _load_array(folder, "images", meta.get("n"), size, cache_channels(meta))
     rois = _load_array(folder, "rois", meta.get("n"), size) if meta["has_roi"] else None
 
     def take(name: str) -> ArraySplit:
         idx = frame.index[frame["split"] == name].to_numpy()
         rows = frame.loc[idx]
         return ArraySplit(
-            images=np.ascontiguousarray(images[idx]),
+            images=np.ascontiguousarray(images[idx]),  # gray [n, S, S]: given its channel axis by ArraySplit
             labels=rows["label"].to_numpy(np.int64),
             rois=None if rois is None else np.ascontiguousarray(rois[idx]),
             groups=rows["group"].to_numpy(str),
@@ -360,15 +413,18 @@ def leak_warnings(train: ArraySplit, test: ArraySplit) -> list[str]:
             "optimistic; remove the duplicates (`medaug data check` lists them)"]
 
 
-def _load_array(folder: Path, name: str, n: int | None, size: int) -> np.ndarray:
-    """A cache array, memory-mapped and checked against meta.json: one line when truncated or the wrong shape."""
+def _load_array(folder: Path, name: str, n: int | None, size: int, channels: int = 1) -> np.ndarray:
+    """A cache array, memory-mapped and checked against meta.json: one line when truncated or the wrong shape.
+
+    uint8 [N, S, S] (gray images, ROIs) or, with ``channels`` = 3, [N, 3, S, S]."""
     path = folder / f"{name}.npy"
     try:
         arr = np.load(path, mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:
         raise MedaugError(f"{path}: unreadable cache array ({exc.__class__.__name__}: {exc}); "
                           "prepare the cache again (`medaug data prepare ... --overwrite`)") from None
-    if arr.ndim != 3 or arr.shape[1:] != (size, size) or (n is not None and arr.shape[0] != n) or arr.dtype != np.uint8:
-        raise MedaugError(f"{path}: holds {arr.dtype} {list(arr.shape)}, expected uint8 [{n}, {size}, {size}] (meta.json); "
+    shape = (size, size) if channels == 1 else (channels, size, size)
+    if arr.shape[1:] != shape or (n is not None and arr.shape[0] != n) or arr.dtype != np.uint8:
+        raise MedaugError(f"{path}: holds {arr.dtype} {list(arr.shape)}, expected uint8 {[n, *shape]} (meta.json); "
                           "prepare the cache again (`medaug data prepare ... --overwrite`)")
     return arr

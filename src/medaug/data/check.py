@@ -17,14 +17,27 @@ from .io import load_image
 
 @dataclass
 class CheckReport:
+    """What ``medaug data check`` found; ``channels``/``kind``: gray (1) or RGB (3) as medaug will read it."""
+
     index: DataIndex
     counts: pd.DataFrame  # split x class image counts
     patients: dict  # split -> number of patients
     studies: dict  # split -> number of studies
     sizes: pd.Series  # "HxW mode" -> count, over the inspected files
+    colour: int = 0  # decoded files that are colour (the rest of ``decoded`` are gray)
+    decoded: int = 0  # files decoded
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     bad_paths: list[str] = field(default_factory=list)
+
+    @property
+    def channels(self) -> int:
+        """1 when every decoded file is gray, else 3 (a dataset mixing gray and colour is read as RGB)."""
+        return 3 if self.colour else 1
+
+    @property
+    def kind(self) -> str:
+        return "RGB (3 channels)" if self.colour else "gray (1 channel)"
 
 
 def _describe(path: str) -> str:
@@ -84,11 +97,15 @@ def check_dataset(root: str | Path, fmt: str = "auto", sample: int | None = 500,
     sizes, bad = [], []
     for p in sorted(paths):
         try:
-            load_image(p)
+            report.colour += load_image(p).ndim == 3
+            report.decoded += 1
             sizes.append(_describe(p))
         except MedaugError as exc:
             bad.append((p, str(exc)))
     report.sizes = pd.Series(sizes, dtype=str).value_counts()
+    if 0 < report.colour < report.decoded:
+        report.notes.append(f"{report.decoded - report.colour} of the {report.decoded} decoded images are gray, the others "
+                            "colour: the dataset is read as RGB (the gray images repeated to 3 channels)")
     if bad:
         report.bad_paths = [p for p, _ in bad]
         report.problems.append(f"{len(bad)} unreadable file(s), e.g. {bad[0][1]}")

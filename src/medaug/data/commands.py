@@ -27,12 +27,22 @@ def data_synth(
     layout: str = typer.Option("mura", help="mura | folders"),
     findings: str = typer.Option("", help="Comma list of finding types (fracture, lesion, hardware, sclerosis, periosteal): "
                                  "classes = normal + these, overriding --classes; needs --layout folders."),
+    colour: str = typer.Option("", help="hue: instead of radiographs, RGB images of a red or a green blob of equal luminance "
+                               "(classes that differ only in hue; ImageFolder train/test, with the blob as ROI)."),
 ):
-    """Write the built-in synthetic radiograph dataset (images, ground-truth finding masks, CSVs)."""
-    from .synth import generate
+    """Write the built-in synthetic radiograph dataset (images, ground-truth finding masks, CSVs), or with --colour hue the hue-only colour set."""
+    from ..errors import MedaugError
+    from .synth import generate, generate_hue
 
-    root = generate(out_dir, n_train=n_train, n_test=n_test, size=size, seed=seed, classes=classes, shortcut=shortcut,
-                    layout=layout, findings=findings)
+    if colour not in ("", "hue"):
+        raise MedaugError(f"--colour {colour!r}: the one colour set is 'hue'")
+    if colour and (classes != 2 or shortcut or findings or layout != "mura"):
+        raise MedaugError("--colour hue: its layout and two classes are fixed; leave out --classes, --shortcut, --findings and --layout")
+    if colour:
+        root = generate_hue(out_dir, n_train=n_train, n_test=n_test, size=size, seed=seed)
+    else:
+        root = generate(out_dir, n_train=n_train, n_test=n_test, size=size, seed=seed, classes=classes, shortcut=shortcut,
+                        layout=layout, findings=findings)
     out.print(f"wrote {n_train} train + {n_test} test images to {root}")
 
 
@@ -89,6 +99,8 @@ def data_check(
     for split, row in r.counts.iterrows():
         table.add_row(str(split), *map(str, row.tolist()), str(r.patients.get(split, 0)), str(r.studies.get(split, 0)))
     out.print(table)
+    out.print(f"images: {r.kind}" + (f", {r.colour} of {r.decoded} decoded files in colour" if r.colour else "")
+              + ("" if r.decoded else " (no file decoded)"))
     out.print("image sizes (inspected files): " + size_summary(r.sizes))
     for note in r.notes:
         out.print(f"note: {note}")
@@ -122,6 +134,9 @@ def data_prepare(
     index = read_index(data, fmt, **options)
     folder = build_cache(index, size, out_dir, strict=False, overwrite=overwrite)
     meta = json.loads((folder / "meta.json").read_text())
-    out.print(f"cached {meta['n']} images at {size} px in {folder}; skipped {meta['skipped']} unreadable"
+    kind = "RGB" if meta.get("channels", 1) == 3 else "gray"
+    out.print(f"cached {meta['n']} images at {size} px ({kind}) in {folder}; skipped {meta['skipped']} unreadable"
               + (f" (listed in {folder / 'skipped.csv'})" if meta["skipped"] else ""))
+    if meta.get("gray_in_colour"):
+        out.print(f"note: {meta['gray_in_colour']} gray image(s) among colour ones, repeated to RGB")
     out.print(f"train with: medaug train --data {folder} --size {size} ...")

@@ -1,4 +1,10 @@
-"""Decoding one image file into a float array, with one clear error per unreadable file."""
+"""Decoding one image file into a float array, with one clear error per unreadable file.
+
+An image keeps its colour: gray files (and 16-bit gray) decode to [H, W], colour ones (RGB, RGBA
+with the alpha dropped, palette, MedMNIST RGB arrays, RGB DICOM) to [H, W, 3]. A colour file whose
+three channels agree everywhere (within :data:`GRAY_TOLERANCE`; radiographs saved as RGB) is gray
+and decodes exactly as a gray file does.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +24,12 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 PIL_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 NPZ_SEP = "::"  # "<file.npz>::<array>::<index>": one image of an array stored in a .npz
+GRAY_TOLERANCE = 2  #: an 8-bit colour image whose channels differ by at most this many levels everywhere is gray
+LUMA = np.array([0.299, 0.587, 0.114])  #: RGB -> luminance weights (ITU-R 601, as PIL's "L")
 
 
 def load_image(path: str | Path, slice_index: int | None = None, axis: int = 2) -> np.ndarray:
-    """Decode ``path`` to float32 [H, W] in [0, 1] (gray; RGB/RGBA are converted to luminance).
+    """Decode ``path`` to float32 [H, W] (gray) or [H, W, 3] (colour) in [0, 1].
 
     PNG/JPEG/TIFF (8 or 16 bit), DICOM (.dcm; modality and VOI LUTs, MONOCHROME1 inverted) and
     NIfTI (.nii, .nii.gz; a 2D slice: ``slice_index`` along ``axis``, default the middle one),
@@ -120,14 +128,25 @@ def _load_npz_item(npz: str, array: str, i: int) -> np.ndarray:
         raise MedaugError(f"{npz}: image {i} out of range 0..{len(arr) - 1} in {array!r}; the file changed since it was indexed")
     img = np.asarray(arr[i])
     if img.ndim == 3 and img.shape[-1] in (3, 4):
-        img = img[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])  # RGB -> luminance (ITU-R 601)
+        img = img[..., :3]
+        if is_gray(img):
+            img = img[..., 0]
     elif img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
-    if img.ndim != 2:
+    if img.ndim not in (2, 3):
         raise MedaugError(f"{npz}: {array!r} holds images of shape {img.shape}; expected [H, W] or [H, W, 3]")
     if arr.dtype == np.uint8:
         return (img / 255.0).astype(np.float32)
     return _scale(img, f"{npz}: {array!r} image {i}")
+
+
+def is_gray(rgb: np.ndarray) -> bool:
+    """Whether colour pixels [H, W, 3] are gray: the channels differ by at most :data:`GRAY_TOLERANCE` levels
+    (of 255 for 8-bit data; relative to the value range otherwise) anywhere."""
+    wide = np.int16 if rgb.dtype == np.uint8 else np.float64
+    r, g, b = (rgb[..., c].astype(wide) for c in range(3))
+    tol = GRAY_TOLERANCE if rgb.dtype == np.uint8 else GRAY_TOLERANCE / 255 * max(float(rgb.max()) - float(rgb.min()), 1e-12)
+    return bool(np.abs(r - g).max() <= tol and np.abs(g - b).max() <= tol)
 
 
 def _load_pil(path: Path) -> np.ndarray:
@@ -141,11 +160,21 @@ def _load_pil(path: Path) -> np.ndarray:
                 img.thumbnail((4096, 4096), Image.Resampling.BOX)  # huge scans: shrink before float conversion
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 return _scale(np.asarray(img, dtype=np.float64), str(path))
+            if img.mode not in ("L", "1", "LA", "La") and not (img.mode == "P" and _gray_palette(img)):
+                rgb = np.asarray(img.convert("RGB"))  # RGB, RGBA (alpha dropped), palette, CMYK, YCbCr, LAB
+                if not is_gray(rgb):
+                    return rgb.astype(np.float32) / 255.0
             if img.mode != "L":
-                img = img.convert("L")  # RGB, RGBA (alpha dropped), palette
+                img = img.convert("L")  # gray in a colour container: luminance, as medaug always read it
             return np.asarray(img, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise MedaugError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); the file is corrupt or not an image") from None
+
+
+def _gray_palette(img: Image.Image) -> bool:
+    """A palette image whose colours are all gray (its pixels need no colour test)."""
+    pal = np.asarray(img.getpalette() or [], dtype=np.uint8)
+    return len(pal) > 0 and is_gray(pal[: len(pal) // 3 * 3].reshape(1, -1, 3))
 
 
 def _scale(arr: np.ndarray, where: str) -> np.ndarray:
@@ -180,8 +209,12 @@ def _load_dicom(path: Path) -> np.ndarray:
         arr = ds.pixel_array
     except Exception as exc:  # missing decoders, truncated data
         raise MedaugError(f"{path}: cannot decode DICOM pixels ({exc.__class__.__name__}: {exc})") from None
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # colour (pydicom converts YBR to RGB)
+        arr = arr[..., :3]
+        if is_gray(arr):
+            arr = arr.astype(np.float64) @ LUMA  # as medaug always read it
+        else:
+            return (arr / 255.0).astype(np.float32) if arr.dtype == np.uint8 else _scale(arr, str(path))  # one range for all channels
     else:
         arr = apply_modality_lut(arr, ds)
         if "WindowCenter" in ds:
@@ -214,7 +247,9 @@ def _load_nifti(path: Path, slice_index: int | None, axis: int) -> np.ndarray:
 
 
 def resize(arr: np.ndarray, size: int, order: str = "area") -> np.ndarray:
-    """Resize float [H, W] to [size, size] (anti-aliased; 'nearest' for masks)."""
+    """Resize float [H, W] (or [H, W, C], channel by channel) to [size, size] (anti-aliased; 'nearest' for masks)."""
+    if arr.ndim == 3:
+        return np.stack([resize(arr[..., c], size, order) for c in range(arr.shape[-1])], -1)
     if arr.shape == (size, size):
         return arr
     img = Image.fromarray(arr.astype(np.float32), mode="F")
@@ -229,7 +264,7 @@ def crop_box(arr: np.ndarray, box: tuple[int, int, int, int] | None, path: str) 
     if box is None:
         return arr
     x1, y1, x2, y2 = box
-    h, w = arr.shape
+    h, w = arr.shape[:2]
     out = arr[min(y1, h):min(y2, h), min(x1, w):min(x2, w)]
     if out.shape[0] < 2 or out.shape[1] < 2:
         raise MedaugError(f"{path}: box {box} lies outside the {w}x{h} image; fix the box columns of its CSV row")
@@ -237,7 +272,8 @@ def crop_box(arr: np.ndarray, box: tuple[int, int, int, int] | None, path: str) 
 
 
 def load_sample(row, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Image and ROI of one index row, resized: (uint8 [size, size], uint8 0/1 [size, size] or None)."""
+    """Image and ROI of one index row, resized: (uint8 [size, size] gray or [size, size, 3] colour,
+    uint8 0/1 [size, size] or None; a colour ROI file marks the pixels where any channel is non-zero)."""
     slice_index = row.get("slice", None)
     slice_index = None if slice_index in (None, "") or (isinstance(slice_index, float) and np.isnan(slice_index)) else int(slice_index)
     box = row.get("bbox", "")
@@ -245,5 +281,7 @@ def load_sample(row, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     image = resize(crop_box(load_image(row["path"], slice_index), box, row["path"]), size)
     roi = None
     if row.get("roi", ""):
-        roi = (resize(crop_box(load_image(row["roi"]), box, row["roi"]), size, order="nearest") > 0).astype(np.uint8)
+        mask = load_image(row["roi"])
+        mask = mask.max(-1) if mask.ndim == 3 else mask
+        roi = (resize(crop_box(mask, box, row["roi"]), size, order="nearest") > 0).astype(np.uint8)
     return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), roi

@@ -1,4 +1,5 @@
-"""Procedural synthetic radiographs with known regions of interest: medaug's built-in dataset.
+"""Procedural synthetic radiographs with known regions of interest: medaug's built-in dataset
+(and :func:`generate_hue`, a colour set whose two classes differ only in hue, at the end of the file).
 
 Each image is a grayscale limb radiograph: tapered soft tissue, one or two slightly bowed bone
 shafts (bright cortex, darker medullary canal), often a joint (two rounded bone ends with bright
@@ -291,6 +292,84 @@ def arrays(n: int, size: int = 64, seed: int = 0, classes: int = 2) -> tuple[np.
     images = [render(np.random.default_rng(s), size, int(c), classes, False)[0]
               for s, c in zip(np.random.SeedSequence(seed).spawn(n), labels)]
     return np.stack(images), labels
+
+
+# ----------------------------------------------------------------------------------------------
+# colour: classes that differ only in hue
+
+HUE_CLASSES = ["green", "red"]  #: label 0, 1 of the hue-only set
+HUE_STRENGTH = [(8, 30), (12, 45)]  #: range of the chroma strength s, green and red (red moves G and B 0.43 s, green R and B 1.42 s)
+HUE_NOISE = 8  #: std of the pixel noise, drawn per channel (gray and colour noise, alike for both classes)
+#: chroma directions (R, G, B) of zero luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B = 0), green then red
+HUE_CHROMA = np.array([[-0.587 / 0.413, 1.0, -0.587 / 0.413], [1.0, -0.299 / 0.701, -0.299 / 0.701]])
+
+
+def render_hue(rng: np.random.Generator, size: int, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """One hue-only image: a soft elliptical blob on a noisy gray background, RGB uint8 [size, size, 3],
+    and its region uint8 0/1 [size, size].
+
+    The luminance image (background level, blob position, shape, brightness, noise) is drawn the same
+    way for both classes; the blob then gets a chroma of zero luminance (ITU-R 601), s * HUE_CHROMA[label]
+    (green for label 0, red for label 1). Converted to gray, the two classes have one distribution: only
+    colour tells them apart.
+    """
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) / size
+    cy, cx = rng.uniform(0.3, 0.7, 2)
+    ry, rx = rng.uniform(0.12, 0.25, 2)
+    theta = rng.uniform(0, np.pi)
+    dy, dx = yy - cy, xx - cx
+    u, v = dx * np.cos(theta) + dy * np.sin(theta), -dx * np.sin(theta) + dy * np.cos(theta)
+    inside = (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
+    blob = gaussian_filter(inside.astype(np.float64), sigma=max(0.5, size / 48))
+    background, brightness = rng.uniform(40, 80), rng.uniform(100, 150)
+    lum = background + (brightness - background) * blob
+    strength = rng.uniform(*HUE_STRENGTH[label])
+    chroma = strength * blob[..., None] * HUE_CHROMA[label]
+    noise = rng.normal(0, HUE_NOISE, (size, size, 3))  # per channel: colour noise too, the same for both classes
+    rgb = np.clip(np.round(lum[..., None] + chroma + noise), 0, 255).astype(np.uint8)
+    return rgb, inside.astype(np.uint8)
+
+
+def hue_arrays(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` hue-only images in memory: uint8 [n, size, size, 3] and labels int64 [n] (classes in turn)."""
+    if n < 1:
+        raise MedaugError(f"hue arrays: n={n}; give n >= 1")
+    labels = np.arange(n, dtype=np.int64) % 2
+    images = [render_hue(np.random.default_rng(s), size, int(c))[0] for s, c in zip(np.random.SeedSequence(seed).spawn(n), labels)]
+    return np.stack(images), labels
+
+
+def generate_hue(out: str | Path, n_train: int = 400, n_test: int = 200, size: int = 32, seed: int = 0,
+                 progress: bool = True) -> Path:
+    """Write the hue-only dataset: ``out/{train,test}/{green,red}/NNNNN.png`` (RGB) with ``NNNNN_roi.png``
+    (the blob) beside each; classes alternate, so they are balanced. Written to a temporary sibling
+    folder and renamed. ``medaug data synth --colour hue``."""
+    out = Path(out).expanduser()
+    if size < 16:
+        raise MedaugError(f"--size {size}: use at least 16 pixels")
+    if n_train < 4 or n_test < 2:
+        raise MedaugError(f"--n-train {n_train} / --n-test {n_test}: need at least 4 train and 2 test images")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MedaugError(f"{out}: already exists; choose a new --out or delete it")
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    seqs = dict(zip(("train", "test"), np.random.SeedSequence(seed).spawn(2)))
+    jobs = [(split, i) for split, n in (("train", n_train), ("test", n_test)) for i in range(n)]
+    try:
+        for split, i in progress_bar(jobs, total=len(jobs), description="synthesising images", enabled=progress):
+            seq = seqs[split]
+            rng = np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, i)))
+            image, roi = render_hue(rng, size, i % 2)
+            path = tmp / split / HUE_CLASSES[i % 2] / f"{i:05d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path)
+            Image.fromarray(roi * 255).save(path.with_name(path.stem + "_roi.png"))
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -58,7 +58,8 @@ class Diffusion:
             if self.ddim_steps > self.train_timesteps:
                 raise ValueError(f"ddim_steps {self.ddim_steps} must be <= train_timesteps {self.train_timesteps}")
 
-    def __init__(self, num_classes: int, size: int, batch_size: int, device: torch.device, options: dict | None = None):
+    def __init__(self, num_classes: int, size: int, batch_size: int, device: torch.device, options: dict | None = None,
+                 channels: int = 1):
         from monai.networks.nets import DiffusionModelUNet
         from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
@@ -69,6 +70,7 @@ class Diffusion:
 
             raise MedaugError(f"diffusion: --size {size} must be divisible by {2 ** (levels - 1)} for {levels} UNet levels")
         self.device, self.size, self.num_classes, self.null = device, size, num_classes, num_classes
+        self.channels = channels  #: image channels in and out: 1 gray, 3 colour
         try:
             import einops  # noqa: F401  (MONAI's attention blocks, always used in the UNet's middle block, need it)
         except ImportError:
@@ -76,7 +78,7 @@ class Diffusion:
 
             raise MedaugError("diffusion: MONAI's DiffusionModelUNet needs the einops package: pip install einops") from None
         self.net = DiffusionModelUNet(
-            spatial_dims=2, in_channels=1, out_channels=1, channels=tuple(o.channels),
+            spatial_dims=2, in_channels=channels, out_channels=channels, channels=tuple(o.channels),
             attention_levels=tuple(o.attention_levels), num_res_blocks=o.num_res_blocks,
             num_head_channels=o.num_head_channels, norm_num_groups=o.norm_num_groups, num_class_embeds=num_classes + 1,
         ).to(device)
@@ -87,7 +89,7 @@ class Diffusion:
         self.nimg, self.steps, self.batch_size = 0, 0, batch_size
 
     def train_step(self, x0: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One DDPM step on x0 float [B, 1, S, S] in [-1, 1], labels int64 [B]."""
+        """One DDPM step on x0 float [B, C, S, S] in [-1, 1], labels int64 [B]."""
         self.net.train()
         B = x0.shape[0]
         t = torch.randint(0, self.opts.train_timesteps, (B,), device=self.device)
@@ -113,10 +115,10 @@ class Diffusion:
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seed: int, batch: int = 64, guidance: float | None = None,
                steps: int | None = None) -> torch.Tensor:
-        """DDIM + classifier-free guidance: images float [N, 1, S, S] in [0, 1] for labels int64 [N]."""
+        """DDIM + classifier-free guidance: images float [N, C, S, S] in [0, 1] for labels int64 [N]."""
         w = self.opts.guidance if guidance is None else guidance
         gen = torch.Generator().manual_seed(seed)
-        x_all = torch.randn(len(labels), 1, self.size, self.size, generator=gen)
+        x_all = torch.randn(len(labels), self.channels, self.size, self.size, generator=gen)
         out = []
         for i in range(0, len(labels), batch):
             x = x_all[i : i + batch].to(self.device)
@@ -134,7 +136,7 @@ class Diffusion:
                     eps = self.ema(x, tt, class_labels=c2)
                 x, _ = self.ddim.step(eps, int(t), x, eta=self.opts.eta, generator=step_gen)
             out.append(((x + 1) / 2).clamp(0, 1).cpu())
-        return torch.cat(out) if out else torch.zeros(0, 1, self.size, self.size)
+        return torch.cat(out) if out else torch.zeros(0, self.channels, self.size, self.size)
 
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),

@@ -47,7 +47,8 @@ def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extra
     given = load_extractor(extractor, resolve_device(device)) if extractor is not None else None  # a bad file: before any output
     out = output_folder(out, "quality", inputs=(real_data, fake_dir))
     real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress)
-    fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes)
+    fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes, channels=real.channels)
+    cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)
     result: dict = {"real": str(real_data), "fake": str(fake_dir), "size": size, "n_shot": n_shot, "classes": real.classes}
     trtr = None
     if extractor is None or tstr:  # the classifier trained on the real images: TRTR and the default extractor

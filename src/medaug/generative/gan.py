@@ -172,12 +172,12 @@ class SynthesisLayer(nn.Module):
 
 
 class ToGray(nn.Module):
-    """1x1 modulated conv without demodulation to one channel (StyleGAN2's tRGB for gray images)."""
+    """1x1 modulated conv without demodulation to the image's ``channels`` (StyleGAN2's tRGB; one channel for gray images)."""
 
-    def __init__(self, cin: int, w_dim: int):
+    def __init__(self, cin: int, w_dim: int, channels: int = 1):
         super().__init__()
-        self.conv = ModulatedConv2d(cin, 1, 1, w_dim, demodulate=False)
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.conv = ModulatedConv2d(cin, channels, 1, w_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self.conv(x, w) + self.bias[None, :, None, None]
@@ -195,10 +195,10 @@ def check_size(size: int) -> None:
 
 
 class Generator(nn.Module):
-    """G(z [B, z_dim], c int64 [B]) -> images float [B, 1, size, size], roughly in [-1, 1]."""
+    """G(z [B, z_dim], c int64 [B]) -> images float [B, channels, size, size], roughly in [-1, 1]."""
 
     def __init__(self, num_classes: int, size: int, z_dim: int = 128, w_dim: int = 128, map_layers: int = 2,
-                 channel_base: int = 2048, channel_max: int = 128):
+                 channel_base: int = 2048, channel_max: int = 128, channels: int = 1):
         super().__init__()
         check_size(size)
         self.z_dim, self.size, self.num_classes = z_dim, size, num_classes
@@ -206,14 +206,14 @@ class Generator(nn.Module):
         ch = lambda r: channels_at(r, channel_base, channel_max)  # noqa: E731
         self.const = nn.Parameter(torch.randn(ch(4), 4, 4))
         self.conv4 = SynthesisLayer(ch(4), ch(4), w_dim, 4)
-        self.gray4 = ToGray(ch(4), w_dim)
+        self.gray4 = ToGray(ch(4), w_dim, channels)  # "gray": the names of gray checkpoints, kept for colour too
         self.blocks = nn.ModuleList()
         res = 8
         while res <= size:
             self.blocks.append(nn.ModuleDict(dict(
                 conv0=SynthesisLayer(ch(res // 2), ch(res), w_dim, res, up=True),
                 conv1=SynthesisLayer(ch(res), ch(res), w_dim, res),
-                gray=ToGray(ch(res), w_dim),
+                gray=ToGray(ch(res), w_dim, channels),
             )))
             res *= 2
 
@@ -256,14 +256,15 @@ class DBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D(x float [B, 1, S, S], c int64 [B]) -> logits float [B] (projection conditioning)."""
+    """D(x float [B, channels, S, S], c int64 [B]) -> logits float [B] (projection conditioning)."""
 
-    def __init__(self, num_classes: int, size: int, channel_base: int = 2048, channel_max: int = 128, cmap_dim: int = 128):
+    def __init__(self, num_classes: int, size: int, channel_base: int = 2048, channel_max: int = 128, cmap_dim: int = 128,
+                 channels: int = 1):
         super().__init__()
         check_size(size)
         ch = lambda r: channels_at(r, channel_base, channel_max)  # noqa: E731
         self.num_classes, self.cmap_dim = num_classes, cmap_dim
-        self.from_gray = EqConv2d(1, ch(size), 1)
+        self.from_gray = EqConv2d(channels, ch(size), 1)
         blocks, res = [], size
         while res > 4:
             blocks.append(DBlock(ch(res), ch(res // 2)))
@@ -350,7 +351,8 @@ def ada_augment(x: torch.Tensor, p: float, generator: torch.Generator | None = N
 
 
 def diff_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """DiffAugment "color,translation,cutout" (Zhao et al. 2020) for gray images in [-1, 1]."""
+    """DiffAugment "color,translation,cutout" (Zhao et al. 2020) for images float [B, C, H, W] in [-1, 1]; the
+    colour part is brightness and contrast (no saturation: it is the identity on gray images)."""
     B, _, H, W = x.shape
     g = dict(generator=generator, device=x.device)
     x = x + (torch.rand(B, 1, 1, 1, **g) - 0.5)  # brightness
@@ -463,10 +465,12 @@ class GAN:
             if self.truncation_center not in ("class", "global"):
                 raise ValueError(f"truncation_center must be class or global, not {self.truncation_center!r}")
 
-    def __init__(self, num_classes: int, size: int, batch_size: int, device: torch.device, options: dict | None = None):
+    def __init__(self, num_classes: int, size: int, batch_size: int, device: torch.device, options: dict | None = None,
+                 channels: int = 1):
         o = self.opts = self.Options(**(options or {}))
         self.device, self.batch_size, self.size, self.num_classes = device, batch_size, size, num_classes
-        arch = dict(channel_base=o.channel_base, channel_max=o.channel_max)
+        self.channels = channels  #: image channels in and out: 1 gray, 3 colour
+        arch = dict(channel_base=o.channel_base, channel_max=o.channel_max, channels=channels)
         self.G = Generator(num_classes, size, o.z_dim, o.w_dim, o.map_layers, **arch).to(device)
         self.D = Discriminator(num_classes, size, **arch).to(device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -486,7 +490,7 @@ class GAN:
         return x
 
     def train_step(self, real: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One G step and one D step on reals float [B, 1, S, S] in [-1, 1], labels int64 [B]."""
+        """One G step and one D step on reals float [B, C, S, S] in [-1, 1], labels int64 [B]."""
         B = real.shape[0]
         # G: non-saturating loss softplus(-D(aug(G(z, c)), c)); the classes come from the data batch
         self.G.requires_grad_(True)
@@ -541,7 +545,7 @@ class GAN:
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, seed: int, batch: int = 64) -> torch.Tensor:
-        """EMA-generator images float [N, 1, S, S] in [0, 1] for int64 labels [N]; same seed, same images."""
+        """EMA-generator images float [N, C, S, S] in [0, 1] for int64 labels [N]; same seed, same images."""
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(len(labels), self.opts.z_dim, generator=gen)
         psi = self.opts.truncation
@@ -551,7 +555,7 @@ class GAN:
             x = self.G_ema(z[i : i + batch].to(self.device), labels[i : i + batch].to(self.device),
                            psi=psi, noise_mode="const", centers=centers)
             out.append(((x + 1) / 2).clamp(0, 1).cpu())
-        return torch.cat(out) if out else torch.zeros(0, 1, self.size, self.size)
+        return torch.cat(out) if out else torch.zeros(0, self.channels, self.size, self.size)
 
     def state_dict(self) -> dict:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),

@@ -38,11 +38,13 @@ from ..models.inputs import normalize
 # reading generated image folders
 
 
-def read_image_folder(root: str | Path, size: int, classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``root/<class>/*.png`` -> (uint8 [N, size, size], int64 labels [N], class names).
+def read_image_folder(root: str | Path, size: int, classes: list[str] | None = None,
+                      channels: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``root/<class>/*.png`` -> (uint8 [N, C, size, size], int64 labels [N], class names).
 
-    With ``classes`` the folder names are mapped to those indices (an unknown name is an error);
-    ``*_roi.*`` files and files at the root (contact sheets) are skipped.
+    C = 1 when every image is gray, else 3 (gray ones repeated); ``channels`` (1 or 3, the real data's)
+    makes another C an error. With ``classes`` the folder names are mapped to those indices (an unknown
+    name is an error); ``*_roi.*`` files and files at the root (contact sheets) are skipped.
     """
     from ..data.io import load_image, resize
     from ..data.readers.imagefolder import class_dirs, image_files
@@ -60,16 +62,24 @@ def read_image_folder(root: str | Path, size: int, classes: list[str] | None = N
     images, labels = [], []
     for d in dirs:
         for path in image_files(d):
-            images.append(np.round(np.clip(resize(load_image(path), size), 0, 1) * 255).astype(np.uint8))
+            img = np.round(np.clip(resize(load_image(path), size), 0, 1) * 255).astype(np.uint8)
+            images.append(img.transpose(2, 0, 1) if img.ndim == 3 else img[None])  # [C, S, S]
             labels.append(classes.index(d.name))
     if not images:
         raise MedaugError(f"{root}: no images found in its class folders")
+    found = max(img.shape[0] for img in images)
+    if channels is not None and found != channels:
+        kinds = {1: "gray", 3: "colour"}
+        raise MedaugError(f"{root}: the images are {kinds[found]} but the real data is {kinds[channels]}; "
+                          "use samples of a generator trained on this data")
+    images = [np.repeat(img, found, 0) if img.shape[0] != found else img for img in images]
     return np.stack(images), np.asarray(labels, np.int64), list(classes)
 
 
 def write_image_folder(images: np.ndarray, labels: np.ndarray, classes: list[str], root: str | Path) -> Path:
-    """Write uint8 [N, S, S] images as ``root/<class>/<class>_00000.png`` into the claimed folder ``root``
-    (written to a temp folder, then moved in, replacing only what medaug wrote there)."""
+    """Write uint8 [N, S, S] or [N, C, S, S] images as ``root/<class>/<class>_00000.png`` (gray or RGB PNGs)
+    into the claimed folder ``root`` (written to a temp folder, then moved in, replacing only what medaug
+    wrote there)."""
     from PIL import Image
 
     from ..io_utils import output_folder, staged
@@ -80,7 +90,8 @@ def write_image_folder(images: np.ndarray, labels: np.ndarray, classes: list[str
         for img, lab in zip(images, labels):
             name = classes[int(lab)]
             (tmp / name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(tmp / name / f"{name}_{counts[name]:05d}.png")
+            img = img.transpose(1, 2, 0) if img.ndim == 3 else img  # [S, S, C]
+            Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img).save(tmp / name / f"{name}_{counts[name]:05d}.png")
             counts[name] += 1
     return root
 
@@ -90,7 +101,7 @@ def write_image_folder(images: np.ndarray, labels: np.ndarray, classes: list[str
 
 
 class Extractor:
-    """images uint8 [N, S, S] -> features float64 [N, D]; ``name`` goes next to every number."""
+    """images uint8 [N, C, S, S] (or gray [N, S, S]) -> features float64 [N, D]; ``name`` goes next to every number."""
 
     def __init__(self, name: str, fn, size: int | None, device: torch.device):
         self.name, self.fn, self.size, self.device = name, fn, size, device
@@ -99,7 +110,8 @@ class Extractor:
     def features(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
         out = []
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).to(self.device).unsqueeze(1).float() / 255
+            x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).to(self.device)
+            x = (x.unsqueeze(1) if x.dim() == 3 else x).float() / 255
             if self.size and x.shape[-1] != self.size:
                 x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
             out.append(self.fn(x).flatten(1).double().cpu())
@@ -185,7 +197,7 @@ def load_extractor(path: str | Path, device: torch.device | str = "cpu") -> Extr
 
 
 def run_classifier(run: str | Path, device: torch.device) -> Extractor:
-    """The class probabilities float [N, K] of a medaug run's classifier as an :class:`Extractor` (images uint8 [N, S, S])."""
+    """The class probabilities float [N, K] of a medaug run's classifier as an :class:`Extractor` (images uint8 [N, C, S, S])."""
     run = Path(run)
     model, cfg = load_run_classifier(run, run / "best.pt", device)
     in_ch = cfg.get("in_channels", 1)
@@ -316,16 +328,16 @@ def nearest_real(queries: np.ndarray, reals: np.ndarray, batch: int = 512) -> tu
 
 def memorisation(fake: np.ndarray, real_train: np.ndarray, real_test: np.ndarray | None, out: Path, n_show: int = 8) -> dict:
     """Nearest-neighbour check; writes memorisation.png (closest pairs) and nn_distances.png (histograms)."""
-    from ..figures import plt, save_figure
+    from ..figures import plt, save_figure, show as imshow
 
     idx, dist = nearest_real(fake, real_train)
     ref = nearest_real(real_test, real_train)[1] if real_test is not None and len(real_test) else None
     show = np.argsort(dist)[:n_show]  # the most suspicious: closest to a training image
     fig, axes = plt.subplots(2, len(show), figsize=(1.4 * len(show), 3.0), squeeze=False)
     for col, i in enumerate(show):
-        axes[0, col].imshow(fake[i], cmap="gray", vmin=0, vmax=255)
+        imshow(axes[0, col], fake[i])
         axes[0, col].set_title(f"d={dist[i]:.3f}", fontsize=7)
-        axes[1, col].imshow(real_train[idx[i]], cmap="gray", vmin=0, vmax=255)
+        imshow(axes[1, col], real_train[idx[i]])
         for ax in axes[:, col]:
             ax.axis("off")
     axes[0, 0].text(-0.1, 0.5, "synthetic", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
@@ -353,14 +365,14 @@ def memorisation(fake: np.ndarray, real_train: np.ndarray, real_test: np.ndarray
 
 
 def image_grid(rows: np.ndarray, path: Path, row_names: list[str] | None = None, title: str = "") -> None:
-    """uint8 [R, C, H, W] as a grid, one named row each (contact sheets, previews)."""
-    from ..figures import plt, save_figure
+    """uint8 images [R, C, H, W] or [R, C, 3, H, W] (colour) as a grid, one named row each (contact sheets, previews)."""
+    from ..figures import plt, save_figure, show
 
     R, C = rows.shape[:2]
     fig, axes = plt.subplots(R, C, figsize=(0.9 * C + 0.8, 0.9 * R + 0.3), squeeze=False)
     for r in range(R):
         for c in range(C):
-            axes[r, c].imshow(rows[r, c], cmap="gray", vmin=0, vmax=255)
+            show(axes[r, c], rows[r, c])
             axes[r, c].axis("off")
         if row_names:
             axes[r, 0].text(-0.1, 0.5, row_names[r], transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7)
@@ -371,12 +383,12 @@ def image_grid(rows: np.ndarray, path: Path, row_names: list[str] | None = None,
 
 def contact_sheet(real: np.ndarray, fake: np.ndarray, path: Path, title: str = "", fake_wrong: np.ndarray | None = None,
                   cols: int = 6) -> None:
-    """Real images uint8 [n, H, W] (left) beside synthetic ones [m, H, W] (right), ``cols`` per side.
+    """Real images uint8 [n, H, W] or [n, C, H, W] (left) beside synthetic ones (right), ``cols`` per side.
 
     ``fake_wrong``: bool [m]; those synthetic tiles get a red frame (the real-trained classifier
     assigns them to another class).
     """
-    from ..figures import plt, save_figure
+    from ..figures import plt, save_figure, show
 
     rows = max(1, math.ceil(max(len(real), len(fake)) / cols))
     fig, axes = plt.subplots(rows, 2 * cols + 1, figsize=(0.75 * (2 * cols + 1), 0.75 * rows + 0.5), squeeze=False,
@@ -392,7 +404,7 @@ def contact_sheet(real: np.ndarray, fake: np.ndarray, path: Path, title: str = "
             images = real if c < cols else fake if c > cols else None
             if images is None or i >= len(images):
                 continue
-            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+            show(ax, images[i])
             if c > cols and fake_wrong is not None and fake_wrong[i]:
                 for side in ax.spines.values():
                     side.set_visible(True)

@@ -6,14 +6,15 @@ A generator folder holds::
     checkpoint.pt    model + optimiser + RNG state + step (written atomically every ``ckpt_every`` steps)
     log.jsonl        losses (means over ``log_every`` steps), ADA p, time
     preview.png      one row of samples per class from the EMA model
-    generator.json   written last: classes, size, steps, wall time (its presence marks the run finished)
+    generator.json   written last: classes, size, channels, steps, wall time (its presence marks the run finished)
 
 The training images are the *train* split of ``--data`` after the validation carve (and after
 k-shot sampling with ``n_shot``/``seed``), the same images a classifier run with those settings
 trains on; validation and test images are never seen by the generator. With the model option
 ``balanced`` (the GAN's default) each batch is drawn with every class equally likely (image weight
 1 / its class's count), so a minority class gets as many generator and discriminator updates as
-the majority; otherwise batches are uniform over the images.
+the majority; otherwise batches are uniform over the images. A generator takes and makes images of
+the data's channels (1 gray, 3 colour), recorded in its checkpoint and generator.json.
 """
 
 from __future__ import annotations
@@ -67,11 +68,12 @@ class GenConfig:
         return dataclasses.asdict(self)
 
 
-def build_model(cfg: GenConfig, num_classes: int, device: torch.device):
+def build_model(cfg: GenConfig, num_classes: int, device: torch.device, channels: int = 1):
+    """The ``cfg.model`` generator for ``num_classes`` classes of images with ``channels`` (1 gray, 3 colour)."""
     cls = model_class(cfg.model)
     options_from(cls.Options, cfg.options, f"--model {cfg.model} (-o)", noun="option")
     try:
-        return cls(num_classes, cfg.size, cfg.batch_size, device, cfg.options)
+        return cls(num_classes, cfg.size, cfg.batch_size, device, cfg.options, channels=channels)
     except (TypeError, ValueError) as exc:
         raise MedaugError(f"--model {cfg.model}: bad option: {exc}") from None
 
@@ -159,7 +161,7 @@ def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
     device = resolve_device(cfg.device)
     write_text(out / "gen_config.toml", dump_toml({"gen": cfg.to_dict()}))
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, len(classes), device)
+    model = build_model(cfg, len(classes), device, dataset.channels)
     step, history, wall = 0, [], 0.0
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
@@ -172,7 +174,7 @@ def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
             raise MedaugError(f"{ckpt_path}: does not fit this generator ({exc.__class__.__name__}); --overwrite to start fresh") from None
     check_replaceable(*(out / name for name in ("checkpoint.pt", "log.jsonl", "preview.png", "generator.json")))
 
-    images = torch.from_numpy(np.ascontiguousarray(train.images))  # uint8 [N, S, S], stays on the host
+    images = torch.from_numpy(np.ascontiguousarray(train.images))  # uint8 [N, C, S, S], stays on the host
     labels = torch.from_numpy(np.array(train.labels))  # a writable copy (the split may be a read-only view)
     n = len(labels)
     if n < 2:
@@ -186,14 +188,14 @@ def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
     def save() -> None:
         save_torch(ckpt_path, {"model": model.state_dict(), "rng": rng_state(), "step": step, "history": history,
                                "config": {**cfg.to_dict(), "data_fingerprint": dataset.fingerprint}, "classes": classes,
-                               "wall_s": wall + time.time() - t0})
+                               "channels": dataset.channels, "wall_s": wall + time.time() - t0})
         write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
     with live_view(cfg.progress) as bar:
         task = bar.add_task(f"{cfg.model} {cfg.size}px", total=cfg.steps, completed=step, status="")
         while step < cfg.steps:
             idx = batch_indices(labels, bs, cfg.seed, step, balanced)
-            x = images[idx].to(device).unsqueeze(1).float().div_(127.5).sub_(1.0)  # [-1, 1]
+            x = images[idx].to(device).float().div_(127.5).sub_(1.0)  # [B, C, S, S] in [-1, 1]
             for k, v in model.train_step(x, labels[idx].to(device)).items():
                 sums[k] = sums.get(k, 0.0) + v.float()
                 counts[k] = counts.get(k, 0) + 1  # per key: R1 is logged only on its lazy steps
@@ -215,7 +217,7 @@ def _train(cfg: GenConfig, out: Path, dataset: Dataset | None) -> dict:
         bar.remove_task(task)
     wall += time.time() - t0
     preview(model, classes, out / "preview.png", seed=cfg.seed)
-    info = {"model": cfg.model, "size": cfg.size, "steps": step, "classes": classes, "n_train": n,
+    info = {"model": cfg.model, "size": cfg.size, "channels": dataset.channels, "steps": step, "classes": classes, "n_train": n,
             "n_train_per_class": {c: int((train.labels == i).sum()) for i, c in enumerate(classes)},
             "data": str(cfg.data), "n_shot": cfg.n_shot, "seed": cfg.seed, "device": str(device),
             "data_fingerprint": dataset.fingerprint, "wall_s": round(wall, 2), "last": history[-1] if history else {}}
@@ -238,7 +240,7 @@ def load_generator(folder: str | Path, device: str = "auto"):
                           "pass the folder `medaug gen train --out` wrote")
     known = {f.name for f in dataclasses.fields(GenConfig)}
     cfg = GenConfig(**{**{k: v for k, v in ckpt["config"].items() if k in known}, "progress": False})
-    model = build_model(cfg, len(ckpt["classes"]), dev)
+    model = build_model(cfg, len(ckpt["classes"]), dev, int(ckpt.get("channels", 1)))  # older checkpoints: gray
     try:
         model.load_state_dict(ckpt["model"], inference_only=True)
     except (KeyError, RuntimeError) as exc:
@@ -256,10 +258,10 @@ def check_sample_memory(per_class: int, num_classes: int, size: int) -> None:
 
 
 def sample_per_class(model, num_classes: int, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [K * per_class, S, S] and int64 labels, class-major; deterministic given ``seed``."""
+    """uint8 images [K * per_class, C, S, S] and int64 labels, class-major; deterministic given ``seed``."""
     labels = torch.arange(num_classes).repeat_interleave(per_class)
     x = model.sample(labels, seed)
-    return (x[:, 0] * 255).round().to(torch.uint8).numpy(), labels.numpy()
+    return (x * 255).round().to(torch.uint8).numpy(), labels.numpy()
 
 
 def preview(model, classes: list[str], path: Path, per_class: int = 8, seed: int = 0) -> None:
@@ -271,7 +273,8 @@ def preview(model, classes: list[str], path: Path, per_class: int = 8, seed: int
 
 def write_samples(model_dir: str | Path, per_class: int, out: str | Path, seed: int = 0, device: str = "auto",
                   sheet: int = 32, overrides: dict | None = None, overwrite: bool = False) -> dict:
-    """``medaug gen sample``: ``out/<class>/*.png`` (ImageFolder), ``out/contact_<class>.png``, ``out/samples.json``.
+    """``medaug gen sample``: ``out/<class>/*.png`` (ImageFolder; gray or RGB PNGs as the generator's data),
+    ``out/contact_<class>.png``, ``out/samples.json``.
 
     ``overrides``: sampling options of the model (e.g. ``guidance``, ``ddim_steps``, ``truncation``).
     """
@@ -314,6 +317,6 @@ def _write_samples(model, classes: list[str], cfg: GenConfig, model_dir, per_cla
         image_grid(np.concatenate([grid, pad]).reshape(rows, 8, *grid.shape[1:]), out / f"contact_{name}.png",
                    title=f"{cfg.model} samples: {name} (seed {seed})")
     info = {"model_dir": str(model_dir), "model": cfg.model, "classes": classes, "per_class": per_class, "seed": seed,
-            "size": cfg.size, "overrides": overrides or {}, "wall_s": round(time.time() - t0, 2)}
+            "size": cfg.size, "channels": int(images.shape[1]), "overrides": overrides or {}, "wall_s": round(time.time() - t0, 2)}
     write_json(out / "samples.json", info)
     return info

@@ -210,11 +210,11 @@ class APGA(Method):
 
     def setup(self, ctx) -> None:
         o = self.opts
-        net = create_policy(o.policy, 1, o.policy_width, o.policy_weights)
+        net = create_policy(o.policy, ctx.channels, o.policy_width, o.policy_weights)  # sees the image's C channels
         if o.init_useful:
             last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
             torch.nn.init.constant_(last.bias, math.log(o.init_useful / (1 - o.init_useful)))
-        self.policy = ctx.place(PixelPolicy(net, o.policy_size))
+        self.policy = ctx.place(PixelPolicy(net, o.policy_size, ctx.channels))
         self.prior = {}
         if o.prior_steps:
             self.fit_prior(ctx)
@@ -270,7 +270,7 @@ class APGA(Method):
         return top_area_mask(p) if self.opts.aid_rule == "area" else (p.detach() > 0.5).to(p.dtype)
 
     def aided_keep(self, p: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Step 7's keep-masks for images x [B, 1, H, W] from P, after the ``min_keep`` guard, float {0, 1}
+        """Step 7's keep-masks for images x [B, C, H, W] from P, after the ``min_keep`` guard, float {0, 1}
         [B, 1, H, W], and the kept fraction per image [B] before the guard."""
         return guard_blank(PixelPolicy.upsample(self.aiding(p).to(x.dtype), *x.shape[-2:]), self.opts.min_keep)
 

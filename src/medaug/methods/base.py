@@ -2,10 +2,12 @@
 
 The training loop (``medaug.train``) never branches on a method's name. A method owns how a
 batch becomes training inputs, any extra network (policy, segmenter) with its optimizer, and its
-own losses. Images reach a method as float [B, 1, H, W] in [0, 1] on the training device (gray;
-``ctx.normalize`` repeats the channel for 3-channel networks); labels as int64 [B]. ``ctx``
-(:class:`medaug.context.Context`) gives the classifier, its optimizer step, the loss, the device
-and the config.
+own losses. Images reach a method as float [B, C, H, W] in [0, 1] on the training device, C = 1
+(gray) or 3 (colour) as the data has it (``ctx.channels``; ``ctx.normalize`` maps them to the
+classifier's ``in_channels``); masks are [B, 1, H, W] and broadcast over the channels; labels are
+int64 [B]. ``ctx`` (:class:`medaug.context.Context`) gives the classifier, its optimizer step, the
+loss, the device and the config. A method never branches on C: networks of its own that see the
+image take ``ctx.channels`` input channels.
 
 Options are a dataclass per method (``Options``), filled from TOML/CLI with unknown keys rejected.
 """
@@ -55,7 +57,7 @@ class Method:
         """Build extra networks and optimizers (called once, before resuming)."""
 
     def train_step(self, ctx: "Context", x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All updates for one batch. x float [B, 1, H, W] in [0, 1]; y int64 [B]. Returns detached logs."""
+        """All updates for one batch. x float [B, C, H, W] in [0, 1]; y int64 [B]. Returns detached logs."""
         loss = ctx.loss(ctx.logits(x), y)
         ctx.step(loss)
         return {"loss": loss.detach()}
@@ -117,7 +119,7 @@ def concat_step(ctx: "Context", x: torch.Tensor, y: torch.Tensor, x_aug: torch.T
                 targets_aug: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One classifier update on originals and augmented copies together (the 1:1 mix).
 
-    x, x_aug float [B, 1, H, W]; y int64 [B]. The mean loss over the 2B images equals the average
+    x, x_aug float [B, C, H, W]; y int64 [B]. The mean loss over the 2B images equals the average
     of the two halves' losses, so this is the paper's 1:1 ratio in one forward/backward.
     ``targets_aug``: soft targets float [B, K] of the augmented half (mixup, cutmix; rows sum to 1),
     else its labels are ``y``; cross-entropy with a soft target t is -sum_k t_k log p_k.

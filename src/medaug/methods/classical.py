@@ -1,4 +1,5 @@
-"""``classical``: flips, small affine, brightness/contrast/gamma and noise, batched on the device by kornia.
+"""``classical``: flips, small affine, brightness/contrast/gamma and noise, batched on the device by kornia;
+on colour images also a saturation and hue jitter (kornia's ``ColorJitter``; none on gray images).
 
 Augmented copies are mixed 1:1 with the originals (one update on both halves).
 """
@@ -30,20 +31,24 @@ class Classical(Method):
         gamma: Annotated[float, Range(ge=0, lt=1)] = 0.2  #: gamma in [1 - gamma, 1 + gamma]
         noise_std: NonNegFloat = 0.02  #: std of the added Gaussian noise (images in [0, 1])
         p: Prob = 0.8  #: probability of each intensity transform
+        saturation: Prob = 0.2  #: colour images: saturation factor in [1 - saturation, 1 + saturation]
+        hue: Annotated[float, Range(ge=0, le=0.5)] = 0.02  #: colour images: hue shift in [-hue, hue] turns of the colour circle (0.5 = half)
 
     def setup(self, ctx) -> None:
         o = self.opts
+        colour = [K.ColorJitter(saturation=o.saturation, hue=o.hue, p=o.p)] if ctx.channels == 3 else []
         self.augment = K.AugmentationSequential(
             K.RandomHorizontalFlip(p=o.hflip),
             K.RandomAffine(degrees=o.degrees, translate=(o.translate, o.translate), scale=(1 - o.scale, 1 + o.scale), p=1.0),
             K.RandomBrightness(brightness=(1 - o.brightness, 1 + o.brightness), p=o.p),
             K.RandomContrast(contrast=(1 - o.contrast, 1 + o.contrast), p=o.p),
             K.RandomGamma(gamma=(1 - o.gamma, 1 + o.gamma), p=o.p),
+            *colour,
             K.RandomGaussianNoise(std=o.noise_std, p=o.p),
         ).to(ctx.device)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """Augment float [B, 1, H, W] in [0, 1]; returns the same shape, clamped to [0, 1]."""
+        """Augment float [B, C, H, W] in [0, 1]; returns the same shape, clamped to [0, 1]."""
         return self.augment(x).clamp_(0, 1)
 
     def train_step(self, ctx, x, y):

@@ -50,7 +50,7 @@ class Cutout(Method):
                 raise ValueError(f"area_min {self.area_min} must be <= area_max {self.area_max}")
 
     def keep_masks(self, x: torch.Tensor) -> torch.Tensor:
-        """Random keep-masks float [B, 1, H, W] for a batch x [B, 1, H, W]."""
+        """Random keep-masks float [B, 1, H, W] for a batch x [B, C, H, W] (they broadcast over the channels)."""
         b, _, h, w = x.shape
         dev, o = x.device, self.opts
         u = torch.rand(b, 4, device=dev)

@@ -40,8 +40,8 @@ class EndToEnd(Method):
 
     def setup(self, ctx) -> None:
         o = self.opts
-        net = create_policy(o.policy, 1, o.policy_width, o.policy_weights)
-        self.policy = ctx.place(PixelPolicy(net, o.policy_size))
+        net = create_policy(o.policy, ctx.channels, o.policy_width, o.policy_weights)  # sees the image's C channels
+        self.policy = ctx.place(PixelPolicy(net, o.policy_size, ctx.channels))
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
 
     def soft_hard_mask(self, ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

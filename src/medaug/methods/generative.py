@@ -40,12 +40,13 @@ class Generative(Method):
         if not self.opts.samples:
             raise MedaugError("method 'generative': give -o samples=DIR (a folder written by `medaug gen sample`)")
         classes = ctx.extras.get("classes")  # None in a plan check (medaug.bench.prepare_method): the folder's own classes
-        images, labels, classes = read_image_folder(self.opts.samples, ctx.cfg.size, None if classes is None else list(classes))
+        images, labels, classes = read_image_folder(self.opts.samples, ctx.cfg.size, None if classes is None else list(classes),
+                                                    channels=ctx.channels)
         missing = [c for i, c in enumerate(classes) if not (labels == i).any()]
         if missing and self.opts.ratio > 0:
             raise MedaugError(f"method 'generative': {self.opts.samples} has no synthetic images of class(es) {', '.join(missing)}")
         order = labels.argsort(kind="stable")
-        self.pool = torch.from_numpy(images[order]).to(ctx.device)  # uint8 [M, S, S], grouped by class
+        self.pool = torch.from_numpy(images[order]).to(ctx.device)  # uint8 [M, C, S, S], grouped by class
         counts = torch.bincount(torch.from_numpy(labels), minlength=ctx.num_classes)
         self.counts = counts.to(ctx.device)
         self.offsets = (torch.cumsum(counts, 0) - counts).to(ctx.device)
@@ -68,10 +69,10 @@ class Generative(Method):
         return torch.cat(parts) if parts else y[:0]
 
     def draw(self, labels: torch.Tensor) -> torch.Tensor:
-        """Synthetic images float [n, 1, S, S] in [0, 1], one of class labels[i] each (uniform within the class)."""
+        """Synthetic images float [n, C, S, S] in [0, 1], one of class labels[i] each (uniform within the class)."""
         u = torch.rand(len(labels), generator=self.gen).to(labels.device)
         idx = self.offsets[labels] + (u * self.counts[labels]).long().clamp_max(self.counts[labels] - 1)
-        return self.pool[idx].unsqueeze(1).float().div_(255.0)
+        return self.pool[idx].float().div_(255.0)
 
     def train_step(self, ctx, x, y):
         y_syn = self.synthetic_labels(y)

@@ -53,7 +53,7 @@ class _MixMethod(Method):
     """Shared step: pair by a random permutation, mix, then the 1:1 update with soft targets."""
 
     def mix(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mixed images float [B, 1, H, W] and their soft targets float [B, K]."""
+        """Mixed images float [B, C, H, W] and their soft targets float [B, K]."""
         raise NotImplementedError
 
     def train_step(self, ctx, x, y):

@@ -44,7 +44,7 @@ VAL_SEED = 1234  # the validation masks' seed
 
 
 class BetaPolicy(nn.Module):
-    """Image float [B, 1, H, W] (network input) -> per-image log Beta parameters [B, 2, G, G].
+    """Image float [B, C, H, W] (network input, the classifier's C) -> per-image log Beta parameters [B, 2, G, G].
 
     Three stride-2 conv blocks (``width`` channels) and a 1 x 1 head at 1/8 of the image,
     bilinearly resized to the G x G grid: ~4k parameters at width 16, a few percent of the
@@ -119,7 +119,7 @@ class PGNM(Method):
     def setup(self, ctx) -> None:
         o = self.opts
         self.grid, self.kernel, self.sigma = mask_geometry(o.grid, o.kernel, o.sigma, ctx.cfg.size, o.scale_to_image)
-        self.policy = ctx.place(BetaPolicy(ctx.cfg.in_channels, o.policy_width, self.grid))
+        self.policy = ctx.place(BetaPolicy(ctx.in_channels, o.policy_width, self.grid))
         params = self.policy.parameters()
         self.policy_opt = (torch.optim.SGD(params, lr=o.policy_lr, momentum=0.9) if o.policy_optimizer == "sgd"
                            else torch.optim.Adam(params, lr=o.policy_lr))
@@ -142,7 +142,8 @@ class PGNM(Method):
         return torch.distributions.Beta(p[:, :1], p[:, 1:])
 
     def noise_image(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """Grid mask m [B, 1, G, G] -> noised images [B, 1, H, W]: upsample, blur, multiply the normalised image."""
+        """Grid mask m [B, 1, G, G] -> noised images [B, C, H, W] (one mask over all channels of x [B, C, H, W]):
+        upsample, blur, multiply the normalised image."""
         if m.shape[-2:] != x.shape[-2:]:
             m = F.interpolate(m, size=x.shape[-2:], mode="nearest")
         return 0.5 + (x - 0.5) * self.blur(m)
@@ -203,7 +204,7 @@ class PGNM(Method):
         self.policy.eval()
         with torch.no_grad(), fixed_rng(ctx.device, VAL_SEED):
             m = self.beta(self.log_params(ctx, x)[0]).sample().clamp(EPS, 1 - EPS)
-        white = torch.ones_like(x)  # noise_image(1, m) = 0.5 + 0.5 m; invert to get m at image size
+        white = torch.ones_like(x[:, :1])  # noise_image(1, m) = 0.5 + 0.5 m; invert to get m at image size
         return (self.noise_image(white, m) - 0.5) * 2
 
     def state_dict(self) -> dict:

@@ -96,7 +96,7 @@ def create_policy(name: str, in_channels: int = 1, width: int = 16, pretrained: 
 class PixelPolicy(nn.Module):
     """A segmentation network run at ``size`` px (0 = the image's size) on normalised images.
 
-    ``forward(x)``: x float [B, 1, H, W] in [0, 1] -> probabilities float32 [B, 1, h, w] at the
+    ``forward(x)``: x float [B, C, H, W] in [0, 1] (C = ``in_channels``) -> probabilities float32 [B, 1, h, w] at the
     policy's resolution: ``size`` (or H) rounded up to the network's input multiple (32 for
     TernausNet), so 28 px MedMNIST images run the policy at 32 px. ``upsample(m, H, W)`` brings a
     mask at policy resolution to the image.
