@@ -677,6 +677,27 @@ def _adopt(path: Path, kind: str, flag: str) -> dict | None:
     return {"kind": kind, "entries": [{"path": n, "legacy": True} for n in names]}
 
 
+def vouch_layout(folder: str | Path, kind: str) -> list[str]:
+    """Record the current fingerprint of every file in the claimed ``folder`` that matches ``kind``'s layout and
+    that medaug cannot prove it wrote (an older medaug's entry, or a file changed since); returns their names.
+
+    Only for folders that lie in medaug's own cache root under a name medaug chose (the automatic data cache,
+    ``$MEDAUG_CACHE/<dataset>-<hash>/px<size>``): nothing there is a user's, so an older medaug's cache may be
+    decoded again in place. Files outside the layout stay unprovable (and block a replacement)."""
+    folder = Path(folder)
+    marker = _marker(folder)
+    if marker is None:
+        return []
+    _, patterns = LAYOUT[kind]
+    vouched = [rel for rel in _files(folder) if rel != MARKER and not _stale_tmp(rel.rsplit("/", 1)[-1])
+               and any(_layout_match(rel, p) for p in patterns) and not provable(folder / rel)]
+    if vouched:
+        marker["entries"] = ([e for e in marker["entries"] if e["path"] not in vouched and not e.get("legacy")]
+                             + [{"path": rel, **_fingerprint(folder / rel)} for rel in vouched])
+        _write_marker(folder, marker)
+    return vouched
+
+
 def _nested(folder: Path, marker: dict) -> None:
     """Read every nested marker below ``folder`` first: a malformed one is refused before anything is deleted."""
     for rec in marker["entries"]:

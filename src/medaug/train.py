@@ -787,7 +787,12 @@ def load_selected(run: Stage) -> list[str]:
         barrier()
     best = load_checkpoint(out / "best.pt", device)
     run.model.load_state_dict(best["model"])
-    run.method.load_state_dict(best["method"])
+    if best.get("start"):  # the kept starting classifier; the method keeps its last state (what it learned: its masks)
+        if run.lead:
+            save_torch(out / "best.pt", {**best, "method": run.method.state_dict()})
+        barrier()
+    else:
+        run.method.load_state_dict(best["method"])
     return [f.name for f in files]
 
 

@@ -30,7 +30,8 @@ import pandas as pd
 from ..config import parse_ratios
 from ..device import check_disk, check_memory
 from ..errors import MedaugError
-from ..io_utils import file_digest, install, output_folder, preallocate, remove_output, tmp_sibling, write_json, writing
+from ..io_utils import (file_digest, install, output_folder, preallocate, remove_output, tmp_sibling, vouch_layout,
+                        write_json, writing)
 from ..progress import progress_bar
 from .index import read_index
 from .table import DataIndex
@@ -160,6 +161,8 @@ def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bo
         if explicit and old and not same and not overwrite:
             raise MedaugError(f"{flag} {out}: holds the cache of {old.get('root')} ({old.get('format')}, {old.get('size')} px), "
                               f"not of {index.root} at {size} px; --overwrite to replace it, or choose another {flag}")
+        if not explicit:  # medaug's own cache root, a folder name medaug chose: an older medaug's cache is decoded again
+            vouch_layout(out, "cache")
     tmp = tmp_sibling(out)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
