@@ -105,6 +105,15 @@ def show_run(result: dict) -> None:
         if isinstance(value, float):
             table.add_row(key, f"{value:.4f}")
     out.print(table)
+    per_class, cm = result["test"].get("per_class"), result["test"].get("confusion")
+    if per_class and cm and len(per_class) <= 12:  # many classes: metrics.json and the report hold them
+        table = Table(title="per class (test): one row per true class; -> X: images of it predicted as X (the confusion matrix)")
+        for col in ("class", "n", "precision", "recall", "specificity", "F1", *(f"-> {c}" for c in cm["classes"])):
+            table.add_column(col, justify="left" if col == "class" else "right")
+        for (name, m), row in zip(per_class.items(), cm["counts"]):
+            table.add_row(name, str(m["support"]), *(f"{m[k]:.3f}" for k in ("precision", "recall", "specificity", "f1")),
+                          *map(str, row))
+        out.print(table)
 
 
 @app.command()

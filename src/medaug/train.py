@@ -41,7 +41,7 @@ from .errors import MedaugError, RunBusy
 from .io_utils import output_folder, remove_output, save_npz, save_torch, write_json, write_text
 from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
-from .metrics import classification_metrics, mask_metrics
+from .metrics import class_report, classification_metrics, mask_metrics
 from .models.classifiers import classifier_info, create_classifier
 from .progress import NullProgress, console, make_progress
 from . import tracking
@@ -148,7 +148,7 @@ def snapshot_masks(method: Method, ctx: Context, images: np.ndarray) -> torch.Te
 
 def evaluate(method: Method, ctx: Context, split: ArraySplit, studies: bool = True) -> tuple[dict, np.ndarray]:
     probs = predict_probs(method, ctx, split)
-    return classification_metrics(split.labels, probs, split.studies if studies else None), probs
+    return classification_metrics(split.labels, probs, split.studies if studies else None, ordinal=ctx.cfg.ordinal), probs
 
 
 def snapshot_indices(split: ArraySplit) -> np.ndarray:
@@ -192,10 +192,11 @@ def data_cache(cfg: TrainConfig) -> Path:
 
 
 def load_data(cfg: TrainConfig) -> Dataset:
-    """The dataset a config asks for: read, cached, split, k-shot sampled with the run's seed."""
+    """The dataset a config asks for: read, cached, split, relabelled (``classes``), k-shot sampled with the run's seed."""
     return load_dataset(
         data_cache(cfg), size=cfg.size, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
         n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress, split_ratios=cfg.split_ratios,
+        classes=cfg.classes,
     )
 
 
@@ -476,7 +477,9 @@ def resume(run: Stage) -> None:
         if not isinstance(ckpt.get("identity"), dict):
             raise MedaugError(f"{path}: no record of the configuration that wrote it (not medaug's, or an older medaug); "
                               "--overwrite to start fresh")
-        check_identity(run.out, ckpt["identity"], run.identity, "a checkpoint")
+        # a field added since the checkpoint was written counts as its default (as in run_identity)
+        older = {k: v for k, v in TrainConfig.field_defaults().items() if k not in NOT_IDENTITY}
+        check_identity(run.out, {**older, **ckpt["identity"]}, run.identity, "a checkpoint")
         try:
             run.model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
             ctx.optimizer.load_state_dict(ckpt["optimizer"])
@@ -604,12 +607,15 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
     """Validation and test metrics of the selected model (and its test masks against the findings): the
     result dict; the lead writes predictions, figures and, last, metrics.json."""
     cfg, dataset, method, ctx, state = run.cfg, run.dataset, run.method, run.ctx, run.state
-    valid_metrics, _ = evaluate(method, ctx, dataset.valid)
+    valid_metrics, valid_probs = evaluate(method, ctx, dataset.valid)
     test_metrics, test_probs = evaluate(method, ctx, dataset.test)
+    valid_metrics.update(class_report(dataset.valid.labels, valid_probs, dataset.classes))
+    test_metrics.update(class_report(dataset.test.labels, test_probs, dataset.classes))
     result = {
         "method": run.record.label or run.record.method, **({"base_method": run.record.method} if run.record.label else {}),
         "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
-        "classes": dataset.classes, "n_train": len(dataset.train), "n_valid": len(dataset.valid), "n_test": len(dataset.test),
+        "classes": dataset.classes, **{k: dataset.info[k] for k in ("class_map", "dropped_images") if k in dataset.info},
+        "n_train": len(dataset.train), "n_valid": len(dataset.valid), "n_test": len(dataset.test),
         "best_epoch": state["best_epoch"] + 1, "epochs_run": state["epoch"],
         "valid": valid_metrics, "test": test_metrics,
         "data_fingerprint": dataset.fingerprint, "device": str(ctx.device), "medaug_version": __version__,
