@@ -374,6 +374,8 @@ def transfer(
     lr: float = typer.Option(1e-3, help="Learning rate of the transfer runs."),
     batch_size: int = typer.Option(32),
     fmt: str = typer.Option("auto", "--format", help="Dataset format of --data."),
+    classes: str = typer.Option("", "--classes", help="Merge or rename the classes of --data, as `medaug train --classes`: "
+                                "NEW=SOURCE,...;... e.g. \"no-oa=KL0,KL1;oa=KL2,KL3,KL4\" (drop=SOURCE,... leaves classes out)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     out_dir: Path = typer.Option(Path("runs/transfer"), "--out", help="Output folder (finished runs are reused)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start fresh: remove what medaug wrote in --out before (never other files)."),
@@ -385,7 +387,7 @@ def transfer(
     names = parse_backbones(backbone)
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     run_transfer(names, str(data), parse_ints(shots, "shots"), parse_ints(seeds, "seeds"), out_dir, mode_list,
-                 epochs=epochs, lr=lr, batch_size=batch_size, format=fmt, device=device, overwrite=overwrite)
+                 epochs=epochs, lr=lr, batch_size=batch_size, format=fmt, device=device, overwrite=overwrite, classes=classes)
     out.print((out_dir / "transfer.md").read_text())
     out.print(f"wrote {out_dir}/transfer.csv, transfer.md, transfer.png")
 
