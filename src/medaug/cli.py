@@ -199,16 +199,17 @@ def reproduce(
     raise typer.Exit(code=2)
 
 
-SHORT = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "F1", "auroc": "AUROC", "kappa": "kappa",
+SHORT = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "F1", "auroc": "AUROC", "kappa": "kappa", "qwk": "QWK", "mae": "MAE",
          "mask_iou": "mask IoU", "pointing": "pointing", "saliency_auroc": "sal AUROC"}
 
 
 def print_summary(runs_dir: Path) -> None:
     """Rich table per (dataset, shot): one row per method, mean ± std over seeds per metric."""
-    from .report import MAIN_METRICS, MASK_METRICS, collect, method_order, summarise
+    from .report import LOWER_BETTER, MAIN_METRICS, MASK_METRICS, collect, method_order, summarise
+    from .results import ORDINAL_METRICS
 
     df = collect(runs_dir)
-    metrics = [m for m in MAIN_METRICS + MASK_METRICS if m in df]
+    metrics = [m for m in MAIN_METRICS + ORDINAL_METRICS + MASK_METRICS if m in df]
     summary = summarise(df, metrics)
     for (dataset, shot), group in summary.groupby(["dataset", "shot"]):
         table = Table(title=f"{dataset}, shot {shot}: test metrics, mean ± std over seeds", title_justify="left")
@@ -224,12 +225,12 @@ def print_summary(runs_dir: Path) -> None:
                     cells.append("")
                     continue
                 r = rows.loc[m]
-                better = r.get("t_p_holm", float("nan")) < 0.05 and r.get("diff", 0) > 0
+                better = r.get("t_p_holm", float("nan")) < 0.05 and r.get("diff", 0) * (-1 if m in LOWER_BETTER else 1) > 0
                 cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if better else ""))
             table.add_row(method, str(int(rows["n"].max())), *cells)
         out.print(table)
     out.print("n = seeds; * = better than none (paired t-test across seeds, Holm-adjusted p < 0.05); "
-              "mask IoU: kept region vs true finding")
+              "mask IoU: kept region vs true finding" + ("; MAE: mean absolute error in grades (lower is better)" if "mae" in metrics else ""))
 
 
 DEMO_APGA = {"policy_width": 8, "policy_size": 32, "step": "fused"}
