@@ -272,3 +272,22 @@ def test_a_checkpoint_from_before_the_fields_resumes(knee, tmp_path, monkeypatch
     torch.save(ckpt, path)
     m = train_mod.fit(cfg, tmp_path / "run")
     assert m["classes"] == KNEE and m["epochs_run"] == 2
+
+
+def test_reproduce_of_a_run_from_before_per_class_results_compares_what_it_recorded(binary_runs, tmp_path):
+    import shutil
+
+    from medaug.reproduce import reproduce
+
+    run = tmp_path / "seed-0"
+    shutil.copytree(binary_runs / "knee-oa-kl" / "none" / "shot-all" / "seed-0", run)
+    m = json.loads((run / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        del m[split]["per_class"], m[split]["confusion"]
+    (run / "metrics.json").write_text(json.dumps(m))
+    r = reproduce(run, work_dir=tmp_path)
+    assert r.ok, r.diffs
+    assert any("did not record (written by a later medaug" in n for n in r.notes)
+    m["test"]["accuracy"] += 0.25  # what it did record is still compared
+    (run / "metrics.json").write_text(json.dumps(m))
+    assert [d[0] for d in reproduce(run, work_dir=tmp_path).diffs] == ["test.accuracy"]
