@@ -108,6 +108,15 @@ def show_run(result: dict) -> None:
         if isinstance(value, float):
             table.add_row(key, f"{value:.4f}")
     out.print(table)
+    per_class, cm = result["test"].get("per_class"), result["test"].get("confusion")
+    if per_class and cm and len(per_class) <= 12:  # many classes: metrics.json and the report hold them
+        table = Table(title="per class (test): one row per true class; -> X: images of it predicted as X (the confusion matrix)")
+        for col in ("class", "n", "precision", "recall", "specificity", "F1", *(f"-> {c}" for c in cm["classes"])):
+            table.add_column(col, justify="left" if col == "class" else "right")
+        for (name, m), row in zip(per_class.items(), cm["counts"]):
+            table.add_row(name, str(m["support"]), *(f"{m[k]:.3f}" for k in ("precision", "recall", "specificity", "f1")),
+                          *map(str, row))
+        out.print(table)
 
 
 @app.command()
@@ -193,16 +202,17 @@ def reproduce(
     raise typer.Exit(code=2)
 
 
-SHORT = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "F1", "auroc": "AUROC", "kappa": "kappa",
+SHORT = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "F1", "auroc": "AUROC", "kappa": "kappa", "qwk": "QWK", "mae": "MAE",
          "mask_iou": "mask IoU", "pointing": "pointing", "saliency_auroc": "sal AUROC"}
 
 
 def print_summary(runs_dir: Path) -> None:
     """Rich table per (dataset, shot): one row per method, mean ± std over seeds per metric."""
-    from .report import MAIN_METRICS, MASK_METRICS, collect, method_order, summarise
+    from .report import LOWER_BETTER, MAIN_METRICS, MASK_METRICS, collect, method_order, summarise
+    from .results import ORDINAL_METRICS
 
     df = collect(runs_dir)
-    metrics = [m for m in MAIN_METRICS + MASK_METRICS if m in df]
+    metrics = [m for m in MAIN_METRICS + ORDINAL_METRICS + MASK_METRICS if m in df]
     summary = summarise(df, metrics)
     for (dataset, shot), group in summary.groupby(["dataset", "shot"]):
         table = Table(title=f"{dataset}, shot {shot}: test metrics, mean ± std over seeds", title_justify="left")
@@ -218,13 +228,13 @@ def print_summary(runs_dir: Path) -> None:
                     cells.append("")
                     continue
                 r = rows.loc[m]
-                better = r.get("t_p_holm", float("nan")) < 0.05 and r.get("diff", 0) > 0
+                better = r.get("t_p_holm", float("nan")) < 0.05 and r.get("diff", 0) * (-1 if m in LOWER_BETTER else 1) > 0
                 nan = f" NaN {int(r['n_nan'])}" if "n_nan" in r and r["n_nan"] == r["n_nan"] and r["n_nan"] else ""
                 cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if better else "") + nan)
             table.add_row(method, str(int(rows["n"].max())), *cells)
         out.print(table)
     out.print("n = seeds; * = better than none (paired t-test across seeds, Holm-adjusted p < 0.05); "
-              "mask IoU: kept region vs true finding")
+              "mask IoU: kept region vs true finding" + ("; MAE: mean absolute error in grades (lower is better)" if "mae" in metrics else ""))
 
 
 DEMO_APGA = {"policy_width": 8, "policy_size": 32, "step": "fused"}
@@ -374,6 +384,8 @@ def transfer(
     lr: float = typer.Option(1e-3, help="Learning rate of the transfer runs."),
     batch_size: int = typer.Option(32),
     fmt: str = typer.Option("auto", "--format", help="Dataset format of --data."),
+    classes: str = typer.Option("", "--classes", help="Merge or rename the classes of --data, as `medaug train --classes`: "
+                                "NEW=SOURCE,...;... e.g. \"no-oa=KL0,KL1;oa=KL2,KL3,KL4\" (drop=SOURCE,... leaves classes out)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     out_dir: Path = typer.Option(Path("runs/transfer"), "--out", help="Output folder (finished runs are reused)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start fresh: remove what medaug wrote in --out before (never other files)."),
@@ -385,7 +397,7 @@ def transfer(
     names = parse_backbones(backbone)
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     run_transfer(names, str(data), parse_ints(shots, "shots"), parse_ints(seeds, "seeds"), out_dir, mode_list,
-                 epochs=epochs, lr=lr, batch_size=batch_size, format=fmt, device=device, overwrite=overwrite)
+                 epochs=epochs, lr=lr, batch_size=batch_size, format=fmt, device=device, overwrite=overwrite, classes=classes)
     out.print((out_dir / "transfer.md").read_text())
     out.print(f"wrote {out_dir}/transfer.csv, transfer.md, transfer.png")
 

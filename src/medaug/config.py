@@ -94,6 +94,8 @@ class TrainConfig:
     format: str = "auto"  #: dataset format (auto = detected from the folder)
     body_part: str = "all"  #: MURA body part, e.g. XR_ELBOW (all = every part)
     crop: Literal["none", "bbox"] = "none"  #: bbox: train on the boxed regions, one sample per box (hipcsv)
+    classes: str = ""  #: merge or rename the data's classes, NEW=SOURCE,...;... in the order the new classes take, e.g. "no-oa=KL0,KL1;oa=KL2,KL3,KL4"; drop=SOURCE,... leaves classes out ('' = the data's classes)
+    ordinal: bool = False  #: the classes are ordered grades (class index = grade): also report mae (mean absolute error in grades) and qwk (quadratic-weighted kappa)
     split_ratios: str = "60:25:15"  #: ratios train:valid:test of the patient-disjoint split of datasets without splits
     size: Annotated[int, Range(ge=16)] = 64  #: image side in pixels after resizing
     method: str = "none"  #: augmentation method (`medaug methods` lists them and their options)
@@ -112,7 +114,7 @@ class TrainConfig:
     milestones: list[PosInt] = field(default_factory=list)  #: multistep: epochs after which the lr is multiplied by lr_gamma
     lr_gamma: Annotated[float, Range(gt=0, le=1)] = 0.1  #: multistep: the factor at each milestone
     patience: NonNegInt = 0  #: early stopping after this many epochs without improvement (0 = off)
-    monitor: Literal["auroc", "accuracy", "balanced_accuracy", "macro_f1", "kappa", "auroc_ovo", "loss"] = "auroc"  #: validation metric for best-checkpoint selection
+    monitor: Literal["auroc", "accuracy", "balanced_accuracy", "macro_f1", "kappa", "auroc_ovo", "qwk", "loss"] = "auroc"  #: validation metric for best-checkpoint selection (qwk: ordinal runs)
     seed: Seed = 0  #: seed of the run (initialisation, batches, augmentation, k-shot sample)
     split_seed: Seed = 0  #: seed of the patient-disjoint validation split (fixed across seeds by default)
     n_shot: NonNegInt = 0  #: training images per class (0 = all)
@@ -136,11 +138,14 @@ class TrainConfig:
             (self.in_channels in (0, 1, 3), "in_channels must be 0 (the data's), 1 or 3"),
             (self.schedule != "multistep" or bool(self.milestones), "schedule multistep needs milestones, e.g. [50, 75]"),
             (list(self.milestones) == sorted(set(self.milestones)), "milestones must be increasing whole epochs >= 1, e.g. [50, 75]"),
+            (self.monitor != "qwk" or self.ordinal, "monitor qwk needs ordinal = true (--ordinal): qwk is reported for ordered classes only"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise MedaugError(f"config: {msg}")
         parse_ratios(self.split_ratios)  # checked here, not only when a dataset without splits needs it
+        if self.classes:  # checked here (before any training) and written one way, so equal mappings are one configuration
+            self.classes = format_classes(*parse_classes(self.classes))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -151,7 +156,8 @@ class TrainConfig:
         return {f.name: field_default(f) for f in dataclasses.fields(cls)}
 
 
-#: the TrainConfig fields that decide a run's decoded cache: runs agreeing on them share one cache
+#: the TrainConfig fields that decide a run's decoded cache: runs agreeing on them share one cache (a class mapping,
+#: ``classes``, relabels after the cache, so the 5-grade and the merged task share one)
 CACHE_FIELDS = ("data", "format", "body_part", "crop", "size", "cache")
 
 
@@ -357,3 +363,52 @@ def parse_ratios(text: str) -> dict[str, float]:
     if len(values) != 3 or not all(0 < v < math.inf for v in values):
         raise MedaugError(f"--split-ratios {text!r}: give three positive numbers train:valid:test, e.g. 60:25:15")
     return dict(zip(("train", "valid", "test"), values))
+
+
+#: the group of a ``--classes`` mapping that lists source classes to leave out (not a class name)
+DROP = "drop"
+
+
+def parse_classes(text: str, flag: str = "--classes") -> tuple[dict[str, list[str]], list[str]]:
+    """'no-oa=KL0,KL1;oa=KL2,KL3,KL4;drop=KL9' -> ({'no-oa': ['KL0', 'KL1'], 'oa': ['KL2', 'KL3', 'KL4']}, ['KL9']).
+
+    Groups ``NEW=SOURCE[,SOURCE...]`` separated by ``;`` (spaces around names ignored); the new classes take the
+    order written (index 0 = the first). ``drop=...`` lists source classes to leave out. Syntax only: whether the
+    sources are the data's classes is checked when the data is read (:func:`medaug.data.classes.class_map`).
+    """
+    example = 'e.g. "no-oa=KL0,KL1;oa=KL2,KL3,KL4" (NEW=SOURCE,...; one group per new class; drop=SOURCE,... to leave classes out)'
+    groups = [g.strip() for g in str(text).split(";")]
+    if not any(groups):
+        raise MedaugError(f"{flag} {text!r}: empty; give the new classes, {example}")
+    mapping: dict[str, list[str]] = {}
+    drop: list[str] = []
+    owner: dict[str, str] = {}
+    for group in groups:
+        if not group:
+            continue  # a trailing ';'
+        name, eq, sources = (part.strip() for part in group.partition("="))
+        items = [s.strip() for s in sources.split(",")]
+        if not eq or not name or not all(items):
+            what = "no '='" if not eq else "no new class name before '='" if not name else "an empty source class"
+            raise MedaugError(f"{flag} {text!r}: group {group!r} has {what}; {example}")
+        if name in mapping or (name == DROP and drop):
+            raise MedaugError(f"{flag} {text!r}: {name!r} is named twice; list all its source classes in one group, "
+                              f"{name}={','.join((mapping.get(name) or drop) + items)}")
+        for item in items:
+            if item in owner:
+                raise MedaugError(f"{flag} {text!r}: source class {item!r} is mapped twice (to {owner[item]!r} and "
+                                  f"{name!r}); map each source class exactly once")
+            owner[item] = name
+        if name == DROP:
+            drop = items
+        else:
+            mapping[name] = items
+    if len(mapping) < 2:
+        raise MedaugError(f"{flag} {text!r}: {len(mapping)} new class(es); a classifier needs at least 2, {example}")
+    return mapping, drop
+
+
+def format_classes(mapping: dict[str, list[str]], drop: list[str] | None = None) -> str:
+    """The one spelling of a mapping: 'no-oa=KL0,KL1;oa=KL2,KL3,KL4' (then ';drop=...')."""
+    groups = [f"{name}={','.join(sources)}" for name, sources in mapping.items()]
+    return ";".join(groups + ([f"{DROP}={','.join(drop)}"] if drop else []))

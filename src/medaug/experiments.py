@@ -218,9 +218,9 @@ def plan_runs(plan: Plan) -> list[tuple[Path, TrainConfig, bool]]:
             for data in exp.data for shot in exp.shots for seed in exp.seeds for method in exp.methods]
 
 
-# with CACHE_FIELDS (config.py), the TrainConfig fields that decide the images a run sees: runs agreeing
-# on them share one loaded dataset
-DATA_FIELDS = CACHE_FIELDS + ("split_ratios", "split_seed", "val_fraction", "n_shot", "seed")
+# with CACHE_FIELDS (config.py), the TrainConfig fields that decide the images a run sees and their labels (the
+# class mapping): runs agreeing on them share one loaded dataset
+DATA_FIELDS = CACHE_FIELDS + ("split_ratios", "split_seed", "val_fraction", "n_shot", "seed", "classes")
 OnResult = Callable[[Path, dict], None] | None
 EXECUTORS: Registry[Callable[[Plan, list, OnResult], list]] = Registry("executor")
 

@@ -4,8 +4,8 @@ Everything is inside the file: CSS inline, figures as base64 PNG ``data:`` URIs,
 script (opens collapsed sections before printing). A Content-Security-Policy meta tag forbids
 the page from loading anything that is not inline, so opening it never makes a request.
 
-Sections: main table (bold rule in :mod:`medaug.results`), paired tests, metric vs training-set
-size per method (when a dataset has several shots), mask gallery with per-image IoU, one section
+Sections: main table (bold rule in :mod:`medaug.results`), paired tests, per-class metrics and the
+confusion matrix per method (:func:`medaug.results.class_tables`), metric vs training-set size per method (when a dataset has several shots), mask gallery with per-image IoU, one section
 per run (learning curves, confusion matrix, ROC, reliability diagram with ECE, study-level
 metrics, exact config), provenance and checks (things a reader should know before trusting a cell).
 Built from the run folders' files alone (metrics.json, log.jsonl, predictions.npz, masks.npz,
@@ -33,8 +33,8 @@ import pandas as pd
 
 from . import __version__
 from .io_utils import write_text
-from .results import (LOWER_BETTER, cell_text, collect, is_number, mark_significance, method_order, read_history,
-                      report_metrics, shot_key, summarise, table_cells, table_legend)
+from .results import (CLASS_LEGEND, LOWER_BETTER, cell_text, class_tables, collect, is_number, mark_significance,
+                      method_order, read_history, report_metrics, shot_key, summarise, table_cells, table_legend)
 
 @cache
 def templates() -> jinja2.Environment:
@@ -288,7 +288,7 @@ def run_section(run: pd.Series, metrics: dict, config_text: str) -> dict:
         key=f'{run["dataset"]}/{run["method"]}/shot-{run["shot"]}/seed-{run["seed"]}',
         anchor=anchor(run["dataset"], run["method"], run["shot"], run["seed"]),
         figure=run_figure(history, probs, labels, classes), test=test,
-        names=["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa", "ece", "loss", "n"],
+        names=["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa", *(k for k in ("qwk", "mae") if k in test), "ece", "loss", "n"],
         study=any(k.startswith("study_") for k in test),
         per_class=per_class(labels, probs, classes) if probs is not None and len(classes) > 2 else None,
         mask=[(k, v) for k, v in mask.items() if isinstance(v, (int, float))] if mask else None,
@@ -400,6 +400,7 @@ def write_html(runs_dir: str | Path, path: str | Path, *, df: pd.DataFrame | Non
         shots=sorted(df["shot"].unique(), key=shot_key), baseline=baseline,
         legend=table_legend(level, test, baseline, ci_level=ci_level),
         main_tables=[main_table(summary, m) for m in metrics], tests=paired_tests(summary, metrics, baseline),
+        class_blocks=class_tables(df), class_legend=CLASS_LEGEND,
         size_figures=size, curves=curves, gallery=gallery(df), runs=runs, provenance=prov,
         notes=checks(df, summary, level, test, baseline) + prov_warnings)
     write_text(path, page)

@@ -33,10 +33,13 @@ def expected_calibration_error(y: np.ndarray, probs: np.ndarray, bins: int = 15)
     return float(ece)
 
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, studies: np.ndarray | None = None) -> dict:
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, studies: np.ndarray | None = None,
+                           ordinal: bool = False) -> dict:
     """Image-level metrics (and study-level ones, prefixed ``study_``, when study ids are given).
 
-    y_true int [N]; probs float [N, K] rows summing to 1; studies str [N] or None.
+    y_true int [N]; probs float [N, K] rows summing to 1; studies str [N] or None. ``ordinal``: the class
+    indices are ordered grades; adds ``mae`` (mean absolute error of the predicted grade, in grades) and
+    ``qwk`` (quadratic-weighted Cohen's kappa).
     """
     y = np.asarray(y_true).astype(int)
     probs = np.asarray(probs, dtype=np.float64)
@@ -53,6 +56,10 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, studies: np.nd
         out.update(macro_precision=float(p), macro_recall=float(r), macro_f1=float(f))
         kappa = skm.cohen_kappa_score(y, pred, labels=labels)
         out["kappa"] = float(kappa) if np.isfinite(kappa) else 0.0
+        if ordinal:
+            out["mae"] = float(skm.mean_absolute_error(y, pred))
+            qwk = skm.cohen_kappa_score(y, pred, labels=labels, weights="quadratic")
+            out["qwk"] = float(qwk) if np.isfinite(qwk) else 0.0
         present = np.unique(y)
         if len(present) < 2 or (k > 2 and len(present) < k):
             out["auroc"] = out["auroc_ovo"] = float("nan")
@@ -91,6 +98,27 @@ def per_class_table(y_true: np.ndarray, probs: np.ndarray, class_names: list[str
             target = (y == c).astype(int)
             aucs.append(float(skm.roc_auc_score(target, probs[:, c])) if 0 < target.sum() < len(y) else float("nan"))
     return pd.DataFrame({"class": class_names, "support": s, "precision": p, "recall": r, "f1": f, "auroc": aucs})
+
+
+def class_report(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
+    """Per-class metrics and the confusion matrix of the argmax predictions, JSON-ready (metrics.json).
+
+    y_true int [N]; probs float [N, K]. Returns ``per_class`` {class: {precision, recall (= sensitivity),
+    specificity, f1, support}}, one-vs-rest, 0 where undefined (no predictions or no images of the class),
+    and ``confusion`` {classes, counts [K][K]: rows the true class, columns the predicted one}.
+    """
+    y, pred = np.asarray(y_true).astype(int), np.asarray(probs).argmax(1)
+    labels = list(range(len(class_names)))
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    mcm = skm.multilabel_confusion_matrix(y, pred, labels=labels)  # [K, 2, 2]: [[tn, fp], [fn, tp]] per class
+    tn, fp = mcm[:, 0, 0], mcm[:, 0, 1]
+    spec = np.divide(tn, tn + fp, out=np.zeros(len(labels)), where=(tn + fp) > 0)
+    per_class = {name: {"precision": float(p[i]), "recall": float(r[i]), "specificity": float(spec[i]),
+                        "f1": float(f[i]), "support": int(s[i])} for i, name in enumerate(class_names)}
+    counts = skm.confusion_matrix(y, pred, labels=labels)
+    return {"per_class": per_class, "confusion": {"classes": list(class_names), "counts": counts.tolist()}}
 
 
 def confusion(y_true: np.ndarray, probs: np.ndarray, n_classes: int) -> np.ndarray:

@@ -18,9 +18,9 @@ import pandas as pd
 
 from .errors import MedaugError
 from .io_utils import check_output_path, output_folder, save_with, staged, write_text
-from .results import (KEYS, LOWER_BETTER, MAIN_METRICS, MASK_METRICS, TESTS, cell_text, collect,  # noqa: F401  (public here too)
-                      is_number, mark_significance, method_order, read_history, report_metrics, run_keys, run_notes,
-                      shot_key, summarise, table_cells, table_legend)
+from .results import (CLASS_LEGEND, CLASS_METRICS, KEYS, LOWER_BETTER, MAIN_METRICS, MASK_METRICS, TESTS,  # noqa: F401  (public here too)
+                      cell_text, class_tables, collect, is_number, mark_significance, method_order, read_history,
+                      report_metrics, run_keys, run_notes, shot_key, summarise, table_cells, table_legend)
 
 FORMATS = ("md", "csv", "latex")
 
@@ -209,6 +209,7 @@ def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame,
                              f"{_p(r['wilcoxon_p'])} | {_p(r.get('t_p_holm'))} | {_p(r.get('wilcoxon_p_holm'))} | {r['n_paired']} |")
             lines.append("")
 
+    lines += class_markdown(class_tables(df))
     figures = []
     learning_curves(histories, "val_auroc", out / "learning_curves.png")
     figures.append(("Validation AUROC per epoch (mean ± std over seeds)", "learning_curves.png"))
@@ -231,6 +232,30 @@ def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame,
         write_html(root, out / "report.html", df=df, summary=summary, metrics=metrics, level=level, test=test,
                    ci_level=ci_level if bootstrap else None, baseline=baseline)
     return out
+
+
+def class_markdown(blocks: list[dict], digits: int = 3) -> list[str]:
+    """report.md lines of the per-class section (:func:`medaug.results.class_tables`): one table per method, rows the
+    true classes, the per-class metrics (mean over seeds) then the confusion matrix summed over seeds."""
+    if not blocks:
+        return []
+    lines = ["## Per class (test split)", "", CLASS_LEGEND, ""]
+    for block in blocks:
+        lines += [f"### {block['dataset']}, shot {block['shot']}", ""]
+        for m in block["methods"]:
+            head = f"**{m['method']}** (n={m['n']})" + (f": {m['note']}" if m["note"] else "")
+            lines += [head, ""]
+            if not m["rows"]:
+                continue
+            cols = ["class", "n img", "precision", "recall", "specificity", "F1", *(f"-> {c}" for c in m["classes"])]
+            lines += ["| " + " | ".join(cols) + " |", "|---|" + "---:|" * (len(cols) - 1)]
+            for r in m["rows"]:
+                support = f"{r['support']:.0f}" if float(r["support"]).is_integer() else f"{r['support']:.1f}"
+                cells = [r["class"], support, *(f"{r[k]:.{digits}f}" for k in CLASS_METRICS)]
+                cells += [str(v) for v in r["predicted"]] if r["predicted"] is not None and m["classes"] else []
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+    return lines
 
 
 def synthetic_section(df: pd.DataFrame, out: Path) -> list[str]:

@@ -28,8 +28,10 @@ from .errors import MedaugError
 from .stats import bootstrap_ci, holm, mean_std, paired_tests
 
 MAIN_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa"]
+ORDINAL_METRICS = ["qwk", "mae"]  #: runs with ordered classes (TrainConfig.ordinal) also have these
 MASK_METRICS = ["mask_iou", "pointing", "saliency_auroc"]
-LOWER_BETTER = {"ece", "loss"}  #: metrics where smaller is better (the test direction flips)
+LOWER_BETTER = {"ece", "loss", "mae"}  #: metrics where smaller is better (the test direction flips)
+CLASS_METRICS = ("precision", "recall", "specificity", "f1")  #: per-class metrics of metrics.json's per_class
 KEYS = ["dataset", "shot", "method", "seed"]
 TESTS = ("both", "t", "wilcoxon")
 
@@ -256,7 +258,8 @@ def report_metrics(df: pd.DataFrame, wanted: list[str] | None = None) -> list[st
         if missing:
             raise MedaugError(f"--metric {', '.join(missing)}: not in the runs' metrics.json; choose from {', '.join(known)}")
         return list(wanted)
-    return [m for m in MAIN_METRICS + ["study_auroc", "study_kappa", "ece"] + MASK_METRICS if m in df and df[m].notna().any()]
+    return [m for m in MAIN_METRICS + ORDINAL_METRICS + ["study_auroc", "study_kappa", "ece"] + MASK_METRICS
+            if m in df and df[m].notna().any()]
 
 
 def is_number(value) -> bool:
@@ -282,3 +285,70 @@ def read_history(run: Path) -> list[dict]:
         raise MedaugError(f"{log}: not a medaug training log ({exc.__class__.__name__}: {str(exc)[:80]}); "
                           "delete the run folder and run it again (or remove the file: the report then has no curves for it)") from None
     return rows
+
+
+def run_classes(run_dir: str | Path) -> dict | None:
+    """A run's test ``per_class`` and ``confusion`` (:func:`medaug.metrics.class_report`): from its metrics.json, or
+    for runs written before metrics.json held them, from predictions.npz and the run's classes; None without either."""
+    from .metrics import class_report
+
+    folder = Path(run_dir)
+    m = _read_metrics(folder / "metrics.json")
+    test, classes = m["test"], m.get("classes")
+    if isinstance(test.get("per_class"), dict) and isinstance(test.get("confusion"), dict):
+        return {"per_class": test["per_class"], "confusion": test["confusion"]}
+    pred = folder / "predictions.npz"
+    if not pred.is_file() or not isinstance(classes, list):
+        return None
+    with np.load(pred) as data:
+        probs, labels = data["probs"], data["labels"]
+    return class_report(labels, probs, classes) if probs.ndim == 2 and probs.shape[1] == len(classes) else None
+
+
+def class_tables(df: pd.DataFrame, show: int = 5, max_confusion: int = 12) -> list[dict]:
+    """Per (dataset, shot), per method: the per-class test metrics (:data:`CLASS_METRICS`), mean over seeds, and the
+    confusion matrix summed over seeds (rows: true class, columns: predicted).
+
+    Compact for many classes: with more than ``2 * show + 2`` classes only the ``show`` best and ``show`` worst by
+    mean F1 are listed, and with more than ``max_confusion`` the confusion matrix is left out (metrics.json has it).
+    Returns blocks {dataset, shot, methods: [{method, n, classes, rows: [{class, support, precision, ..., predicted}],
+    note}]}; a method whose runs disagree on the classes, or have no per-class results, gets only a note.
+    """
+    blocks = []
+    for (dataset, shot), group in sorted(df.groupby(["dataset", "shot"]), key=lambda kv: (kv[0][0], shot_key(kv[0][1]))):
+        methods = []
+        for method in method_order(group["method"]):
+            runs = group[group["method"] == method].sort_values("seed")
+            reports = [r for r in (run_classes(d) for d in runs["run_dir"]) if r is not None]
+            if not reports:
+                methods.append(dict(method=method, n=0, classes=[], rows=[], note="no per-class results in these runs"))
+                continue
+            names = list(reports[0]["confusion"]["classes"])
+            if any(list(r["confusion"]["classes"]) != names for r in reports):
+                methods.append(dict(method=method, n=len(reports), classes=[], rows=[],
+                                    note="its runs have different classes (a different --classes mapping?); see each run"))
+                continue
+            counts = np.sum([np.asarray(r["confusion"]["counts"], np.int64) for r in reports], axis=0)
+            rows = []
+            for i, name in enumerate(names):
+                values = [r["per_class"][name] for r in reports]
+                row = {"class": name, "support": float(np.mean([v["support"] for v in values]))}
+                row.update({k: float(np.mean([v[k] for v in values])) for k in CLASS_METRICS})
+                row["predicted"] = counts[i].tolist() if len(names) <= max_confusion else None
+                rows.append(row)
+            note = ""
+            if len(rows) > 2 * show + 2:
+                ranked = sorted(rows, key=lambda r: -r["f1"])
+                rows = ranked[:show] + ranked[-show:]
+                note = f"the {show} best and {show} worst of {len(names)} classes by mean F1"
+            if len(names) > max_confusion:
+                note += ("; " if note else "") + f"confusion matrix of {len(names)} classes left out (metrics.json holds it)"
+            methods.append(dict(method=method, n=len(reports), classes=names if len(names) <= max_confusion else [],
+                                rows=rows, note=note))
+        blocks.append(dict(dataset=dataset, shot=shot, methods=methods))
+    return blocks
+
+
+CLASS_LEGEND = ("Per method and class: precision, recall (sensitivity), specificity and F1 of the test split, one class "
+                "against the rest, mean over the method's n seeds; n img: test images of the class (per seed). "
+                "-> X: the confusion matrix summed over the n seeds (row: the true class; column X: predicted as X).")

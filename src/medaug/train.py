@@ -44,7 +44,7 @@ from .io_utils import (check_output_path, check_replaceable, load_torch, output_
                        remove_output, save_npz, save_torch, write_json, write_text)
 from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
-from .metrics import classification_metrics, mask_metrics
+from .metrics import class_report, classification_metrics, mask_metrics
 from .models.classifiers import classifier_info, create_classifier
 from .progress import console, live_view
 from . import tracking
@@ -151,7 +151,7 @@ def snapshot_masks(method: Method, ctx: Context, images: np.ndarray) -> torch.Te
 
 def evaluate(method: Method, ctx: Context, split: ArraySplit, studies: bool = True) -> tuple[dict, np.ndarray]:
     probs = predict_probs(method, ctx, split)
-    return classification_metrics(split.labels, probs, split.studies if studies else None), probs
+    return classification_metrics(split.labels, probs, split.studies if studies else None, ordinal=ctx.cfg.ordinal), probs
 
 
 def snapshot_indices(split: ArraySplit) -> np.ndarray:
@@ -201,10 +201,11 @@ def data_channels(cfg: TrainConfig) -> int:
 
 
 def load_data(cfg: TrainConfig) -> Dataset:
-    """The dataset a config asks for: read, cached, split, k-shot sampled with the run's seed."""
+    """The dataset a config asks for: read, cached, split, relabelled (``classes``), k-shot sampled with the run's seed."""
     return load_dataset(
         data_cache(cfg), size=cfg.size, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
         n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress, split_ratios=cfg.split_ratios,
+        classes=cfg.classes,
     )
 
 
@@ -639,7 +640,9 @@ def resume(run: Stage) -> None:
         if not isinstance(ckpt.get("identity"), dict):
             raise MedaugError(f"{path}: no record of the configuration that wrote it (not medaug's, or an older medaug); "
                               "--overwrite to start fresh")
-        check_identity(run.out, ckpt["identity"], run.identity, "a checkpoint")
+        # a field added since the checkpoint was written counts as its default (as in run_identity)
+        older = {k: v for k, v in TrainConfig.field_defaults().items() if k not in NOT_IDENTITY}
+        check_identity(run.out, {**older, **ckpt["identity"]}, run.identity, "a checkpoint")
         try:
             run.model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
             ctx.optimizer.load_state_dict(ckpt["optimizer"])
@@ -802,12 +805,15 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
     cfg, dataset, method, ctx, state = run.cfg, run.dataset, run.method, run.ctx, run.state
     kept_start = "start" in state and state["best_epoch"] < 0
     rule = PLAIN if kept_start else method  # the kept baseline predicts as the baseline did
-    valid_metrics, _ = evaluate(rule, ctx, dataset.valid)
+    valid_metrics, valid_probs = evaluate(rule, ctx, dataset.valid)
     test_metrics, test_probs = evaluate(rule, ctx, dataset.test)
+    valid_metrics.update(class_report(dataset.valid.labels, valid_probs, dataset.classes))
+    test_metrics.update(class_report(dataset.test.labels, test_probs, dataset.classes))
     result = {
         "method": run.record.label or run.record.method, **({"base_method": run.record.method} if run.record.label else {}),
         "seed": cfg.seed, "n_shot": cfg.n_shot, "model": cfg.model,
-        "classes": dataset.classes, "n_train": len(dataset.train), "n_valid": len(dataset.valid), "n_test": len(dataset.test),
+        "classes": dataset.classes, **{k: dataset.info[k] for k in ("class_map", "dropped_images") if k in dataset.info},
+        "n_train": len(dataset.train), "n_valid": len(dataset.valid), "n_test": len(dataset.test),
         "best_epoch": state["best_epoch"] + 1, "epochs_run": state["epoch"],
         "valid": valid_metrics, "test": test_metrics,
         "data_fingerprint": dataset.fingerprint, "identity": run.identity, "device": str(ctx.device),

@@ -33,6 +33,7 @@ from ..errors import MedaugError
 from ..io_utils import (file_digest, install, output_folder, preallocate, remove_output, tmp_sibling, vouch_layout,
                         write_json, writing)
 from ..progress import progress_bar
+from .classes import relabel
 from .index import read_index
 from .table import DataIndex
 from .io import load_sample, source_file
@@ -358,9 +359,15 @@ def load_dataset(
     shot_seed: int = 0,
     progress: bool = True,
     split_ratios: str = "60:25:15",
+    classes: str = "",
     **reader_options,
 ) -> Dataset:
-    """Read, cache and split a dataset: the one entry point training uses."""
+    """Read, cache and split a dataset: the one entry point training uses.
+
+    ``classes``: a class mapping (``--classes``, :mod:`medaug.data.classes`) applied to the labels after the cache and
+    the split (so every mapping of a dataset shares one cache and one patient split) and before k-shot sampling
+    (``n_shot`` images per new class).
+    """
     folder = cached(data, size, fmt, cache, progress, **reader_options)
     meta = read_meta(folder)
     if meta["size"] != size:
@@ -373,13 +380,15 @@ def load_dataset(
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise MedaugError(f"{folder / 'manifest.csv'}: does not match the cache ({exc}); prepare the cache again") from None
     frame = assign_splits(manifest, val_fraction, split_seed, split_ratios, where=str(data))
+    names, mapped = list(meta["classes"]), {}
+    if classes:
+        frame, names, mapped = relabel(frame, classes, names, where=str(meta.get("root") or data))
     if n_shot:
-        frame = k_shot(frame, n_shot, shot_seed, meta["classes"])
-    classes = list(meta["classes"])
+        frame = k_shot(frame, n_shot, shot_seed, names)
     present = set(frame.loc[frame["split"] == "train", "label"])
-    missing = [c for i, c in enumerate(classes) if i not in present]
+    missing = [c for i, c in enumerate(names) if i not in present]
     if missing:
-        where = sorted(set(frame.loc[frame["label"].isin([classes.index(c) for c in missing]), "split"]))
+        where = sorted(set(frame.loc[frame["label"].isin([names.index(c) for c in missing]), "split"]))
         raise MedaugError(f"{data}: class(es) {', '.join(map(repr, missing))} have no training images "
                           f"(only in {', '.join(where) or 'no split'}); add training images of them or remove the class")
     images = _load_array(folder, "images", meta.get("n"), size, cache_channels(meta))
@@ -398,8 +407,8 @@ def load_dataset(
         )
 
     train, valid, test = take("train"), take("valid"), take("test")
-    return Dataset(train, valid, test, classes, meta["fingerprint"], folder,
-                   info={**meta, "warnings": leak_warnings(train, test)})
+    return Dataset(train, valid, test, names, meta["fingerprint"], folder,
+                   info={**meta, **mapped, "warnings": leak_warnings(train, test)})
 
 
 def _pixel_hashes(images: np.ndarray) -> list[bytes]:

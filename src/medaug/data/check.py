@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..errors import MedaugError
 from ..io_utils import file_digest
+from .classes import relabel
 from .index import read_index
 from .table import DataIndex
 from .io import load_image
@@ -29,6 +30,8 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     bad_paths: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # the classes counted (after a --classes mapping)
+    class_map: dict = field(default_factory=dict)  # {new class: source classes} with a mapping, else {}
 
     @property
     def channels(self) -> int:
@@ -52,22 +55,35 @@ def _describe(path: str) -> str:
         return f"{arr.shape[0]}x{arr.shape[1]} decoded"
 
 
-def check_dataset(root: str | Path, fmt: str = "auto", sample: int | None = 500, seed: int = 0, **reader_options) -> CheckReport:
-    """Inspect a dataset; decode ``sample`` files (None = all). Fatal layout errors raise MedaugError."""
+def check_dataset(root: str | Path, fmt: str = "auto", sample: int | None = 500, seed: int = 0, classes: str = "",
+                  **reader_options) -> CheckReport:
+    """Inspect a dataset; decode ``sample`` files (None = all). Fatal layout errors raise MedaugError.
+
+    ``classes``: a class mapping (``--classes``): the counts, and the checks on them, are per new class
+    (``report.classes``); ``report.class_map`` {new: sources}. Every file is still inspected."""
     index = read_index(root, fmt, **reader_options)
     frame = index.frame.copy()
     frame["split"] = frame["split"].replace("", "(unsplit)")
-    frame["class"] = [index.classes[i] for i in frame["label"]]
-    counts = frame.pivot_table(index="split", columns="class", values="path", aggfunc="count", fill_value=0)
-    report = CheckReport(index, counts, frame.groupby("split")["group"].nunique().to_dict(),
-                         frame[frame["study"] != ""].groupby("split")["study"].nunique().to_dict(), pd.Series(dtype=int))
+    names, class_map, counted = list(index.classes), {}, frame
+    if classes:
+        counted, names, info = relabel(frame, classes, names, where=str(index.root))
+        class_map = info["class_map"]
+    counted = counted.assign(**{"class": [names[i] for i in counted["label"]]})
+    counts = counted.pivot_table(index="split", columns="class", values="path", aggfunc="count", fill_value=0)
+    counts = counts[[c for c in names if c in counts.columns]]  # the classes' order (a mapping's as written)
+    report = CheckReport(index, counts, counted.groupby("split")["group"].nunique().to_dict(),
+                         counted[counted["study"] != ""].groupby("split")["study"].nunique().to_dict(), pd.Series(dtype=int),
+                         classes=names, class_map=class_map)
+    if len(counted) < len(frame):
+        report.notes.append(f"--classes leaves out {len(frame) - len(counted)} image(s) of the dropped class(es) "
+                            f"{', '.join(c for c in index.classes if c not in sum(class_map.values(), []))}")
     for split, row in counts.iterrows():
         for cls, n in row.items():
             if n == 0:
                 report.problems.append(f"split {split}: class {cls!r} has no images")
         if (row > 0).sum() == 1:
             report.notes.append(f"split {split} has one class only: AUROC is undefined there")
-    share = frame["class"].value_counts(normalize=True)
+    share = counted["class"].value_counts(normalize=True)
     if share.max() > 0.8:
         report.notes.append(f"class imbalance: {share.idxmax()!r} is {share.max():.0%} of the images")
     if index.info.get("image_level_groups") or (frame["group"] == frame["path"]).all():

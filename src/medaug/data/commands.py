@@ -79,6 +79,8 @@ def data_check(
     all_files: bool = typer.Option(False, "--all", help="Decode every file (default: a sample of 500)."),
     fix_list: Optional[Path] = typer.Option(None, help="Write the unreadable paths to this file, one per line."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --fix-list file medaug cannot prove it wrote."),
+    classes: str = typer.Option("", "--classes", help="Count per merged or renamed class, as `medaug train --classes` "
+                                "would train: NEW=SOURCE,...;... e.g. \"no-oa=KL0,KL1;oa=KL2,KL3,KL4\" (drop=SOURCE,... leaves classes out)."),
 ):
     """Counts per split and class, patients, sizes, duplicates and leaks across splits, unreadable files."""
     from ..io_utils import output_file, write_text
@@ -87,8 +89,9 @@ def data_check(
     if fix_list is not None:
         output_file(fix_list, "--fix-list", overwrite)  # before any work
     options = reader_options(body_part, crop)
-    r = check_dataset(data, fmt, sample=None if all_files else 500, **options)
-    out.print(f"format: [bold]{escape(r.index.format)}[/]  root: {escape(str(r.index.root))}  classes: {escape(', '.join(r.index.classes))}",
+    r = check_dataset(data, fmt, sample=None if all_files else 500, classes=classes, **options)
+    shown = ", ".join(f"{c} ({'+'.join(r.class_map[c])})" for c in r.classes) if r.class_map else ", ".join(r.index.classes)
+    out.print(f"format: [bold]{escape(r.index.format)}[/]  root: {escape(str(r.index.root))}  classes: {escape(shown)}",
               markup=True)
     table = Table(title="images per split and class")
     table.add_column("split")

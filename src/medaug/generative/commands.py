@@ -14,6 +14,8 @@ from ..config import parse_ints, parse_options
 
 gen_app = typer.Typer(no_args_is_help=True, help="Generative augmentation: train a class-conditional GAN or diffusion model, sample, evaluate.")
 study_app = typer.Typer(no_args_is_help=True, help="Studies across settings: `size` (does generative match classical, per dataset size?).")
+CLASSES_HELP = ("Merge or rename the data's classes, as `medaug train --classes`: NEW=SOURCE,...;... "
+                "e.g. \"no-oa=KL0,KL1;oa=KL2,KL3,KL4\" (drop=SOURCE,... leaves classes out).")
 out = Console(markup=False, emoji=False) if sys.stdout.isatty() else Console(width=140, markup=False, emoji=False)  # user text is never markup
 
 
@@ -29,6 +31,7 @@ def gen_train(
     ckpt_every: int = typer.Option(100, help="Checkpoint every N steps (resume: run the same command again)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     fmt: str = typer.Option("auto", "--format", help="Dataset format."),
+    classes: str = typer.Option("", "--classes", help=CLASSES_HELP),
     option: list[str] = typer.Option([], "--option", "-o", help="Model option KEY=VALUE, e.g. -o augment=diffaugment -o guidance=3 (repeatable)."),
     out_dir: Path = typer.Option(..., "--out", help="Generator folder (resumed if it holds a checkpoint)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace what medaug wrote in --out before (never other files)."),
@@ -37,7 +40,7 @@ def gen_train(
     from .train import GenConfig, train_generator
 
     cfg = GenConfig(data=str(data), model=model, steps=steps, size=size, batch_size=batch_size, seed=seed, n_shot=n_shot,
-                    ckpt_every=ckpt_every, device=device, format=fmt, options=parse_options(option))
+                    ckpt_every=ckpt_every, device=device, format=fmt, options=parse_options(option), classes=classes)
     info = train_generator(cfg, out_dir, overwrite=overwrite)
     last = ", ".join(f"{k} {v:.3f}" for k, v in info.get("last", {}).items() if isinstance(v, float) and k != "time_s")
     out.print(f"{info['model']} {info['size']}px: {info['steps']} steps on {info['n_train']} images "
@@ -73,6 +76,7 @@ def gen_eval(
     seed: int = typer.Option(0, help="The generator's --seed (k-shot subset) and the classifiers' seed."),
     epochs: int = typer.Option(10, help="Epochs of the TRTR/TSTR classifiers."),
     tstr: bool = typer.Option(True, help="Train-on-synthetic-test-on-real accuracy."),
+    classes: str = typer.Option("", "--classes", help="The generator's --classes (the real data's classes as it was trained on them)."),
     device: str = typer.Option("auto"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where quality.json and figures go \\[default: FAKE/../quality]."),
 ):
@@ -80,7 +84,8 @@ def gen_eval(
     from .evaluation import evaluate
 
     folder = out_dir or fake.parent / f"{fake.name}-quality"
-    r = evaluate(real, fake, folder, extractor=extractor, size=size, n_shot=n_shot, seed=seed, epochs=epochs, tstr=tstr, device=device)
+    r = evaluate(real, fake, folder, extractor=extractor, size=size, n_shot=n_shot, seed=seed, epochs=epochs, tstr=tstr, device=device,
+                 classes=classes)
     table = Table(title=f"quality on features of {r['extractor']}", title_justify="left")
     for col in ("set", "FID", "KID", "precision", "recall", "density", "coverage", "n_real", "n_fake"):
         table.add_column(col, justify="left" if col == "set" else "right")
@@ -123,6 +128,7 @@ def study_size(
     size: int = typer.Option(32, help="Image side."),
     epochs: int = typer.Option(10, help="Classifier epochs."),
     model: str = typer.Option("tiny", help="Classifier."),
+    classes: str = typer.Option("", "--classes", help=CLASSES_HELP),
     tolerance: float = typer.Option(0.01, help="'Matches' = mean accuracy difference >= -tolerance."),
     device: str = typer.Option("auto"),
     out_dir: Path = typer.Option(..., "--out", help="Study folder (finished runs are skipped on re-run)."),
@@ -133,7 +139,7 @@ def study_size(
     r = size_study(str(data), parse_ints(per_class, "per-class"), [m.strip() for m in methods.split(",") if m.strip()],
                    parse_ints(seeds, "seeds"), out_dir, gen_model=gen_model, gen_steps=gen_steps, gen_options=parse_options(gen_option),
                    size=size, epochs=epochs, model=model, samples_per_class=samples_per_class, ratio=ratio,
-                   tolerance=tolerance, device=device)
+                   tolerance=tolerance, device=device, classes=classes)
     table = Table(title="test metrics, mean ± std over seeds", title_justify="left")
     for col in ["per class", "method", "seeds"] + METRICS:
         table.add_column(col, justify="right")

@@ -39,16 +39,16 @@ def train_on(images: np.ndarray, labels: np.ndarray, real, out: Path, cfg) -> di
 
 def evaluate(real_data: str | Path, fake_dir: str | Path, out: str | Path, extractor: str | Path | None = None,
              size: int = 32, n_shot: int = 0, seed: int = 0, epochs: int = 10, tstr: bool = True,
-             device: str = "auto", progress: bool = False, kid_subsets: int = 100) -> dict:
-    """Every quality number for ``fake_dir`` against the real training images of ``real_data``; writes quality.json."""
+             device: str = "auto", progress: bool = False, kid_subsets: int = 100, classes: str = "") -> dict:
+    """Every quality number for ``fake_dir`` against the real training images of ``real_data``; writes quality.json.
+    ``classes``: the class mapping the generator was trained with (``--classes``)."""
     check_range("--n-shot", n_shot, NonNegInt)
-    cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)  # size, epochs, seed: checked here
+    cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device, classes=classes)  # size, epochs, seed: checked here
     check_batch_memory(cfg)
     given = load_extractor(extractor, resolve_device(device)) if extractor is not None else None  # a bad file: before any output
     out = output_folder(out, "quality", inputs=(real_data, fake_dir))
-    real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress)
+    real = load_dataset(real_data, size=size, n_shot=n_shot or None, shot_seed=seed, progress=progress, classes=classes)
     fake, fake_labels, _ = read_image_folder(fake_dir, size, real.classes, channels=real.channels)
-    cfg = dataclasses.replace(classifier_config(size, epochs, seed), device=device)
     result: dict = {"real": str(real_data), "fake": str(fake_dir), "size": size, "n_shot": n_shot, "classes": real.classes}
     trtr = None
     if extractor is None or tstr:  # the classifier trained on the real images: TRTR and the default extractor

@@ -28,7 +28,7 @@ METRICS = ["accuracy", "macro_f1", "balanced_accuracy", "auroc"]
 def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[int], out: str | Path,
                gen_model: str = "gan", gen_steps: int = 0, gen_options: dict | None = None, size: int = 32,
                epochs: int = 10, model: str = "tiny", samples_per_class: int = 0, ratio: float = 1.0,
-               tolerance: float = 0.01, device: str = "auto", progress: bool = True) -> dict:
+               tolerance: float = 0.01, device: str = "auto", progress: bool = True, classes: str = "") -> dict:
     from ..config import TrainConfig
     from ..experiments import ExperimentConfig, base_method, make_plan, run_plan
     from .train import GenConfig, train_generator, write_samples
@@ -48,7 +48,7 @@ def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[
             if generative:
                 gdir = root / "generators" / f"shot-{k}" / f"seed-{s}"
                 gcfg = GenConfig(data=str(data), model=gen_model, size=size, steps=gen_steps, seed=s, n_shot=k,
-                                 options=dict(gen_options or {}), device=device, progress=progress)
+                                 options=dict(gen_options or {}), device=device, progress=progress, classes=classes)
                 gcfg.ckpt_every = max(1, gcfg.steps // 4)  # steps: 0 -> the model's default budget
                 train_generator(gcfg, gdir)
                 sdir = gdir / "samples"
@@ -57,7 +57,7 @@ def size_study(data: str, per_class: list[int], methods: list[str], seeds: list[
                     write_samples(gdir, n, sdir, seed=s, device=device)
                 options = {m: {"samples": str(sdir), "ratio": ratio} for m in generative}
             exp = ExperimentConfig(name="runs", out=str(root), data=[str(data)], methods=list(methods), seeds=[s], shots=[k])
-            train = TrainConfig(size=size, epochs=epochs, model=model, device=device, progress=progress)
+            train = TrainConfig(size=size, epochs=epochs, model=model, device=device, progress=progress, classes=classes)
             run_plan(make_plan(exp, train, options))
     return summarise_study(root, tolerance)
 

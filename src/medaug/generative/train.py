@@ -30,7 +30,8 @@ from typing import Annotated
 import numpy as np
 import torch
 
-from ..config import NonNegInt, PosInt, Range, Seed, check_range, check_types, dump_toml, options_from
+from ..config import (NonNegInt, PosInt, Range, Seed, check_range, check_types, dump_toml, field_default, format_classes,
+                      options_from, parse_classes)
 from ..data.cache import Dataset, check_cache_root, load_dataset
 from ..device import check_memory, resolve_device, rng_state, seed_everything, set_rng_state
 from ..errors import MedaugError
@@ -57,11 +58,14 @@ class GenConfig:
     cache: str = ""
     progress: bool = True
     options: dict = field(default_factory=dict)  #: model options (GAN.Options / Diffusion.Options fields)
+    classes: str = ""  #: a class mapping (TrainConfig.classes, ``--classes``): the generator's classes are the new ones
 
     def __post_init__(self) -> None:
         check_types(self, "gen config")  # types and each field's Range
         if self.steps == 0:
             self.steps = model_class(self.model).default_steps
+        if self.classes:
+            self.classes = format_classes(*parse_classes(self.classes))
         options_from(model_class(self.model).Options, self.options, f"--model {self.model} (-o)", noun="option")  # before any work
 
     def to_dict(self) -> dict:
@@ -80,7 +84,8 @@ def build_model(cfg: GenConfig, num_classes: int, device: torch.device, channels
 
 def load_train_images(cfg: GenConfig) -> Dataset:
     return load_dataset(cfg.data, size=cfg.size, fmt=cfg.format, cache=cfg.cache or None, val_fraction=cfg.val_fraction,
-                        split_seed=cfg.split_seed, n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress)
+                        split_seed=cfg.split_seed, n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress,
+                        classes=cfg.classes)
 
 
 def train_generator(cfg: GenConfig, out_dir: str | Path, dataset: Dataset | None = None, overwrite: bool = False) -> dict:
@@ -124,8 +129,10 @@ GEN_NOT_IDENTITY = ("steps", "progress", "device", "ckpt_every", "log_every", "c
 
 
 def gen_identity(values: dict) -> dict:
+    """What makes a generator folder this configuration's; a field missing from an older folder's config counts as its default."""
     import tomllib
 
+    values = {**{f.name: field_default(f) for f in dataclasses.fields(GenConfig) if f.name != "steps"}, **values}
     values = tomllib.loads(dump_toml({k: v for k, v in values.items() if k not in GEN_NOT_IDENTITY and k != "data_fingerprint"}))
     if values.get("data"):
         values["data"] = str(Path(values["data"]).expanduser().resolve())
