@@ -253,6 +253,7 @@ def test_a_checkpoint_from_before_the_fields_resumes(knee, tmp_path, monkeypatch
     import torch
 
     import medaug.train as train_mod
+    from medaug.io_utils import save_torch
 
     cfg = TrainConfig(data=str(knee), size=16, epochs=2, batch_size=8, progress=False)
     real_write = train_mod.write_text
@@ -269,7 +270,7 @@ def test_a_checkpoint_from_before_the_fields_resumes(knee, tmp_path, monkeypatch
     path = tmp_path / "run" / "checkpoint.pt"
     ckpt = torch.load(path, weights_only=True)
     del ckpt["identity"]["classes"], ckpt["identity"]["ordinal"]
-    torch.save(ckpt, path)
+    save_torch(path, ckpt)  # as an older medaug wrote it (its fingerprint recorded)
     m = train_mod.fit(cfg, tmp_path / "run")
     assert m["classes"] == KNEE and m["epochs_run"] == 2
 

@@ -640,9 +640,10 @@ def resume(run: Stage) -> None:
         if not isinstance(ckpt.get("identity"), dict):
             raise MedaugError(f"{path}: no record of the configuration that wrote it (not medaug's, or an older medaug); "
                               "--overwrite to start fresh")
-        # a field added since the checkpoint was written counts as its default (as in run_identity)
-        older = {k: v for k, v in TrainConfig.field_defaults().items() if k not in NOT_IDENTITY}
-        check_identity(run.out, {**older, **ckpt["identity"]}, run.identity, "a checkpoint")
+        # normalised as a saved config is: a field added since the checkpoint was written counts as its default
+        saved = ckpt["identity"]
+        check_identity(run.out, run_identity({k: v for k, v in saved.items() if k != "data_fingerprint"},
+                                             saved.get("data_fingerprint")), run.identity, "a checkpoint")
         try:
             run.model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
             ctx.optimizer.load_state_dict(ckpt["optimizer"])
