@@ -30,6 +30,7 @@ class TrainConfig:
     body_part: str = "all"  #: MURA body part, e.g. XR_ELBOW (all = every part)
     crop: Literal["none", "bbox"] = "none"  #: bbox: train on the boxed regions, one sample per box (hipcsv)
     split_ratios: str = "60:25:15"  #: ratios train:valid:test of the patient-disjoint split of datasets without splits
+    allow_label_conflicts: bool = False  #: train even when identical images carry different labels (`medaug data check` lists them)
     size: int = 64  #: image side in pixels after resizing
     method: str = "none"  #: augmentation method (`medaug methods` lists them and their options)
     method_options: dict = field(default_factory=dict)  #: the method's options (-o KEY=VALUE)

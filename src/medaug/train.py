@@ -35,6 +35,7 @@ from . import __version__
 from .config import TrainConfig, dump_toml
 from .context import Context
 from .data.cache import ArraySplit, Dataset, cached, default_cache_root, fingerprint, is_cache, load_dataset
+from .data.duplicates import conflict_message
 from .data.index import read_index
 from .device import barrier, distributed, init_distributed, place, resolve_device, rng_state, seed_everything, set_rng_state
 from .errors import MedaugError, RunBusy
@@ -192,11 +193,19 @@ def data_cache(cfg: TrainConfig) -> Path:
 
 
 def load_data(cfg: TrainConfig) -> Dataset:
-    """The dataset a config asks for: read, cached, split, k-shot sampled with the run's seed."""
-    return load_dataset(
+    """The dataset a config asks for: read, cached, split, k-shot sampled with the run's seed. Label conflicts
+    (the same image under two classes) are refused unless ``cfg.allow_label_conflicts``."""
+    dataset = load_dataset(
         data_cache(cfg), size=cfg.size, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
         n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress, split_ratios=cfg.split_ratios,
     )
+    conflicts = dataset.info.get("label_conflicts") or []
+    if conflicts and not cfg.allow_label_conflicts:
+        raise MedaugError(conflict_message(conflicts, dataset.classes, cfg.data))
+    if conflicts:
+        dataset.info["warnings"] = [*dataset.info.get("warnings", []), f"{len(conflicts)} label conflict(s) kept "
+                                    f"(allow_label_conflicts), e.g. {conflicts[0].describe(dataset.classes)}"]
+    return dataset
 
 
 def warn_data(dataset: Dataset, out: Path) -> None:
@@ -297,7 +306,7 @@ def data_inputs(cfg: TrainConfig) -> tuple[str, ...]:
 
 
 #: TrainConfig fields that do not change a run's results (where it runs and how it reports)
-NOT_IDENTITY = ("progress", "cache", "device", "eval_batch_size")
+NOT_IDENTITY = ("progress", "cache", "device", "eval_batch_size", "allow_label_conflicts")
 PATH_FIELDS = ("data", "baseline", "pretrained")
 
 
@@ -646,6 +655,8 @@ def _write_artifacts(out: Path, dataset: Dataset, probs: np.ndarray, masks: np.n
         rois = None if test.rois is None else test.rois[pick]
         mask_grid(test.images[pick], masks[pick], rois, out / "masks.png")
         extra = {} if rois is None else {"rois": rois}
+        if rois is not None and test.has_roi is not None:
+            extra["has_roi"] = test.has_roi[pick]  # which images have a mask file ("no mask" in the gallery)
         save_npz(out / "masks.npz", images=test.images[pick], masks=masks[pick], **extra)
     if state["snapshots"]:
         from .figures import mask_history_grid

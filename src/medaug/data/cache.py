@@ -23,6 +23,7 @@ from ..config import parse_ratios
 from ..errors import MedaugError
 from ..io_utils import file_digest, install, output_folder, tmp_sibling, write_json
 from ..progress import progress_bar
+from .duplicates import CONFLICT, duplicate_groups
 from .index import read_index
 from .table import DataIndex
 from .io import load_sample, source_file
@@ -83,8 +84,13 @@ def fingerprint(index: DataIndex, size: int) -> tuple[str, pd.DataFrame]:
     return h.hexdigest()[:16], frame
 
 
+#: DataIndex.info entries that describe the data without choosing what is read (left out of the cache folder's name)
+INFO_NOT_KEY = ("orphan_masks",)
+
+
 def cache_dir_for(index: DataIndex, size: int) -> Path:
-    key = hashlib.sha256(f"{index.root.resolve()}|{index.format}|{sorted(index.info.items())}".encode()).hexdigest()[:12]
+    info = sorted((k, v) for k, v in index.info.items() if k not in INFO_NOT_KEY)
+    key = hashlib.sha256(f"{index.root.resolve()}|{index.format}|{info}".encode()).hexdigest()[:12]
     return default_cache_root() / f"{index.root.name}-{key}" / f"px{size}"
 
 
@@ -164,7 +170,8 @@ def build_cache(index: DataIndex, size: int, out: Path | None = None, strict: bo
 
 @dataclass
 class ArraySplit:
-    """One split in memory. images uint8 [N, S, S]; labels int64 [N]; rois uint8 [N, S, S] or None."""
+    """One split in memory. images uint8 [N, S, S]; labels int64 [N]; rois uint8 [N, S, S] or None;
+    has_roi bool [N] (the image has a mask file; an all-zero roi with it is an empty mask) or None."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -172,6 +179,7 @@ class ArraySplit:
     groups: np.ndarray
     studies: np.ndarray
     paths: np.ndarray
+    has_roi: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -257,7 +265,7 @@ def load_dataset(
     if meta["size"] != size:
         raise MedaugError(f"{folder}: cache holds {meta['size']} px images but --size is {size}; prepare it again at {size}")
     try:
-        manifest = pd.read_csv(folder / "manifest.csv", dtype={"group": str, "study": str, "split": str, "roi": str},
+        manifest = pd.read_csv(folder / "manifest.csv", dtype={"group": str, "study": str, "split": str, "roi": str, "sha256": str},
                                keep_default_na=False)
         if not {"label", "split", "group", "study", "path"} <= set(manifest.columns) or len(manifest) != meta["n"]:
             raise ValueError(f"{len(manifest)} rows with columns {', '.join(manifest.columns)}")
@@ -286,11 +294,13 @@ def load_dataset(
             groups=rows["group"].to_numpy(str),
             studies=rows["study"].to_numpy(str),
             paths=rows["path"].to_numpy(str),
+            has_roi=None if rois is None or "roi" not in rows else (rows["roi"] != "").to_numpy(bool),
         )
 
     train, valid, test = take("train"), take("valid"), take("test")
+    conflicts = [d for d in duplicate_groups(manifest, "sha256") if d.kind == CONFLICT]
     return Dataset(train, valid, test, classes, meta["fingerprint"], folder,
-                   info={**meta, "warnings": leak_warnings(train, test)})
+                   info={**meta, "warnings": leak_warnings(train, test), "label_conflicts": conflicts})
 
 
 def _pixel_hashes(images: np.ndarray) -> list[bytes]:

@@ -55,6 +55,9 @@ def data_fetch(
 
 
 
+SHOW_DUPLICATES = 20  #: sets of identical files `data check` lists
+
+
 def reader_options(body_part: str, crop: str) -> dict:
     """The reader options given on the command line (defaults left out)."""
     return {k: v for k, v in dict(body_part=body_part, crop=crop).items() if v not in ("all", "none")}
@@ -69,9 +72,10 @@ def data_check(
     all_files: bool = typer.Option(False, "--all", help="Decode every file (default: a sample of 500)."),
     fix_list: Optional[Path] = typer.Option(None, help="Write the unreadable paths to this file, one per line."),
 ):
-    """Counts per split and class, patients, sizes, duplicates and leaks across splits, unreadable files."""
+    """Counts per split and class, patients, sizes, masks, identical files (label conflicts, across and within splits), unreadable files."""
     from ..io_utils import write_text
     from .check import check_dataset, size_summary
+    from .duplicates import CONFLICT
 
     options = reader_options(body_part, crop)
     r = check_dataset(data, fmt, sample=None if all_files else 500, **options)
@@ -87,8 +91,15 @@ def data_check(
         table.add_row(str(split), *map(str, row.tolist()), str(r.patients.get(split, 0)), str(r.studies.get(split, 0)))
     out.print(table)
     out.print("image sizes (inspected files): " + size_summary(r.sizes))
+    out.print(f"masks: {r.masks}")
     for note in r.notes:
         out.print(f"note: {note}")
+    if r.duplicates:
+        out.print(f"identical files ({len(r.duplicates)} set(s); content hash):")
+        for d in r.duplicates[:SHOW_DUPLICATES]:
+            out.print(f"  {d.kind}: {d.describe(r.index.classes)}", style="red" if d.kind == CONFLICT else None)
+        if len(r.duplicates) > SHOW_DUPLICATES:
+            out.print(f"  ... and {len(r.duplicates) - SHOW_DUPLICATES} more")
     if fix_list is not None:
         write_text(fix_list, "".join(p + "\n" for p in r.bad_paths))
         out.print(f"wrote {len(r.bad_paths)} unreadable path(s) to {fix_list}")

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import MedaugError
+from .table import roi_paths
 
 MAX_PIXELS = 200_000_000  #: decompression-bomb guard: larger images are refused (10k x 10k radiographs are fine)
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -241,6 +242,7 @@ def load_sample(row, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     box = tuple(int(v) for v in box.split(",")) if isinstance(box, str) and box else None
     image = resize(crop_box(load_image(row["path"], slice_index), box, row["path"]), size)
     roi = None
-    if row.get("roi", ""):
-        roi = (resize(crop_box(load_image(row["roi"]), box, row["roi"]), size, order="nearest") > 0).astype(np.uint8)
-    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), roi
+    for mask in roi_paths(row.get("roi", "") or ""):  # several masks of one image: their union
+        part = resize(crop_box(load_image(mask), box, mask), size, order="nearest") > 0
+        roi = part if roi is None else roi | part
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), None if roi is None else roi.astype(np.uint8)

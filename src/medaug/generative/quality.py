@@ -42,7 +42,7 @@ def read_image_folder(root: str | Path, size: int, classes: list[str] | None = N
     """``root/<class>/*.png`` -> (uint8 [N, size, size], int64 labels [N], class names).
 
     With ``classes`` the folder names are mapped to those indices (an unknown name is an error);
-    ``*_roi.*`` files and files at the root (contact sheets) are skipped.
+    mask files (``*_roi.*``, ``*_mask.*``, ...) and files at the root (contact sheets) are skipped.
     """
     from ..data.io import load_image, resize
     from ..data.readers.imagefolder import class_dirs, image_files
