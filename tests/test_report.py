@@ -262,3 +262,24 @@ def test_templates_ship_with_the_package():
     files = [f.relative_to(root).as_posix() for f in (root / "templates").iterdir()]
     assert "templates/report.html.j2" in files
     assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), (files, globs)
+
+
+def test_gallery_says_no_mask_where_an_image_has_none(tmp_path):
+    """A tile's caption is its IoU against the image's mask, 'empty mask' (a mask marking nothing, e.g. a
+    normal image) or 'no mask' (no mask file), never 'no finding', which reads as a diagnosis."""
+    from medaug.html_report import gallery
+
+    images = np.full((3, 8, 8), 128, np.uint8)
+    masks = np.ones((3, 8, 8), np.uint8)
+    rois = np.zeros((3, 8, 8), np.uint8)
+    rois[0, :4] = 1
+    run = tmp_path / "d" / "cutout" / "shot-all" / "seed-0"
+    run.mkdir(parents=True)
+    np.savez(run / "masks.npz", images=images, masks=masks, rois=rois, has_roi=np.array([True, True, False]))
+    df = pd.DataFrame([dict(dataset="d", shot="all", method="cutout", seed=0, run_dir=str(run), mask_iou=0.5)])
+    captions = [t["caption"] for t in gallery(df)[0]["rows"][0]["tiles"]]
+    assert captions == ["IoU 0.50", "empty mask", "no mask"]
+    np.savez(run / "masks.npz", images=images, masks=masks, rois=rois)  # written before has_roi was recorded
+    assert [t["caption"] for t in gallery(df)[0]["rows"][0]["tiles"]] == ["IoU 0.50", "no mask", "no mask"]
+    np.savez(run / "masks.npz", images=images, masks=masks)  # a dataset without masks
+    assert {t["caption"] for t in gallery(df)[0]["rows"][0]["tiles"]} == {"no mask"}

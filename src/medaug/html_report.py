@@ -184,6 +184,17 @@ def tile_uri(image: np.ndarray, keep: np.ndarray | None, roi: np.ndarray | None)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def tile_caption(keep: np.ndarray, roi: np.ndarray | None, has_mask: bool | None) -> str:
+    """'IoU 0.42' against the image's mask; 'empty mask' (a mask file with no region, e.g. a normal image);
+    'no mask' (no mask file, or not known to have one: runs before masks.npz recorded it)."""
+    if roi is None or has_mask is False:
+        return "no mask"
+    iou = image_iou(keep, roi)
+    if math.isnan(iou):
+        return "empty mask" if has_mask else "no mask"
+    return f"IoU {iou:.2f}"
+
+
 def image_iou(keep: np.ndarray, roi: np.ndarray) -> float:
     k, r = keep.astype(bool), roi.astype(bool)
     return float((k & r).sum() / max((k | r).sum(), 1)) if r.any() else math.nan
@@ -227,7 +238,7 @@ def gallery(df: pd.DataFrame) -> list[dict]:
     """Per (dataset, shot): the lowest seed's masks.npz of every mask method on the same test images."""
     blocks = []
     for (dataset, shot), group in sorted(df.groupby(["dataset", "shot"]), key=lambda kv: (kv[0][0], shot_key(kv[0][1]))):
-        rows, images, rois = [], None, None
+        rows, images, rois, has_roi = [], None, None, None
         for method in method_order(group["method"]):
             runs = group[group["method"] == method].sort_values("seed")
             f = Path(runs.iloc[0]["run_dir"]) / "masks.npz"
@@ -236,6 +247,7 @@ def gallery(df: pd.DataFrame) -> list[dict]:
             data = np.load(f)
             images = data["images"] if images is None else images
             rois = data["rois"] if "rois" in data and rois is None else rois
+            has_roi = data["has_roi"] if "has_roi" in data and has_roi is None else has_roi
             iou = runs["mask_iou"].dropna() if "mask_iou" in runs else pd.Series(dtype=float)
             summary = (f"mask IoU {iou.mean():.3f} ± {iou.std(ddof=1) if len(iou) > 1 else 0:.3f} (n={len(iou)} seeds)"
                        if len(iou) else "no ground-truth regions")
@@ -248,8 +260,8 @@ def gallery(df: pd.DataFrame) -> list[dict]:
             tiles = []
             for i in range(min(len(images), len(masks))):
                 roi = None if rois is None else rois[i]
-                iou = image_iou(masks[i], roi) if roi is not None else math.nan
-                tiles.append(dict(uri=tile_uri(images[i], masks[i], roi), caption=f"IoU {iou:.2f}" if not math.isnan(iou) else "no finding"))
+                tiles.append(dict(uri=tile_uri(images[i], masks[i], roi),
+                                  caption=tile_caption(masks[i], roi, None if has_roi is None else bool(has_roi[i]))))
             hist = Path(run_dir) / "mask_history.png"
             block["rows"].append(dict(method=method, seed=seed, summary=summary, tiles=tiles,
                                       history=file_uri(hist) if hist.is_file() else None))
