@@ -146,7 +146,7 @@ def report(
     from .report import write_report
 
     folder = write_report(runs_dir, out_dir, level, fmt=fmt, bootstrap=bootstrap, test=test, html=html, metrics=metric or None, baseline=baseline)
-    print_summary(runs_dir)
+    print_summary(runs_dir, level, test, baseline)
     if fmt:
         out.print(f"main table: {folder / {'md': 'main_table.md', 'csv': 'main_table.csv', 'latex': 'main_table.tex'}[fmt]}")
     if html:
@@ -159,6 +159,7 @@ def report(
             if (folder / name).is_file():
                 tracker.log_artifact(folder / name)
         tracker.close()
+        out.print(f"tracked: {tracker.where()}")
     out.print(f"report: {folder / 'report.md'}")
 
 
@@ -194,13 +195,14 @@ SHORT = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "F1", "a
          "mask_iou": "mask IoU", "pointing": "pointing", "saliency_auroc": "sal AUROC"}
 
 
-def print_summary(runs_dir: Path) -> None:
-    """Rich table per (dataset, shot): one row per method, mean ± std over seeds per metric."""
-    from .report import MAIN_METRICS, MASK_METRICS, collect, method_order, summarise
+def print_summary(runs_dir: Path, level: float = 0.05, test: str = "both", baseline: str = "none") -> None:
+    """Rich table per (dataset, shot): one row per method, mean ± std over seeds per metric, * where the
+    method beats ``baseline`` by the report's rule (:func:`medaug.results.mark_significance`), stated below."""
+    from .report import MAIN_METRICS, MASK_METRICS, collect, mark_significance, method_order, power_note, rule_text, summarise
 
     df = collect(runs_dir)
     metrics = [m for m in MAIN_METRICS + MASK_METRICS if m in df]
-    summary = summarise(df, metrics)
+    summary = mark_significance(summarise(df, metrics, baseline=baseline), level, test)
     for (dataset, shot), group in summary.groupby(["dataset", "shot"]):
         table = Table(title=f"{dataset}, shot {shot}: test metrics, mean ± std over seeds", title_justify="left")
         table.add_column("method", no_wrap=True)
@@ -215,12 +217,12 @@ def print_summary(runs_dir: Path) -> None:
                     cells.append("")
                     continue
                 r = rows.loc[m]
-                better = r.get("t_p_holm", float("nan")) < 0.05 and r.get("diff", 0) > 0
-                cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if better else ""))
+                cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if r["better"] else ""))
             table.add_row(method, str(int(rows["n"].max())), *cells)
         out.print(table)
-    out.print("n = seeds; * = better than none (paired t-test across seeds, Holm-adjusted p < 0.05); "
-              "mask IoU: kept region vs true finding")
+    out.print(f"n = seeds; * = {rule_text(level, test, baseline)}; mask IoU: kept region vs true finding")
+    if power_note(summary, level, test):
+        out.print(f"note: {power_note(summary, level, test)}")
 
 
 DEMO_APGA = {"policy_width": 8, "policy_size": 32, "step": "fused"}
@@ -383,17 +385,21 @@ def transfer(
 
 @app.command("methods")
 def list_methods():
-    """List augmentation methods and their options (defaults)."""
-    import dataclasses
+    """List augmentation methods and their options with the values they run with (presets filled in)."""
+    from .methods import METHODS, resolved_options
 
-    from .methods import METHODS
-
-    table = Table(title="methods")
+    table = Table(title="methods: options as they run by default; a preset sets the options you leave unset")
     table.add_column("name")
     table.add_column("options (default)")
     for name in METHODS.names():
         cls = METHODS.get(name)
-        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Options))
+        defaults = resolved_options(name, {})
+        opts = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+        for preset in cls.presets:
+            if preset != defaults.get("preset"):
+                values = resolved_options(name, {"preset": preset})
+                changed = ", ".join(f"{k}={v!r}" for k, v in values.items() if k != "preset" and v != defaults[k])
+                opts += f"\npreset={preset} sets: {changed or '(the same values)'}"
         note = " (starts from `none`)" if cls.needs_baseline else ""
         note += f" (then {cls.finetune_epochs} epochs fine-tuning)" if cls.finetune_epochs else ""
         table.add_row(name + note, opts or "-")

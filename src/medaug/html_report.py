@@ -33,8 +33,8 @@ import pandas as pd
 
 from . import __version__
 from .io_utils import write_text
-from .results import (LOWER_BETTER, cell_text, collect, is_number, mark_significance, method_order, read_history,
-                      report_metrics, shot_key, summarise, table_cells, table_legend)
+from .results import (LOWER_BETTER, cell_text, collect, epochs_trained, is_number, mark_significance, method_order, read_history,
+                      power_note, report_metrics, shot_key, summarise, table_cells, table_legend)
 
 @cache
 def templates() -> jinja2.Environment:
@@ -305,7 +305,7 @@ def run_section(run: pd.Series, metrics: dict, config_text: str) -> dict:
         per_class=per_class(labels, probs, classes) if probs is not None and len(classes) > 2 else None,
         mask=[(k, v) for k, v in mask.items() if isinstance(v, (int, float))] if mask else None,
         noise=file_uri(noise) if noise.is_file() else None,
-        warnings=test.get("warnings", []), best_epoch=metrics.get("best_epoch", "?"), epochs_run=metrics.get("epochs_run", "?"),
+        warnings=test.get("warnings", []), epochs=epochs_trained(folder, metrics)["text"],
         wall_s=metrics.get("wall_s"), folder=str(folder), device=prov.get("device", metrics.get("device", "?")),
         fingerprint=metrics.get("data_fingerprint", "?"), config=config_text)
 
@@ -341,7 +341,7 @@ def provenance(df: pd.DataFrame, meta: dict[str, dict]) -> tuple[dict, list[str]
         m = meta[r["run_dir"]]
         runs.append(dict(anchor=anchor(r["dataset"], r["method"], r["shot"], r["seed"]),
                          key=f'{r["dataset"]}/{r["method"]}/shot-{r["shot"]}/seed-{r["seed"]}', seed=r["seed"],
-                         n_train=m.get("n_train", ""), best_epoch=m.get("best_epoch", ""), epochs_run=m.get("epochs_run", ""),
+                         n_train=m.get("n_train", ""), epochs=epochs_trained(Path(r["run_dir"]), m)["text"],
                          wall_s=m.get("wall_s"), device=value(m, "device"), fingerprint=value(m, "data_fingerprint"),
                          commit=value(m, "git_commit")[:12]))
     return dict(study=study, runs=runs, total=pd.to_numeric(df["wall_s"], errors="coerce").sum()), warnings
@@ -365,11 +365,8 @@ def checks(df: pd.DataFrame, summary: pd.DataFrame, level: float, test: str, bas
             short = summary[summary["n_paired"].notna() & (summary["n_paired"] < summary["n"])]
             if not short.empty:
                 out.append(f"{len(short)} cells share fewer seeds with `none` than they have; tests use shared seeds only")
-            npair = summary["n_paired"].dropna()
-            if test in ("both", "wilcoxon") and len(npair) and (2.0 / 2 ** npair.max()) >= level:
-                k = int(npair.max())
-                out.append(f"with {k} paired seeds the smallest possible two-sided Wilcoxon p is 2/2^{k} = {2 / 2 ** k:.3g} "
-                           f">= {level:g}: no cell can be bold. Use 6 or more seeds (or --test t) to be able to detect a difference.")
+            if power_note(summary, level, test):
+                out.append(power_note(summary, level, test))
     return out
 
 

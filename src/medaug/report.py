@@ -19,8 +19,8 @@ import pandas as pd
 from .errors import MedaugError
 from .io_utils import output_folder, save_with, write_text
 from .results import (KEYS, LOWER_BETTER, MAIN_METRICS, MASK_METRICS, TESTS, cell_text, collect,  # noqa: F401  (public here too)
-                      is_number, mark_significance, method_order, read_history, report_metrics, run_keys, shot_key,
-                      summarise, table_cells, table_legend)
+                      is_number, mark_significance, method_order, power_note, read_history, report_metrics, run_keys,
+                      rule_text, shot_key, summarise, table_cells, table_legend)
 
 FORMATS = ("md", "csv", "latex")
 
@@ -172,7 +172,8 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
 
     lines = [f"# medaug report: {root}", "",
              f"{len(df)} runs; methods: {', '.join(method_order(df['method']))}; seeds per cell as n.",
-             table_legend(level, test, baseline, ci_level=ci_level if bootstrap else None), "", "## Main table (test split)", "",
+             table_legend(level, test, baseline, ci_level=ci_level if bootstrap else None)
+             + (" " + power_note(summary, level, test) if power_note(summary, level, test) else ""), "", "## Main table (test split)", "",
              main_markdown(summary, metrics)]
     for metric in metrics:
         tests = summary[(summary["metric"] == metric) & summary["diff"].notna()] if "diff" in summary else pd.DataFrame()

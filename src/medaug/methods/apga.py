@@ -162,6 +162,7 @@ def erase(x: torch.Tensor, a: torch.Tensor, fill: str = "zero") -> torch.Tensor:
 class APGA(Method):
     name = "apga"
     needs_baseline = True
+    presets = tuple(PRESETS)
 
     @dataclasses.dataclass
     class Options:

@@ -40,6 +40,8 @@ class Method:
     needs_baseline: ClassVar[bool] = False
     #: Default epochs of stage 2 (the classifier fine-tuned without the method) when the config says -1.
     finetune_epochs: ClassVar[int] = 0
+    #: The values of the option ``preset``, each filling in the options left unset ('' or None); () = no presets.
+    presets: ClassVar[tuple[str, ...]] = ()
 
     @dataclasses.dataclass
     class Options:
