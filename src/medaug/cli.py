@@ -164,6 +164,54 @@ def report(
 
 
 @app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A finished run folder (holding config.toml, best.pt and metrics.json)."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders of images (searched recursively; mask files left out)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the CSV here (a new file) instead of to stdout."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+):
+    """Class probabilities of new images as CSV (path, predicted, p_<class> ...), with the run's own preprocessing
+    (gray, resized to its size) and its method's test-time rule."""
+    from .inference import load_run, predict_table
+    from .io_utils import write_text
+
+    if out_file is not None and out_file.exists():
+        raise MedaugError(f"--out {out_file}: exists; choose a new file (medaug does not overwrite files it did not write)")
+    loaded = load_run(run_dir, device)
+    table = predict_table(loaded, images)
+    text = table.to_csv(index=False, float_format="%.6f")
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        write_text(out_file, text)
+    rule = loaded.rule or "none (the plain classifier)"
+    Console(stderr=True, markup=False, emoji=False, highlight=False).print(
+        f"predicted {len(table)} image(s) with {run_dir} ({loaded.cfg.model}, {loaded.cfg.size} px, method "
+        f"{loaded.metrics.get('method')}; test-time rule: {rule})" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A finished run folder (holding config.toml, best.pt, metrics.json, predictions.npz)."),
+    fmt: str = typer.Option("torchscript", "--format", help="torchscript | onnx (onnx needs: pip install 'medaug[onnx]')."),
+    out_file: Path = typer.Option(..., "--out", help="The file to write, e.g. model.pt or model.onnx (its model card goes beside it)."),
+    data: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since the run (the check runs on its test split)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a file medaug exported there before (never another file)."),
+):
+    """Export the run's model (images in [0, 1] -> class probabilities) and check it reproduces the run's test predictions."""
+    from .inference import ATOL, export_run
+
+    r = export_run(run_dir, fmt, out_file, data=str(data) if data else None, overwrite=overwrite)
+    what = ("with the method's test-time rule" if r.rule_exported else "the plain classifier"
+            + (" (the run's test-time rule is not in it)" if r.notes else " (the run's method has no test-time rule)"))
+    out.print(f"exported {r.path} ({fmt}): {what}")
+    for note in r.notes:
+        out.print(f"note: {note}")
+    out.print(f"checked: on {r.n} test images it reproduces {r.compared} to {r.max_diff:.2g} (tolerance {ATOL:g})")
+    out.print(f"model card: {r.card}")
+
+
+@app.command()
 def reproduce(
     run_dir: Path = typer.Argument(..., help="A finished run folder (holding config.toml and metrics.json)."),
     device: Optional[str] = typer.Option(None, help="Device to re-run on \\[default: the device type the run used]."),

@@ -9,6 +9,7 @@ A run folder holds::
     log.jsonl        one line per epoch: train losses, validation metrics, time
     metrics.json     written last and atomically: its presence means the run is finished
     predictions.npz  test-set probabilities, labels and study ids (for ROC, calibration, reports)
+    model_card.md    data, classes, config, metrics with their split, intended use and its limits
     masks.png        test images with the masks the method keeps, when it has masks
     mask_history.npz masks of fixed validation images after every epoch (watch a policy learn)
 """
@@ -43,6 +44,7 @@ from .io_utils import output_folder, remove_output, save_npz, save_torch, write_
 from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
 from .metrics import classification_metrics, mask_metrics
+from .model_card import write_card
 from .models.classifiers import classifier_info, create_classifier
 from .progress import NullProgress, console, make_progress
 from . import tracking
@@ -640,6 +642,9 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
     result.update(extra or {})
     if run.lead:
         _write_artifacts(run.out, dataset, test_probs, test_masks, state, run.snap_idx)
+        if not stage:  # the run's model card (data, config, metrics, intended use); a stage folder is part of its run
+            saved = {**run.record.to_dict(), "method_options": resolved_options(run.record.method, run.record.method_options)}
+            write_card(run.out / "model_card.md", result, saved, method.test_time_rule())
         write_json(run.out / "metrics.json", result)  # last: its presence marks the run finished
     run.track.finish(result, run.out)
     return result
