@@ -121,7 +121,7 @@ def check_dataset(root: str | Path, fmt: str = "auto", sample: int | None = 500,
 
 
 def mask_summary(index: DataIndex) -> str:
-    """'437 of 780 images have a mask (<stem>_mask 437; several masks merged by union: 17 images, e.g. x.png)', or how to add them."""
+    """'N of M images have a mask (<stem>_mask: n, ...; several masks merged by union: k image(s), e.g. x.png)', or how to add masks."""
     rois = index.frame["roi"]
     has = rois != ""
     if not has.any():
