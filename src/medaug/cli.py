@@ -185,9 +185,11 @@ def predict(
     else:
         write_text(out_file, text)
     rule = loaded.rule or "none (the plain classifier)"
-    Console(stderr=True, markup=False, emoji=False, highlight=False).print(
-        f"predicted {len(table)} image(s) with {run_dir} ({loaded.cfg.model}, {loaded.cfg.size} px, method "
-        f"{loaded.metrics.get('method')}; test-time rule: {rule})" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
+    err = Console(stderr=True, markup=False, emoji=False, highlight=False)
+    err.print(f"predicted {len(table)} image(s) with {run_dir} ({loaded.cfg.model}, {loaded.cfg.size} px, method "
+              f"{loaded.metrics.get('method')}; test-time rule: {rule})" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
+    if loaded.cfg.crop != "none":
+        err.print(f"note: the run trained on boxed regions (crop = {loaded.cfg.crop}); give it images cropped the same way", soft_wrap=True)
 
 
 @app.command()
