@@ -104,3 +104,16 @@ def test_train_flags_come_from_train_config(tiny_data, tmp_path):
                                 ("--epochs", "0", "epochs must be >= 1")):
         assert_clean_error(medaug("train", "--data", tiny_data, flag, value, "--out", tmp_path / "r"), needle)
         assert not (tmp_path / "r").exists()
+
+
+def test_methods_shows_the_values_each_preset_sets():
+    """apga's options read as they run (preset learn filled in), not as '' / None, and each other preset's values."""
+    from medaug.methods.apga import PRESETS
+
+    text = " ".join(medaug("methods", env={"COLUMNS": "400"}).stdout.split())
+    apga = text[text.index("apga (starts from"):text.index("classical")]
+    assert "action='bernoulli'" in apga and "prior_steps=100" in apga and "policy_width=8" in apga
+    assert "=''," not in apga.replace("policy_weights=''", "") and "=None" not in apga
+    for name in ("paper", "code"):
+        assert f"preset={name} sets: action='threshold'" in apga
+    assert f"policy_width={PRESETS['paper']['policy_width']}" in apga.split("preset=paper sets:")[1]

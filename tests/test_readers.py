@@ -194,3 +194,138 @@ def test_each_reader_trains_end_to_end(tmp_path, layout):
         data = imagefolder(tmp_path / "d", split=layout.endswith("split"), n=8)
     result = fit(TrainConfig(data=str(data), size=32, epochs=1, batch_size=8, progress=False, cache=str(tmp_path / "c")), tmp_path / "run")
     assert result["n_train"] > 0 and result["n_test"] > 0 and 0 <= result["test"]["accuracy"] <= 1
+
+
+# --- masks by the conventions public datasets use -------------------------------------------------------
+
+def mask_png(path: Path, box: tuple[int, int, int, int] | None, size: int = 24) -> Path:
+    """A 0/255 mask with the box (y1, y2, x1, x2) set; None = an empty mask (BUSI's normal images)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.zeros((size, size), np.uint8)
+    if box:
+        arr[box[0]:box[1], box[2]:box[3]] = 255
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def busi(root: Path, n: int = 4) -> Path:
+    """The breast-ultrasound (BUSI) layout: 'benign (1).png' with 'benign (1)_mask.png' beside it, a second
+    lesion as 'benign (1)_mask_1.png', normal images with empty masks; 'benign (4).png' has none."""
+    for c, cls in enumerate(("benign", "malignant", "normal")):
+        for i in range(1, n + 1):
+            png(root / cls / f"{cls} ({i}).png", value=100 + 10 * c + i)
+            if (cls, i) != ("benign", n):
+                mask_png(root / cls / f"{cls} ({i})_mask.png", None if cls == "normal" else (2, 8, 2, 8))
+    mask_png(root / "benign" / "benign (1)_mask_1.png", (16, 22, 16, 22))
+    return root
+
+
+def test_busi_masks_are_masks_not_images_and_several_are_merged(tmp_path):
+    from medaug.data.io import load_sample
+
+    index = read_index(busi(tmp_path / "Dataset_BUSI_with_GT"))
+    frame = index.frame
+    assert index.format == "imagefolder" and index.classes == ["benign", "malignant", "normal"]
+    assert len(frame) == 12 and not any("_mask" in Path(p).name for p in frame.path)  # 12 images, not 12 + 12 masks
+    first = frame[frame.path.str.endswith("benign (1).png")].iloc[0]
+    assert [Path(m).name for m in first.roi.split("|")] == ["benign (1)_mask.png", "benign (1)_mask_1.png"]
+    _, roi = load_sample(first, 24)
+    assert roi[4, 4] == 1 and roi[18, 18] == 1 and roi.sum() == 2 * 36  # the union of both lesions
+    assert frame[frame.path.str.endswith("benign (4).png")].roi.iloc[0] == ""
+    r = check_dataset(tmp_path / "Dataset_BUSI_with_GT", sample=None)
+    assert r.masks.startswith("11 of 12 images have a mask (<stem>_mask: 10, <stem>_mask + <stem>_mask_N: 1;")
+    assert "several masks merged by union: 1 image(s)" in r.masks and not r.problems
+
+
+def test_seg_roi_masks_folder_and_csv_mask_conventions(tmp_path):
+    # <stem>_seg and <stem>_roi beside the image; a mask without its image is noted, never read as an image
+    for cls, kind in (("a", "seg"), ("b", "roi")):
+        for i in range(3):
+            png(tmp_path / "f" / cls / f"x{i}.png", value=10 * ord(cls) + i)
+            mask_png(tmp_path / "f" / cls / f"x{i}_{kind}.png", (0, 4, 0, 4))
+    mask_png(tmp_path / "f" / "a" / "lost_seg.png", (0, 4, 0, 4))
+    index = read_index(tmp_path / "f")
+    assert len(index.frame) == 6 and (index.frame.roi != "").all()
+    assert index.info["orphan_masks"] == [str(tmp_path / "f" / "a" / "lost_seg.png")]
+    r = check_dataset(tmp_path / "f", sample=None)
+    assert not r.duplicates and not r.problems
+    assert "6 of 6 images have a mask (<stem>_roi: 3, <stem>_seg: 3)" in r.masks
+    assert any("1 mask file(s) without an image" in n and "lost_seg.png" in n for n in r.notes)
+    # COVID-19 radiography's masks/ folder beside images/, here inside a split layout (read as ImageFolder)
+    for split in ("train", "test"):
+        for cls in ("COVID", "Normal"):
+            for i in range(3):
+                png(tmp_path / "s" / split / cls / "images" / f"{cls}-{i}.png", value=len(split) * 7 + ord(cls[0]) + i)
+                mask_png(tmp_path / "s" / split / cls / "masks" / f"{cls}-{i}.png", (4, 12, 2, 9))
+    index = read_index(tmp_path / "s")
+    assert index.format == "imagefolder" and len(index.frame) == 12
+    assert all(Path(p).parent.name == "images" for p in index.frame.path)
+    assert all(Path(r).parent.name == "masks" and Path(r).name == Path(p).name for p, r in zip(index.frame.path, index.frame.roi))
+    assert "12 of 12 images have a mask (masks/ folder: 12)" in check_dataset(tmp_path / "s", sample=None).masks
+    # a CSV's mask column (several masks separated by |)
+    for i in range(4):
+        png(tmp_path / "c" / f"{i}.png", value=200 + i)
+        mask_png(tmp_path / "c" / f"{i}-lesion.png", (0, 6, 0, 6))
+    mask_png(tmp_path / "c" / "0-second.png", (10, 14, 10, 14))
+    rows = [f"{i}.png,{'ab'[i % 2]},{i}-lesion.png" + ("|0-second.png" if i == 0 else "") for i in range(4)]
+    (tmp_path / "c" / "list.csv").write_text("path,label,mask\n" + "\n".join(rows) + "\n")
+    index = read_index(tmp_path / "c")
+    assert (index.frame.roi != "").all() and index.frame.roi.iloc[0].count("|") == 1
+    assert "4 of 4 images have a mask (CSV column: 4; several masks merged by union: 1 image(s)" in check_dataset(tmp_path / "c").masks
+
+
+def test_mask_metrics_work_on_busi_masks(tmp_path):
+    """The mask metrics count the images whose mask marks a lesion (not the empty masks, not the images without one)."""
+    from medaug.data.cache import load_dataset
+
+    root = busi(tmp_path / "b", n=8)
+    ds = load_dataset(root, size=24, progress=False)
+    for split in (ds.train, ds.valid, ds.test):
+        assert split.rois is not None and split.has_roi is not None
+        assert list(split.has_roi) == [not p.endswith("benign (8).png") for p in split.paths]
+    result = fit(TrainConfig(data=str(root), size=24, epochs=1, batch_size=4, method="cutout", progress=False,
+                             cache=str(tmp_path / "c")), tmp_path / "run")
+    lesions = int(sum(("normal" not in p) and not p.endswith("benign (8).png") for p in ds.test.paths))
+    assert result["mask"]["n_roi"] == lesions and 0 <= result["mask"]["mask_iou"] <= 1
+    saved = np.load(tmp_path / "run" / "masks.npz")
+    assert "has_roi" in saved and saved["has_roi"].dtype == bool
+
+
+# --- exact duplicates: label conflicts, copies across and within splits --------------------------------
+
+def test_check_finds_duplicates_within_and_across_splits_and_classes(tmp_path):
+    root = imagefolder(tmp_path / "d", n=4)  # unsplit: benign0..3, malignant0..3
+    shutil.copy(root / "benign" / "benign0.png", root / "malignant" / "same-bytes.png")  # a label conflict
+    shutil.copy(root / "benign" / "benign1.png", root / "benign" / "copy of benign1.png")  # a copy within the class
+    r = check_dataset(root, sample=None)
+    kinds = [d.kind for d in r.duplicates]
+    assert kinds == ["label conflict", "same class"]
+    assert r.duplicates[0].describe(r.index.classes).endswith("benign0.png (benign) = " + str(root / "malignant" / "same-bytes.png") + " (malignant)")
+    assert any("1 label conflict(s)" in p and "allow_label_conflicts" in p for p in r.problems)
+    assert any("identical files within one class" in n and "may put copies in train and test" in n for n in r.notes)
+    proc = subprocess.run([sys.executable, "-m", "medaug", "data", "check", str(root)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "label conflict: " in proc.stdout and "same class: " in proc.stdout
+    # a CSV listing one path under two labels is a label conflict too
+    for i in range(4):
+        png(tmp_path / "c" / f"{i}.png", value=50 + i)
+    (tmp_path / "c" / "list.csv").write_text("path,label\n0.png,a\n1.png,a\n2.png,b\n3.png,b\n0.png,b\n")
+    r = check_dataset(tmp_path / "c", sample=None)
+    assert [d.kind for d in r.duplicates] == ["label conflict"]
+    assert r.duplicates[0].describe(r.index.classes).endswith("0.png listed 2 times as a and b")
+
+
+def test_training_refuses_label_conflicts_unless_told(tmp_path):
+    root = imagefolder(tmp_path / "d", n=8)
+    shutil.copy(root / "benign" / "benign0.png", root / "malignant" / "same-bytes.png")
+    cmd = [sys.executable, "-m", "medaug", "train", "--data", str(root), "--size", "24", "--epochs", "1", "--batch-size", "4",
+           "--no-progress", "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = " ".join(proc.stderr.split())  # Rich wraps the one line on narrow terminals
+    assert "1 label conflict(s)" in line and "benign0.png (benign)" in line and "same-bytes.png (malignant)" in line
+    assert "allow_label_conflicts = true" in line and "--allow-label-conflicts" in line
+    assert not (tmp_path / "run").exists()  # nothing half-written
+    (tmp_path / "run.toml").write_text("[train]\nallow_label_conflicts = true\n")
+    proc = subprocess.run(cmd + ["--config", str(tmp_path / "run.toml")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "label conflict(s) kept" in proc.stderr

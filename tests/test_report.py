@@ -276,3 +276,97 @@ def test_run_notes_name_different_budgets_and_kept_starts():
                         "in 2/2 runs.")
     equal = [{**r, "classifier_epochs": 15, "budget": "equal", "kept_start": 0} for r in rows]
     assert run_notes(pd.DataFrame(equal)) == []
+
+
+def test_gallery_says_no_mask_where_an_image_has_none(tmp_path):
+    """A tile's caption is its IoU against the image's mask, 'empty mask' (a mask marking nothing, e.g. a
+    normal image) or 'no mask' (no mask file), never 'no finding', which reads as a diagnosis."""
+    from medaug.html_report import gallery
+
+    images = np.full((3, 8, 8), 128, np.uint8)
+    masks = np.ones((3, 8, 8), np.uint8)
+    rois = np.zeros((3, 8, 8), np.uint8)
+    rois[0, :4] = 1
+    run = tmp_path / "d" / "cutout" / "shot-all" / "seed-0"
+    run.mkdir(parents=True)
+    np.savez(run / "masks.npz", images=images, masks=masks, rois=rois, has_roi=np.array([True, True, False]))
+    df = pd.DataFrame([dict(dataset="d", shot="all", method="cutout", seed=0, run_dir=str(run), mask_iou=0.5)])
+    captions = [t["caption"] for t in gallery(df)[0]["rows"][0]["tiles"]]
+    assert captions == ["IoU 0.50", "empty mask", "no mask"]
+    np.savez(run / "masks.npz", images=images, masks=masks, rois=rois)  # written before has_roi was recorded
+    assert [t["caption"] for t in gallery(df)[0]["rows"][0]["tiles"]] == ["IoU 0.50", "no mask", "no mask"]
+    np.savez(run / "masks.npz", images=images, masks=masks)  # a dataset without masks
+    assert {t["caption"] for t in gallery(df)[0]["rows"][0]["tiles"]} == {"no mask"}
+
+
+def _fake_runs(root: Path, values: dict[str, list[float]]) -> Path:
+    """metrics.json files only: method -> test accuracy per seed (the layout `medaug run` writes)."""
+    import json
+
+    for method, accs in values.items():
+        for seed, acc in enumerate(accs):
+            run = root / "d" / method / "shot-all" / f"seed-{seed}"
+            run.mkdir(parents=True)
+            (run / "metrics.json").write_text(json.dumps({"method": method, "seed": seed, "n_shot": 0,
+                                                          "test": {"accuracy": acc, "auroc": acc}}))
+    return root
+
+
+def test_console_footer_states_the_rule_the_stars_follow(tmp_path):
+    """With 3 seeds the t-test passes but the Wilcoxon test cannot: no *, and the footer says why (it once
+    printed '* = better than none (paired t-test)' and starred by the t-test alone)."""
+    runs = _fake_runs(tmp_path / "three", {"none": [0.70, 0.71, 0.72], "better": [0.80, 0.815, 0.82]})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "medaug", "report", str(runs)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "0.812±0.010 " in text and "0.812±0.010*" not in text
+    assert ("* = beats `none`: the mean paired difference over seeds is in the metric's good direction and p < 0.05 in both "
+            "the paired t-test and the Wilcoxon signed-rank test (two-sided, across seeds, Holm-adjusted over the metric's table)") in text
+    assert "with 3 paired seeds the smallest possible two-sided Wilcoxon p is 2/2^3 = 0.25" in text
+    assert "with 3 paired seeds" in (runs / "report" / "report.md").read_text()
+    proc = subprocess.run([sys.executable, "-m", "medaug", "report", str(runs), "--out", str(tmp_path / "t"), "--test", "t"],
+                          capture_output=True, text=True, env=env)
+    text = " ".join(proc.stdout.split())
+    assert "0.812±0.010*" in text and "p < 0.05 in the paired t-test (two-sided" in text and "Wilcoxon p is" not in text
+    six = _fake_runs(tmp_path / "six", {"none": [0.70, 0.71, 0.72, 0.70, 0.71, 0.72], "better": [0.80, 0.815, 0.82, 0.81, 0.80, 0.83]})
+    text = " ".join(subprocess.run([sys.executable, "-m", "medaug", "report", str(six)], capture_output=True, text=True, env=env).stdout.split())
+    assert "*" in text.split("n = seeds")[0] and "Wilcoxon p is" not in text
+
+
+def test_report_track_tensorboard_says_where_it_wrote(tmp_path):
+    pytest.importorskip("tensorboard", reason="pip install tensorboard (requirements-lock.txt installs it)")
+    runs = _fake_runs(tmp_path / "runs", {"none": [0.70, 0.71], "other": [0.72, 0.70]})
+    proc = subprocess.run([sys.executable, "-m", "medaug", "report", str(runs), "--track", "tensorboard"], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "300"})
+    assert proc.returncode == 0, proc.stderr
+    where = runs / "report" / "tensorboard"
+    assert f"tracked: TensorBoard event files in {where} (view: tensorboard --logdir {where})" in " ".join(proc.stdout.split())
+    assert any(where.glob("events.out.tfevents.*"))
+
+
+def test_best_epochs_counts_every_epoch_the_classifier_trained(tmp_path):
+    """A staged run (15 epochs with its method in heated/, then 10 fine-tuning) shows 25, not '10/10'; a run
+    that starts from a baseline adds that run's epochs."""
+    import json
+
+    from medaug.results import epochs_trained
+
+    none = tmp_path / "runs" / "d" / "none" / "shot-all" / "seed-0"
+    (none / "heated").mkdir(parents=True)
+    (none / "heated" / "metrics.json").write_text(json.dumps({"method": "none", "seed": 0, "stage": "heated", "test": {},
+                                                             "best_epoch": 14, "epochs_run": 15}))
+    (none / "metrics.json").write_text(json.dumps({"method": "none", "seed": 0, "test": {"accuracy": 0.7}, "best_epoch": 10,
+                                                  "epochs_run": 10, "selection": "mean of the last 3 epochs' weights",
+                                                  "stages": {"heated_epochs": 15, "finetune_epochs": 10}}))
+    (none / "config.toml").write_text('[train]\nmethod = "none"\nbaseline = ""\n')
+    apga = tmp_path / "runs" / "d" / "apga" / "shot-all" / "seed-0"
+    apga.mkdir(parents=True)
+    (apga / "metrics.json").write_text(json.dumps({"method": "apga", "seed": 0, "test": {"accuracy": 0.7}, "best_epoch": 12,
+                                                  "epochs_run": 15}))
+    (apga / "config.toml").write_text(f'[train]\nmethod = "apga"\nbaseline = "{none}"\n')
+    assert epochs_trained(none)["text"] == "10/10 (25 in all: 15 heated + 10 fine-tuning)"
+    assert epochs_trained(apga)["total"] == 40
+    assert epochs_trained(apga)["text"] == "12/15 (40 in all: 25 baseline (none) + 15 own)"
+    page = (write_report(tmp_path / "runs", tmp_path / "rep", html=True) / "report.html").read_text()
+    assert "10/10 (25 in all: 15 heated + 10 fine-tuning)" in page and "best/epochs (all epochs trained)" in page

@@ -158,7 +158,7 @@ def report(
     from .report import write_report
 
     folder = write_report(runs_dir, out_dir, level, fmt=fmt, bootstrap=bootstrap, test=test, html=html, metrics=metric or None, baseline=baseline)
-    print_summary(runs_dir)
+    print_summary(runs_dir, level, test, baseline)
     if fmt:
         out.print(f"main table: {folder / {'md': 'main_table.md', 'csv': 'main_table.csv', 'latex': 'main_table.tex'}[fmt]}")
     if html:
@@ -171,7 +171,58 @@ def report(
             if (folder / name).is_file():
                 tracker.log_artifact(folder / name)
         tracker.close()
+        out.print(f"tracked: {tracker.where()}")
     out.print(f"report: {folder / 'report.md'}")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A finished run folder (holding config.toml, best.pt and metrics.json)."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders of images (searched recursively; mask files left out)."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Write the CSV here (a new file) instead of to stdout."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+):
+    """Class probabilities of new images as CSV (path, predicted, p_<class> ...), with the run's own preprocessing
+    (gray, resized to its size) and its method's test-time rule."""
+    from .inference import load_run, predict_table
+    from .io_utils import write_text
+
+    if out_file is not None and out_file.exists():
+        raise MedaugError(f"--out {out_file}: exists; choose a new file (medaug does not overwrite files it did not write)")
+    loaded = load_run(run_dir, device)
+    table = predict_table(loaded, images)
+    text = table.to_csv(index=False, float_format="%.6f")
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        write_text(out_file, text)
+    rule = loaded.rule or "none (the plain classifier)"
+    err = Console(stderr=True, markup=False, emoji=False, highlight=False)
+    err.print(f"predicted {len(table)} image(s) with {run_dir} ({loaded.cfg.model}, {loaded.cfg.size} px, method "
+              f"{loaded.metrics.get('method')}; test-time rule: {rule})" + (f"; wrote {out_file}" if out_file else ""), soft_wrap=True)
+    if loaded.cfg.crop != "none":
+        err.print(f"note: the run trained on boxed regions (crop = {loaded.cfg.crop}); give it images cropped the same way", soft_wrap=True)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A finished run folder (holding config.toml, best.pt, metrics.json, predictions.npz)."),
+    fmt: str = typer.Option("torchscript", "--format", help="torchscript | onnx (onnx needs: pip install 'medaug[onnx]')."),
+    out_file: Path = typer.Option(..., "--out", help="The file to write, e.g. model.pt or model.onnx (its model card goes beside it)."),
+    data: Optional[Path] = typer.Option(None, help="Dataset folder, if it moved since the run (the check runs on its test split)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a file medaug exported there before (never another file)."),
+):
+    """Export the run's model (images in [0, 1] -> class probabilities) and check it reproduces the run's test predictions."""
+    from .inference import ATOL, export_run
+
+    r = export_run(run_dir, fmt, out_file, data=str(data) if data else None, overwrite=overwrite)
+    what = ("with the method's test-time rule" if r.rule_exported else "the plain classifier"
+            + (" (the run's test-time rule is not in it)" if r.notes else " (the run's method has no test-time rule)"))
+    out.print(f"exported {r.path} ({fmt}): {what}")
+    for note in r.notes:
+        out.print(f"note: {note}")
+    out.print(f"checked: on {r.n} test images it reproduces {r.compared} to {r.max_diff:.2g} (tolerance {ATOL:g})")
+    out.print(f"model card: {r.card}")
 
 
 @app.command()
@@ -206,14 +257,15 @@ SHORT = {"accuracy": "acc", "balanced_accuracy": "bal acc", "macro_f1": "F1", "a
          "mask_iou": "mask IoU", "pointing": "pointing", "saliency_auroc": "sal AUROC"}
 
 
-def print_summary(runs_dir: Path) -> None:
-    """Rich table per (dataset, shot): one row per method, mean ± std over seeds per metric."""
-    from .report import LOWER_BETTER, MAIN_METRICS, MASK_METRICS, collect, method_order, summarise
-    from .results import ORDINAL_METRICS
+def print_summary(runs_dir: Path, level: float = 0.05, test: str = "both", baseline: str = "none") -> None:
+    """Rich table per (dataset, shot): one row per method, mean ± std over seeds per metric, * where the
+    method beats ``baseline`` by the report's rule (:func:`medaug.results.mark_significance`), stated below."""
+    from .report import MAIN_METRICS, MASK_METRICS, collect, mark_significance, method_order, power_note, rule_text, summarise
+    from .results import ORDINAL_METRICS, run_notes
 
     df = collect(runs_dir)
     metrics = [m for m in MAIN_METRICS + ORDINAL_METRICS + MASK_METRICS if m in df]
-    summary = summarise(df, metrics)
+    summary = mark_significance(summarise(df, metrics, baseline=baseline), level, test)
     for (dataset, shot), group in summary.groupby(["dataset", "shot"]):
         table = Table(title=f"{dataset}, shot {shot}: test metrics, mean ± std over seeds", title_justify="left")
         table.add_column("method", no_wrap=True)
@@ -228,13 +280,16 @@ def print_summary(runs_dir: Path) -> None:
                     cells.append("")
                     continue
                 r = rows.loc[m]
-                better = r.get("t_p_holm", float("nan")) < 0.05 and r.get("diff", 0) * (-1 if m in LOWER_BETTER else 1) > 0
                 nan = f" NaN {int(r['n_nan'])}" if "n_nan" in r and r["n_nan"] == r["n_nan"] and r["n_nan"] else ""
-                cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if better else "") + nan)
+                cells.append(f"{r['mean']:.3f}±{r['std']:.3f}" + ("*" if r["better"] else "") + nan)
             table.add_row(method, str(int(rows["n"].max())), *cells)
         out.print(table)
-    out.print("n = seeds; * = better than none (paired t-test across seeds, Holm-adjusted p < 0.05); "
-              "mask IoU: kept region vs true finding" + ("; MAE: mean absolute error in grades (lower is better)" if "mae" in metrics else ""))
+    out.print(f"n = seeds; * = {rule_text(level, test, baseline)}; mask IoU: kept region vs true finding"
+              + ("; MAE: mean absolute error in grades (lower is better)" if "mae" in metrics else ""))
+    if power_note(summary, level, test):
+        out.print(f"note: {power_note(summary, level, test)}")
+    for note in run_notes(df):
+        out.print(f"note: {note}")
 
 
 DEMO_APGA = {"policy_width": 8, "policy_size": 32, "step": "fused"}
@@ -404,17 +459,21 @@ def transfer(
 
 @app.command("methods")
 def list_methods():
-    """List augmentation methods and their options (defaults)."""
-    import dataclasses
+    """List augmentation methods and their options with the values they run with (presets filled in)."""
+    from .methods import METHODS, resolved_options
 
-    from .methods import METHODS
-
-    table = Table(title="methods")
+    table = Table(title="methods: options as they run by default; a preset sets the options you leave unset")
     table.add_column("name")
     table.add_column("options (default)")
     for name in METHODS.names():
         cls = METHODS.get(name)
-        opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Options))
+        defaults = resolved_options(name, {})
+        opts = ", ".join(f"{k}={v!r}" for k, v in defaults.items())
+        for preset in cls.presets:
+            if preset != defaults.get("preset"):
+                values = resolved_options(name, {"preset": preset})
+                changed = ", ".join(f"{k}={v!r}" for k, v in values.items() if k != "preset" and v != defaults[k])
+                opts += f"\npreset={preset} sets: {changed or '(the same values)'}"
         note = " (starts from `none`)" if cls.needs_baseline else ""
         note += f" (then {cls.finetune_epochs} epochs fine-tuning)" if cls.finetune_epochs else ""
         table.add_row(name + note, opts or "-")

@@ -97,6 +97,7 @@ class TrainConfig:
     classes: str = ""  #: merge or rename the data's classes, NEW=SOURCE,...;... in the order the new classes take, e.g. "no-oa=KL0,KL1;oa=KL2,KL3,KL4"; drop=SOURCE,... leaves classes out ('' = the data's classes)
     ordinal: bool = False  #: the classes are ordered grades (class index = grade): also report mae (mean absolute error in grades) and qwk (quadratic-weighted kappa)
     split_ratios: str = "60:25:15"  #: ratios train:valid:test of the patient-disjoint split of datasets without splits
+    allow_label_conflicts: bool = False  #: train even when identical images carry different labels (`medaug data check` lists them)
     size: Annotated[int, Range(ge=16)] = 64  #: image side in pixels after resizing
     method: str = "none"  #: augmentation method (`medaug methods` lists them and their options)
     method_options: dict = field(default_factory=dict)  #: the method's options (-o KEY=VALUE)

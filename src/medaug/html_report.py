@@ -33,8 +33,9 @@ import pandas as pd
 
 from . import __version__
 from .io_utils import write_text
-from .results import (CLASS_LEGEND, LOWER_BETTER, cell_text, class_tables, collect, is_number, mark_significance,
-                      method_order, read_history, report_metrics, shot_key, summarise, table_cells, table_legend)
+from .results import (CLASS_LEGEND, LOWER_BETTER, cell_text, class_tables, collect, epochs_trained, is_number,
+                      mark_significance, method_order, power_note, read_history, report_metrics, shot_key, summarise,
+                      table_cells, table_legend)
 
 @cache
 def templates() -> jinja2.Environment:
@@ -184,6 +185,17 @@ def tile_uri(image: np.ndarray, keep: np.ndarray | None, roi: np.ndarray | None)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def tile_caption(keep: np.ndarray, roi: np.ndarray | None, has_mask: bool | None) -> str:
+    """'IoU 0.42' against the image's mask; 'empty mask' (a mask file with no region, e.g. a normal image);
+    'no mask' (no mask file, or not known to have one: runs before masks.npz recorded it)."""
+    if roi is None or has_mask is False:
+        return "no mask"
+    iou = image_iou(keep, roi)
+    if math.isnan(iou):
+        return "empty mask" if has_mask else "no mask"
+    return f"IoU {iou:.2f}"
+
+
 def image_iou(keep: np.ndarray, roi: np.ndarray) -> float:
     k, r = keep.astype(bool), roi.astype(bool)
     return float((k & r).sum() / max((k | r).sum(), 1)) if r.any() else math.nan
@@ -227,7 +239,7 @@ def gallery(df: pd.DataFrame) -> list[dict]:
     """Per (dataset, shot): the lowest seed's masks.npz of every mask method on the same test images."""
     blocks = []
     for (dataset, shot), group in sorted(df.groupby(["dataset", "shot"]), key=lambda kv: (kv[0][0], shot_key(kv[0][1]))):
-        rows, images, rois = [], None, None
+        rows, images, rois, has_roi = [], None, None, None
         for method in method_order(group["method"]):
             runs = group[group["method"] == method].sort_values("seed")
             f = Path(runs.iloc[0]["run_dir"]) / "masks.npz"
@@ -236,6 +248,7 @@ def gallery(df: pd.DataFrame) -> list[dict]:
             data = np.load(f)
             images = data["images"] if images is None else images
             rois = data["rois"] if "rois" in data and rois is None else rois
+            has_roi = data["has_roi"] if "has_roi" in data and has_roi is None else has_roi
             iou = runs["mask_iou"].dropna() if "mask_iou" in runs else pd.Series(dtype=float)
             summary = (f"mask IoU {iou.mean():.3f} ± {iou.std(ddof=1) if len(iou) > 1 else 0:.3f} (n={len(iou)} seeds)"
                        if len(iou) else "no ground-truth regions")
@@ -248,8 +261,8 @@ def gallery(df: pd.DataFrame) -> list[dict]:
             tiles = []
             for i in range(min(len(images), len(masks))):
                 roi = None if rois is None else rois[i]
-                iou = image_iou(masks[i], roi) if roi is not None else math.nan
-                tiles.append(dict(uri=tile_uri(images[i], masks[i], roi), caption=f"IoU {iou:.2f}" if not math.isnan(iou) else "no finding"))
+                tiles.append(dict(uri=tile_uri(images[i], masks[i], roi),
+                                  caption=tile_caption(masks[i], roi, None if has_roi is None else bool(has_roi[i]))))
             hist = Path(run_dir) / "mask_history.png"
             block["rows"].append(dict(method=method, seed=seed, summary=summary, tiles=tiles,
                                       history=file_uri(hist) if hist.is_file() else None))
@@ -293,7 +306,7 @@ def run_section(run: pd.Series, metrics: dict, config_text: str) -> dict:
         per_class=per_class(labels, probs, classes) if probs is not None and len(classes) > 2 else None,
         mask=[(k, v) for k, v in mask.items() if isinstance(v, (int, float))] if mask else None,
         noise=file_uri(noise) if noise.is_file() else None,
-        warnings=test.get("warnings", []), best_epoch=metrics.get("best_epoch", "?"), epochs_run=metrics.get("epochs_run", "?"),
+        warnings=test.get("warnings", []), epochs=epochs_trained(folder, metrics)["text"],
         wall_s=metrics.get("wall_s"), folder=str(folder), device=prov.get("device", metrics.get("device", "?")),
         fingerprint=metrics.get("data_fingerprint", "?"), config=config_text)
 
@@ -329,7 +342,7 @@ def provenance(df: pd.DataFrame, meta: dict[str, dict]) -> tuple[dict, list[str]
         m = meta[r["run_dir"]]
         runs.append(dict(anchor=anchor(r["dataset"], r["method"], r["shot"], r["seed"]),
                          key=f'{r["dataset"]}/{r["method"]}/shot-{r["shot"]}/seed-{r["seed"]}', seed=r["seed"],
-                         n_train=m.get("n_train", ""), best_epoch=m.get("best_epoch", ""), epochs_run=m.get("epochs_run", ""),
+                         n_train=m.get("n_train", ""), epochs=epochs_trained(Path(r["run_dir"]), m)["text"],
                          wall_s=m.get("wall_s"), device=value(m, "device"), fingerprint=value(m, "data_fingerprint"),
                          commit=value(m, "git_commit")[:12]))
     return dict(study=study, runs=runs, total=pd.to_numeric(df["wall_s"], errors="coerce").sum()), warnings
@@ -353,11 +366,8 @@ def checks(df: pd.DataFrame, summary: pd.DataFrame, level: float, test: str, bas
             short = summary[summary["n_paired"].notna() & (summary["n_paired"] < summary["n"])]
             if not short.empty:
                 out.append(f"{len(short)} cells share fewer seeds with `none` than they have; tests use shared seeds only")
-            npair = summary["n_paired"].dropna()
-            if test in ("both", "wilcoxon") and len(npair) and (2.0 / 2 ** npair.max()) >= level:
-                k = int(npair.max())
-                out.append(f"with {k} paired seeds the smallest possible two-sided Wilcoxon p is 2/2^{k} = {2 / 2 ** k:.3g} "
-                           f">= {level:g}: no cell can be bold. Use 6 or more seeds (or --test t) to be able to detect a difference.")
+            if power_note(summary, level, test):
+                out.append(power_note(summary, level, test))
     return out
 
 

@@ -19,8 +19,8 @@ import pandas as pd
 from .errors import MedaugError
 from .io_utils import check_output_path, output_folder, save_with, staged, write_text
 from .results import (CLASS_LEGEND, CLASS_METRICS, KEYS, LOWER_BETTER, MAIN_METRICS, MASK_METRICS, TESTS,  # noqa: F401  (public here too)
-                      cell_text, class_tables, collect, is_number, mark_significance, method_order, read_history,
-                      report_metrics, run_keys, run_notes, shot_key, summarise, table_cells, table_legend)
+                      cell_text, class_tables, collect, is_number, mark_significance, method_order, power_note, read_history,
+                      report_metrics, rule_text, run_keys, run_notes, shot_key, summarise, table_cells, table_legend)
 
 FORMATS = ("md", "csv", "latex")
 
@@ -192,7 +192,8 @@ def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame,
 
     lines = [f"# medaug report: {root}", "",
              f"{len(df)} runs; methods: {', '.join(method_order(df['method']))}; seeds per cell as n.",
-             table_legend(level, test, baseline, ci_level=ci_level if bootstrap else None), "",
+             table_legend(level, test, baseline, ci_level=ci_level if bootstrap else None)
+             + (" " + power_note(summary, level, test) if power_note(summary, level, test) else ""), "",
              *[f"Note: {n}\n" for n in run_notes(df)], "## Main table (test split)", "", main_markdown(summary, metrics)]
     nan_runs = df[df["nan_metrics"] != ""] if "nan_metrics" in df else df.iloc[:0]
     if len(nan_runs):

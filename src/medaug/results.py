@@ -213,15 +213,32 @@ def cell_text(r: dict, digits: int = 3, pm: str = "±") -> str:
     return text
 
 
+TEST_NAMES = {"both": "both the paired t-test and the Wilcoxon signed-rank test", "t": "the paired t-test",
+              "wilcoxon": "the Wilcoxon signed-rank test"}
+
+
+def rule_text(level: float, test: str = "both", baseline: str = "none") -> str:
+    """The rule of :func:`mark_significance` in words: when a cell beats ``baseline`` (the console's * and the report's bold)."""
+    return (f"beats `{baseline}`: the mean paired difference over seeds is in the metric's good direction and p < {level:g} "
+            f"in {TEST_NAMES[test]} (two-sided, across seeds, Holm-adjusted over the metric's table)")
+
+
+def power_note(summary: pd.DataFrame, level: float, test: str = "both") -> str:
+    """'' or the sentence saying that with this few paired seeds the Wilcoxon test can never reach ``level``."""
+    npair = summary["n_paired"].dropna() if "n_paired" in summary else pd.Series(dtype=float)
+    if test not in ("both", "wilcoxon") or not len(npair) or (2.0 / 2 ** npair.max()) < level:
+        return ""
+    k = int(npair.max())
+    return (f"with {k} paired seeds the smallest possible two-sided Wilcoxon p is 2/2^{k} = {2 / 2 ** k:.3g} >= {level:g}: "
+            f"no cell can beat the baseline. Use 6 or more seeds (or --test t) to be able to detect a difference.")
+
+
 def table_legend(level: float, test: str = "both", baseline: str = "none", ci_level: float | None = None) -> str:
-    which = {"both": "a paired t-test and a Wilcoxon signed-rank test", "t": "a paired t-test",
-             "wilcoxon": "a Wilcoxon signed-rank test"}[test]
-    text = (f"Mean ± sample std over seeds; n = seeds in the cell. Bold: the best method of the row among those that "
-            f"beat `{baseline}` by {which} across seeds (two-sided, Holm-adjusted across the metric's table, "
-            f"p < {level:g}); * = beats `{baseline}` but not the best such. A higher mean without a significant "
-            f"test is not bold. COLLAPSED k/n: in k of the cell's runs the learned masks collapsed (kept < 1% or "
-            f"> 99% of the image for 3 epochs; metrics.json 'collapse'). NaN k/N: in k of the cell's N runs the metric "
-            f"is NaN in metrics.json (undefined there); the mean and the tests are over the other runs.")
+    text = (f"Mean ± sample std over seeds; n = seeds in the cell. A method {rule_text(level, test, baseline)}. Bold: the best "
+            f"method of the row among those that beat `{baseline}`; * = beats `{baseline}` but not the best such. A higher "
+            f"mean without a significant test is not bold. COLLAPSED k/n: in k of the cell's runs the learned masks collapsed "
+            f"(kept < 1% or > 99% of the image for 3 epochs; metrics.json 'collapse'). NaN k/N: in k of the cell's N runs "
+            f"the metric is NaN in metrics.json (undefined there); the mean and the tests are over the other runs.")
     if ci_level:
         text += f" Brackets: {ci_level:.0%} percentile bootstrap CI of the mean over seeds (crude with few seeds)."
     return text
@@ -265,6 +282,57 @@ def report_metrics(df: pd.DataFrame, wanted: list[str] | None = None) -> list[st
 def is_number(value) -> bool:
     """A real number that is not NaN (numpy floats included)."""
     return isinstance(value, (int, float, np.floating)) and not math.isnan(value)
+
+
+def epochs_trained(run: Path, m: dict | None = None, _depth: int = 0) -> dict:
+    """How many epochs the run's classifier trained, from its files: ``best`` and ``epochs`` of its last
+    stage (metrics.json best_epoch, epochs_run), ``total`` from initialisation, and ``parts`` [(count, what)]:
+    every epoch of the baseline run it started from (its config's ``baseline``, counted the same way), of
+    stage 1 of a staged run (``heated/``) and its own. ``text``: 'best/epochs' plus the total when other
+    stages count, e.g. '10/10 (25 in all: 15 heated + 10 fine-tuning)'."""
+    run = Path(run)
+    if m is None:
+        m = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    own, best = m.get("epochs_run"), m.get("best_epoch")
+    if not isinstance(own, int):
+        return {"best": best, "epochs": own, "total": None, "parts": [], "text": f"{best if best is not None else '?'}/?"}
+    parts = []
+    baseline = _baseline_of(run)
+    if baseline is not None and _depth < 4 and (baseline / "metrics.json").is_file():
+        b = epochs_trained(baseline, _depth=_depth + 1)["total"]
+        if b:
+            parts.append((b, f"baseline ({baseline.parent.parent.name if baseline.parent.name.startswith('shot-') else baseline.name})"))
+    stages = m.get("stages") if isinstance(m.get("stages"), dict) else None
+    if stages:
+        heated = _json(run / "heated" / "metrics.json").get("epochs_run", stages.get("heated_epochs"))
+        if isinstance(heated, int):
+            parts.append((heated, "heated"))
+    parts.append((own, "fine-tuning" if stages else "own"))
+    total = sum(n for n, _ in parts)
+    text = f"{best}/{own}"
+    if len(parts) > 1:
+        text += f" ({total} in all: " + " + ".join(f"{n} {what}" for n, what in parts) + ")"
+    return {"best": best, "epochs": own, "total": total, "parts": parts, "text": text}
+
+
+def _json(path: Path) -> dict:
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _baseline_of(run: Path) -> Path | None:
+    """The baseline run folder a run started from (its config.toml's train.baseline), or None."""
+    import tomllib
+
+    try:
+        train = tomllib.loads((run / "config.toml").read_text()).get("train", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    base = train.get("baseline") if isinstance(train, dict) else None
+    return Path(base) if isinstance(base, str) and base else None
 
 
 def read_history(run: Path) -> list[dict]:

@@ -29,6 +29,7 @@ KINDS = ("mlflow", "tensorboard")
 
 
 class Tracker(Protocol):
+    def where(self) -> str: ...
     def log_params(self, params: dict) -> None: ...
     def log_metrics(self, metrics: dict, step: int | None = None) -> None: ...
     def log_artifact(self, path: str | Path) -> None: ...
@@ -76,6 +77,11 @@ class MlflowTracker:
         mlflow.set_experiment(experiment)
         self.run = mlflow.start_run(run_name=run_name)
 
+    def where(self) -> str:
+        """Where the run was logged: its id and the tracking store (view: ``mlflow ui --backend-store-uri URI``)."""
+        uri = self.mlflow.get_tracking_uri()
+        return f"MLflow run {self.run.info.run_id} in {uri} (view: mlflow ui --backend-store-uri {uri})"
+
     def log_params(self, params: dict) -> None:
         self.mlflow.log_params(flat_params(params))
 
@@ -99,6 +105,10 @@ class TensorBoardTracker:
             raise _missing("tensorboard", "tensorboard") from None
         self.writer = SummaryWriter(str(log_dir))
         self.log_dir = Path(log_dir)
+
+    def where(self) -> str:
+        """The event files' folder (view: ``tensorboard --logdir DIR``)."""
+        return f"TensorBoard event files in {self.log_dir} (view: tensorboard --logdir {self.log_dir})"
 
     def log_params(self, params: dict) -> None:
         text = "\n".join(f"    {k} = {v}" for k, v in flat_params(params).items())

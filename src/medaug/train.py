@@ -9,6 +9,7 @@ A run folder holds::
     log.jsonl        one line per epoch: train losses, validation metrics, time
     metrics.json     written last and atomically: its presence means the run is finished
     predictions.npz  test-set probabilities, labels and study ids (for ROC, calibration, reports)
+    model_card.md    data, classes, config, metrics with their split, intended use and its limits
     masks.png        test images with the masks the method keeps, when it has masks
     mask_history.npz masks of fixed validation images after every epoch (watch a policy learn)
 """
@@ -36,6 +37,7 @@ from .config import TrainConfig, dump_toml
 from .context import Context
 from .data.cache import (ArraySplit, Dataset, cache_channels, cached, check_cache_root, default_cache_root, fingerprint,
                          is_cache, load_dataset, read_meta)
+from .data.duplicates import conflict_message
 from .data.index import read_index
 from .device import (barrier, check_memory, distributed, init_distributed, place, resolve_device, rng_state, seed_everything,
                      set_rng_state)
@@ -45,6 +47,7 @@ from .io_utils import (check_output_path, check_replaceable, load_torch, output_
 from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
 from .metrics import class_report, classification_metrics, mask_metrics
+from .model_card import write_card
 from .models.classifiers import classifier_info, create_classifier
 from .progress import console, live_view
 from . import tracking
@@ -201,12 +204,21 @@ def data_channels(cfg: TrainConfig) -> int:
 
 
 def load_data(cfg: TrainConfig) -> Dataset:
-    """The dataset a config asks for: read, cached, split, relabelled (``classes``), k-shot sampled with the run's seed."""
-    return load_dataset(
+    """The dataset a config asks for: read, cached, split, relabelled (``classes``), k-shot sampled with the run's seed.
+    Label conflicts (the same image under two classes) are refused unless ``cfg.allow_label_conflicts``."""
+    dataset = load_dataset(
         data_cache(cfg), size=cfg.size, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
         n_shot=cfg.n_shot or None, shot_seed=cfg.seed, progress=cfg.progress, split_ratios=cfg.split_ratios,
         classes=cfg.classes,
     )
+    conflicts = dataset.info.get("label_conflicts") or []
+    source = dataset.info.get("source_classes") or dataset.classes  # conflicts are found among the data's own classes
+    if conflicts and not cfg.allow_label_conflicts:
+        raise MedaugError(conflict_message(conflicts, source, cfg.data))
+    if conflicts:
+        dataset.info["warnings"] = [*dataset.info.get("warnings", []), f"{len(conflicts)} label conflict(s) kept "
+                                    f"(allow_label_conflicts), e.g. {conflicts[0].describe(source)}"]
+    return dataset
 
 
 def check_batch_memory(cfg: TrainConfig) -> None:
@@ -429,7 +441,7 @@ def data_inputs(cfg: TrainConfig) -> tuple[str, ...]:
 #: saved configs that lack a field were written before it existed, under this rule
 LEGACY_DEFAULTS = {"budget": "paper"}
 #: TrainConfig fields that do not change a run's results (where it runs and how it reports)
-NOT_IDENTITY = ("progress", "cache", "device", "eval_batch_size")
+NOT_IDENTITY = ("progress", "cache", "device", "eval_batch_size", "allow_label_conflicts")
 PATH_FIELDS = ("data", "baseline", "pretrained")
 
 
@@ -844,6 +856,9 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
     result.update(extra or {})
     if run.lead:
         _write_artifacts(run.out, dataset, test_probs, test_masks, state, run.snap_idx)
+        if not stage:  # the run's model card (data, config, metrics, intended use); a stage folder is part of its run
+            saved = {**run.record.to_dict(), "method_options": resolved_options(run.record.method, run.record.method_options)}
+            write_card(run.out / "model_card.md", result, saved, method.test_time_rule())
         write_json(run.out / "metrics.json", result)  # last: its presence marks the run finished
     run.track.finish(result, run.out)
     return result
@@ -859,6 +874,8 @@ def _write_artifacts(out: Path, dataset: Dataset, probs: np.ndarray, masks: np.n
         rois = None if test.rois is None else test.rois[pick]
         mask_grid(test.images[pick], masks[pick], rois, out / "masks.png")
         extra = {} if rois is None else {"rois": rois}
+        if rois is not None and test.has_roi is not None:
+            extra["has_roi"] = test.has_roi[pick]  # which images have a mask file ("no mask" in the gallery)
         save_npz(out / "masks.npz", images=test.images[pick], masks=masks[pick], **extra)
     if state["snapshots"]:
         from .figures import mask_history_grid

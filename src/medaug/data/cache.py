@@ -34,6 +34,7 @@ from ..io_utils import (file_digest, install, output_folder, preallocate, remove
                         write_json, writing)
 from ..progress import progress_bar
 from .classes import relabel
+from .duplicates import CONFLICT, duplicate_groups
 from .index import read_index
 from .table import DataIndex
 from .io import load_sample, source_file
@@ -125,8 +126,13 @@ def fingerprint(index: DataIndex, size: int) -> tuple[str, pd.DataFrame]:
     return h.hexdigest()[:16], frame
 
 
+#: DataIndex.info entries that describe the data without choosing what is read (left out of the cache folder's name)
+INFO_NOT_KEY = ("orphan_masks",)
+
+
 def cache_dir_for(index: DataIndex, size: int) -> Path:
-    key = hashlib.sha256(f"{index.root.resolve()}|{index.format}|{sorted(index.info.items())}".encode()).hexdigest()[:12]
+    info = sorted((k, v) for k, v in index.info.items() if k not in INFO_NOT_KEY)
+    key = hashlib.sha256(f"{index.root.resolve()}|{index.format}|{info}".encode()).hexdigest()[:12]
     return default_cache_root() / f"{index.root.name}-{key}" / f"px{size}"
 
 
@@ -253,7 +259,8 @@ def _to_colour(gray: np.memmap, rows: int, path: Path) -> np.memmap:
 @dataclass
 class ArraySplit:
     """One split in memory. images uint8 [N, C, S, S] (C = 1 gray, 3 colour; [N, S, S] is taken as gray and
-    given its channel axis); labels int64 [N]; rois uint8 [N, S, S] or None."""
+    given its channel axis); labels int64 [N]; rois uint8 [N, S, S] or None; has_roi bool [N] (the image has a
+    mask file; an all-zero roi with it is an empty mask) or None."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -261,6 +268,7 @@ class ArraySplit:
     groups: np.ndarray
     studies: np.ndarray
     paths: np.ndarray
+    has_roi: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim == 3:
@@ -373,7 +381,7 @@ def load_dataset(
     if meta["size"] != size:
         raise MedaugError(f"{folder}: cache holds {meta['size']} px images but --size is {size}; prepare it again at {size}")
     try:
-        manifest = pd.read_csv(folder / "manifest.csv", dtype={"group": str, "study": str, "split": str, "roi": str},
+        manifest = pd.read_csv(folder / "manifest.csv", dtype={"group": str, "study": str, "split": str, "roi": str, "sha256": str},
                                keep_default_na=False)
         if not {"label", "split", "group", "study", "path"} <= set(manifest.columns) or len(manifest) != meta["n"]:
             raise ValueError(f"{len(manifest)} rows with columns {', '.join(manifest.columns)}")
@@ -404,11 +412,13 @@ def load_dataset(
             groups=rows["group"].to_numpy(str),
             studies=rows["study"].to_numpy(str),
             paths=rows["path"].to_numpy(str),
+            has_roi=None if rois is None or "roi" not in rows else (rows["roi"] != "").to_numpy(bool),
         )
 
     train, valid, test = take("train"), take("valid"), take("test")
+    conflicts = [d for d in duplicate_groups(manifest, "sha256") if d.kind == CONFLICT]  # of the source classes
     return Dataset(train, valid, test, names, meta["fingerprint"], folder,
-                   info={**meta, **mapped, "warnings": leak_warnings(train, test)})
+                   info={**meta, **mapped, "warnings": leak_warnings(train, test), "label_conflicts": conflicts})
 
 
 def _pixel_hashes(images: np.ndarray) -> list[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MedaugError
-from ..io_utils import file_digest
 from .classes import relabel
+from .cache import content_hashes
+from .duplicates import CONFLICT, LEAK, Duplicate, duplicate_groups
 from .index import read_index
-from .table import DataIndex
+from .table import DataIndex, mask_convention, roi_paths
 from .io import load_image
 
 
@@ -41,6 +43,8 @@ class CheckReport:
     @property
     def kind(self) -> str:
         return "RGB (3 channels)" if self.colour else "gray (1 channel)"
+    masks: str = ""  #: one line: how many images have masks, by which convention
+    duplicates: list[Duplicate] = field(default_factory=list)  #: identical images, label conflicts first
 
 
 def _describe(path: str) -> str:
@@ -95,15 +99,36 @@ def check_dataset(root: str | Path, fmt: str = "auto", sample: int | None = 500,
     if len(leaked):
         report.problems.append(f"{len(leaked)} patient(s) appear in more than one split, e.g. {leaked.index[0]}")
 
-    # identical files in different splits
+    report.masks = mask_summary(index)
+    if index.info.get("orphan_masks"):
+        lost = index.info["orphan_masks"]
+        report.notes.append(f"{len(lost)} mask file(s) without an image (not used, and not read as images), e.g. {lost[0]}")
+    listed = {m for roi in frame["roi"] for m in roi_paths(roi)} & set(frame["path"])
+    if listed:
+        report.problems.append(f"{len(listed)} file(s) are both an image and another image's mask, e.g. {sorted(listed)[0]}; "
+                               "a mask must not be listed as an image")
+
+    # identical files (content hash): label conflicts, copies across splits, copies within a split
     unique_paths = frame.drop_duplicates("path")
-    hashes = pd.Series({p: file_digest(p) for p in unique_paths["path"] if Path(p).is_file()})
-    frame["sha1"] = frame["path"].map(hashes)
-    dup = frame.dropna(subset=["sha1"]).groupby("sha1")["split"].nunique()
-    dup = dup[dup > 1]
-    if len(dup):
-        example = frame[frame["sha1"] == dup.index[0]]["path"].tolist()[:2]
-        report.problems.append(f"{len(dup)} identical file(s) in more than one split, e.g. {' and '.join(example)}")
+    files = [p for p in unique_paths["path"] if Path(p).is_file()]
+    hashes = content_hashes({p: os.stat(p) for p in files})
+    frame["sha"] = frame["path"].map(hashes)
+    frame["split"] = index.frame["split"].to_numpy()  # '' for unsplit: copies there are not across splits
+    report.duplicates = duplicate_groups(frame, "sha")
+    kinds = pd.Series([d.kind for d in report.duplicates], dtype=str)
+    example = {k: next((d.describe(index.classes) for d in report.duplicates if d.kind == k), "") for k in set(kinds)}
+    if (kinds == CONFLICT).any():
+        report.problems.append(f"{(kinds == CONFLICT).sum()} label conflict(s), the same image under two classes, e.g. "
+                               f"{example[CONFLICT]}; training refuses them unless allow_label_conflicts = true")
+    if (kinds == LEAK).any():
+        report.problems.append(f"{(kinds == LEAK).sum()} identical file(s) in more than one split, e.g. {example[LEAK]}")
+    copies = kinds[(kinds != CONFLICT) & (kinds != LEAK)]
+    if len(copies):
+        e = next(d for d in report.duplicates if d.kind not in (CONFLICT, LEAK))
+        unsplit = not any(e.splits)
+        report.notes.append(f"{len(copies)} set(s) of identical files within one class"
+                            + (" (medaug's split may put copies in train and test)" if unsplit else " and split")
+                            + f", e.g. {e.describe(index.classes)}; remove the copies")
 
     # decodability and sizes
     paths = unique_paths["path"].to_numpy()
@@ -126,6 +151,24 @@ def check_dataset(root: str | Path, fmt: str = "auto", sample: int | None = 500,
         report.bad_paths = [p for p, _ in bad]
         report.problems.append(f"{len(bad)} unreadable file(s), e.g. {bad[0][1]}")
     return report
+
+
+def mask_summary(index: DataIndex) -> str:
+    """'N of M images have a mask (<stem>_mask: n, ...; several masks merged by union: k image(s), e.g. x.png)', or how to add masks."""
+    rois = index.frame["roi"]
+    has = rois != ""
+    if not has.any():
+        return ("none (the mask metrics need <stem>_mask.png, <stem>_roi.png or <stem>_seg.png beside each image, "
+                "a masks/ folder beside images/, or a roi column in a CSV; README 'Datasets')")
+    listed = "CSV column" if index.format == "csv" else "listed"
+    conventions = pd.Series([" + ".join(sorted({mask_convention(m) for m in roi_paths(r)})).replace("listed", listed)
+                             for r in rois[has]]).value_counts()
+    conventions = conventions.sort_index().sort_values(ascending=False, kind="stable")  # ties by name
+    text = f"{int(has.sum())} of {len(rois)} images have a mask (" + ", ".join(f"{k}: {v}" for k, v in conventions.items())
+    several = index.frame.loc[has & rois.str.contains("|", regex=False), "path"]
+    if len(several):
+        text += f"; several masks merged by union: {len(several)} image(s), e.g. {several.iloc[0]}"
+    return text + ")"
 
 
 def size_summary(sizes: pd.Series, show: int = 5) -> str:

@@ -65,6 +65,9 @@ def data_fetch(
 
 
 
+SHOW_DUPLICATES = 20  #: sets of identical files `data check` lists
+
+
 def reader_options(body_part: str, crop: str) -> dict:
     """The reader options given on the command line (defaults left out)."""
     return {k: v for k, v in dict(body_part=body_part, crop=crop).items() if v not in ("all", "none")}
@@ -82,9 +85,10 @@ def data_check(
     classes: str = typer.Option("", "--classes", help="Count per merged or renamed class, as `medaug train --classes` "
                                 "would train: NEW=SOURCE,...;... e.g. \"no-oa=KL0,KL1;oa=KL2,KL3,KL4\" (drop=SOURCE,... leaves classes out)."),
 ):
-    """Counts per split and class, patients, sizes, duplicates and leaks across splits, unreadable files."""
+    """Counts per split and class, patients, sizes, masks, identical files (label conflicts, across and within splits), unreadable files."""
     from ..io_utils import output_file, write_text
     from .check import check_dataset, size_summary
+    from .duplicates import CONFLICT
 
     if fix_list is not None:
         output_file(fix_list, "--fix-list", overwrite)  # before any work
@@ -105,8 +109,15 @@ def data_check(
     out.print(f"images: {r.kind}" + (f", {r.colour} of {r.decoded} decoded files in colour" if r.colour else "")
               + ("" if r.decoded else " (no file decoded)"))
     out.print("image sizes (inspected files): " + size_summary(r.sizes))
+    out.print(f"masks: {r.masks}")
     for note in r.notes:
         out.print(f"note: {note}")
+    if r.duplicates:
+        out.print(f"identical files ({len(r.duplicates)} set(s); content hash):")
+        for d in r.duplicates[:SHOW_DUPLICATES]:
+            out.print(f"  {d.kind}: {d.describe(r.index.classes)}", style="red" if d.kind == CONFLICT else None)
+        if len(r.duplicates) > SHOW_DUPLICATES:
+            out.print(f"  ... and {len(r.duplicates) - SHOW_DUPLICATES} more")
     if fix_list is not None:
         write_text(fix_list, "".join(p + "\n" for p in r.bad_paths), overwrite=overwrite)
         out.print(f"wrote {len(r.bad_paths)} unreadable path(s) to {fix_list}")

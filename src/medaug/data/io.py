@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import MedaugError
+from .table import roi_paths
 
 MAX_PIXELS = 200_000_000  #: decompression-bomb guard: larger images are refused (10k x 10k radiographs are fine)
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -280,8 +281,9 @@ def load_sample(row, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     box = tuple(int(v) for v in box.split(",")) if isinstance(box, str) and box else None
     image = resize(crop_box(load_image(row["path"], slice_index), box, row["path"]), size)
     roi = None
-    if row.get("roi", ""):
-        mask = load_image(row["roi"])
-        mask = mask.max(-1) if mask.ndim == 3 else mask
-        roi = (resize(crop_box(mask, box, row["roi"]), size, order="nearest") > 0).astype(np.uint8)
-    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), roi
+    for mask in roi_paths(row.get("roi", "") or ""):  # several masks of one image: their union
+        mask_img = load_image(mask)
+        mask_img = mask_img.max(-1) if mask_img.ndim == 3 else mask_img  # a colour mask: any non-zero channel
+        part = resize(crop_box(mask_img, box, mask), size, order="nearest") > 0
+        roi = part if roi is None else roi | part
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), None if roi is None else roi.astype(np.uint8)

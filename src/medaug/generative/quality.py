@@ -44,7 +44,7 @@ def read_image_folder(root: str | Path, size: int, classes: list[str] | None = N
 
     C = 1 when every image is gray, else 3 (gray ones repeated); ``channels`` (1 or 3, the real data's)
     makes another C an error. With ``classes`` the folder names are mapped to those indices (an unknown
-    name is an error); ``*_roi.*`` files and files at the root (contact sheets) are skipped.
+    name is an error); mask files (``*_roi.*``, ``*_mask.*``, ...) and files at the root (contact sheets) are skipped.
     """
     from ..data.io import load_image, resize
     from ..data.readers.imagefolder import class_dirs, image_files

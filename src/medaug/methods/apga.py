@@ -164,6 +164,7 @@ def erase(x: torch.Tensor, a: torch.Tensor, fill: str = "zero") -> torch.Tensor:
 class APGA(Method):
     name = "apga"
     needs_baseline = True
+    presets = tuple(PRESETS)
 
     @dataclasses.dataclass
     class Options:
@@ -207,6 +208,18 @@ class APGA(Method):
                     raise ValueError(f"{key} must be one of {', '.join(values)}")
             if self.samples > 1 and (self.action, self.reward) != ("bernoulli", "sample"):
                 raise ValueError(f"samples {self.samples}: > 1 only with action=bernoulli and reward=sample")
+
+    def test_time_rule(self) -> str:
+        return ("tta: the mean of the softmax of the image and of the image with the policy's mask applied "
+                "(pixels it judges not useful set to 0)") if self.opts.tta else ""
+
+    def setup_predict(self, ctx) -> None:
+        """The policy network only (its weights, optimizer and reward baseline come from best.pt); no GradCAM prior."""
+        o = self.opts
+        self.policy = ctx.place(PixelPolicy(create_policy(o.policy, 1, o.policy_width, ""), o.policy_size))
+        self.prior, self.target_area = {}, o.target_area
+        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
+        self.baseline = torch.zeros((), device=ctx.device)
 
     def setup(self, ctx) -> None:
         o = self.opts

@@ -45,6 +45,8 @@ class Method:
     #: The baseline two-stage methods start from: under ``budget = "equal"`` its runs also save ``branch.pt``,
     #: the best checkpoint of their first ``baseline_epochs`` epochs (``medaug.train``).
     is_baseline: ClassVar[bool] = False
+    #: The values of the option ``preset``, each filling in the options left unset ('' or None); () = no presets.
+    presets: ClassVar[tuple[str, ...]] = ()
 
     @dataclasses.dataclass
     class Options:
@@ -68,6 +70,20 @@ class Method:
     def predict(self, ctx: "Context", x: torch.Tensor) -> torch.Tensor:
         """Logits [B, K] at evaluation time (test-time augmentation lives here)."""
         return ctx.logits(x)
+
+    def test_time_rule(self) -> str:
+        """What :meth:`predict` does beyond the classifier's logits, in words ('' = nothing: the plain classifier).
+        ``medaug predict`` and ``medaug export`` use it to say what they apply."""
+        return ""
+
+    #: Whether :meth:`predict` with its test-time rule is a fixed function of the image that ``medaug export``
+    #: can trace (False: the export is the plain classifier, and says so).
+    exportable_rule: ClassVar[bool] = True
+
+    def setup_predict(self, ctx: "Context") -> None:
+        """Build what :meth:`predict` needs before :meth:`load_state_dict` (a trained run's best.pt) fills it in;
+        called only when :meth:`test_time_rule` is not ''. Default: :meth:`setup`."""
+        self.setup(ctx)
 
     def masks(self, ctx: "Context", x: torch.Tensor) -> torch.Tensor | None:
         """Keep-masks float {0, 1} [B, 1, H, W] (1 = pixel kept / judged useful), or None."""

@@ -194,6 +194,12 @@ class PGNM(Method):
             m = self.beta(self.global_log.expand(len(x), -1, -1, -1)).sample()
         return m.clamp(EPS, 1 - EPS)
 
+    exportable_rule = False  # the rule samples Beta noise (seeded per call): not a fixed function of one image
+
+    def test_time_rule(self) -> str:
+        return ("val_noise=global: each image noised with a mask sampled from the global Beta (seeded)"
+                if self.opts.val_noise != "none" else "")
+
     def predict(self, ctx, x):
         if self.opts.val_noise == "none":
             return ctx.logits(x)

@@ -1,8 +1,8 @@
 """COVID-19 Radiography Database: ``root/<Class>/images/*.png`` with optional lung masks ``root/<Class>/masks/<same name>``.
 
 The public release has the classes COVID, Lung_Opacity, Normal and Viral Pneumonia; any folder
-with an ``images/`` subfolder is a class. A mask with the image's file name goes into the ``roi``
-column. Metadata spreadsheets (``*.metadata.xlsx``) and other files at the root are ignored. There
+with an ``images/`` subfolder is a class. A mask with the image's file name (or stem) in ``masks/`` goes into
+the ``roi`` column, as do ``<stem>_mask.png``-style files (:func:`medaug.data.table.pair_masks`), which are never images. Metadata spreadsheets (``*.metadata.xlsx``) and other files at the root are ignored. There
 are no patient ids: each image is its own group, so medaug's splits are image-level.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import MedaugError
-from ..table import DataIndex, register_reader
+from ..table import DataIndex, pair_masks, register_reader, roi_value
 from .imagefolder import IMAGE_SUFFIXES, SPLIT_NAMES
 
 
@@ -42,16 +42,18 @@ def read_covid(root: Path, **_) -> DataIndex:
         raise MedaugError(f"{root}: found {len(dirs)} class folder(s) with an images/ subfolder; the COVID-19 Radiography "
                           "layout needs at least 2 (<Class>/images/*.png); point --data at COVID-19_Radiography_Dataset")
     classes = [d.name for d in dirs]
-    rows = []
+    rows, orphans = [], []
     base = root.absolute()
     for label, d in enumerate(dirs):
-        images = _files(d / "images")
+        top = base / d.name
+        files = [top / "images" / n for n in _files(d / "images")]
+        files += [top / "masks" / n for n in _files(d / "masks")] if (d / "masks").is_dir() else []
+        images, masks, lost = pair_masks(files, top=top)
+        orphans += [str(m) for m in lost]
         if not images:
             raise MedaugError(f"{d / 'images'}: no images (PNG/JPEG/...) in this class folder; add them or remove {d.name}/")
-        masks = set(_files(d / "masks")) if (d / "masks").is_dir() else set()
-        for name in images:
-            rel = f"{d.name}/images/{name}"
-            rows.append(dict(path=str(base / rel), label=label, split="", group=rel, study="",
-                             roi=str(base / d.name / "masks" / name) if name in masks else ""))
+        for path in images:
+            rel = f"{d.name}/images/{path.name}"
+            rows.append(dict(path=str(path), label=label, split="", group=rel, study="", roi=roi_value(masks.get(path, []))))
     return DataIndex(pd.DataFrame(rows, columns=["path", "label", "split", "group", "study", "roi"]), classes, root, "covid",
-                     info={"image_level_groups": True, "masks": sum(r["roi"] != "" for r in rows)})
+                     info={"image_level_groups": True, "masks": sum(r["roi"] != "" for r in rows), "orphan_masks": orphans})

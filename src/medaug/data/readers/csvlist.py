@@ -1,7 +1,8 @@
-"""Generic CSV: a file (or a folder holding exactly one .csv) with a header ``path,label[,group][,split][,roi]``.
+"""Generic CSV: a file (or a folder holding exactly one .csv) with a header ``path,label[,group][,split][,roi|mask]``.
 
 Paths are relative to the CSV's folder (absolute paths are allowed inside it) and may not escape
-it. Labels are strings or integers; classes are their sorted unique values. ``split`` values:
+it. ``roi`` (or ``mask``) names the image's ground-truth mask; several masks of one image are separated
+by ``|`` and merged by union. Labels are strings or integers; classes are their sorted unique values. ``split`` values:
 train, val/valid, test (empty = medaug splits patient-disjointly by ``group``).
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import MedaugError
-from ..table import DataIndex, register_reader
+from ..table import ROI_SEP, DataIndex, register_reader, roi_value
 from .imagefolder import SPLIT_NAMES
 
 
@@ -83,6 +84,9 @@ def read_csv_list(root: Path, classes: list[str] | None = None, **_) -> DataInde
     if missing:
         raise MedaugError(f"{csv}: missing column(s) {', '.join(sorted(missing))}; found {', '.join(frame.columns)}; "
                           "expected path,label[,group][,split]")
+    if {"roi", "mask"} <= set(frame.columns):
+        raise MedaugError(f"{csv}: has both a roi and a mask column; keep one (the image's ground-truth mask)")
+    mask_col = "mask" if "mask" in frame.columns else "roi"
     frame["label"] = frame["label"].str.strip()  # 'positive ' is 'positive'
     names = class_names(frame["label"], classes, csv)
     base = csv.parent
@@ -93,8 +97,8 @@ def read_csv_list(root: Path, classes: list[str] | None = None, **_) -> DataInde
         split = r.get("split", "").strip().lower()
         if split and split not in SPLIT_NAMES:
             raise MedaugError(f"{where}: split {split!r} is not train, val, valid or test")
-        roi = r.get("roi", "").strip()
+        masks = [m.strip() for m in r.get(mask_col, "").split(ROI_SEP) if m.strip()]
         rows.append(dict(path=str(path), label=names.index(r["label"]), split=SPLIT_NAMES.get(split, ""),
                          group=r.get("group", "").strip() or str(path), study=r.get("study", "").strip(),
-                         roi=str(resolve_inside(base, roi, where)) if roi else ""))
+                         roi=roi_value(resolve_inside(base, m, where) for m in masks)))
     return DataIndex(pd.DataFrame(rows), [str(n) for n in names], base, "csv", info={"csv": str(csv)})

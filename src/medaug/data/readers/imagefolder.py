@@ -1,6 +1,8 @@
 """ImageFolder: ``root/<class>/*.png`` (unsplit), or ``root/{train,val|valid,test}/<class>/*`` (split).
 
-Files named ``<stem>_roi.<ext>`` are ground-truth region masks of ``<stem>.<ext>``, not images.
+Mask files are ground-truth regions of an image, never images: ``<stem>_mask.<ext>`` (and ``<stem>_mask_1``,
+``_mask_2``, ... merged by union), ``<stem>_roi``, ``<stem>_seg``, or a file of the image's name in a
+``masks/`` folder beside the image (or beside its ``images/`` folder); see :func:`medaug.data.table.pair_masks`.
 There are no patient ids in this layout: each image is its own group, so splits are image-level
 (``medaug data check`` says so).
 """
@@ -12,16 +14,22 @@ from pathlib import Path
 import pandas as pd
 
 from ...errors import MedaugError
-from ..table import ROI_SUFFIX, DataIndex, register_reader, roi_path_for
+from ..table import DataIndex, pair_masks, register_reader, roi_value
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".nii", ".gz"}
 SPLIT_NAMES = {"train": "train", "val": "valid", "valid": "valid", "validation": "valid", "test": "test"}
 
 
+def scan(folder: Path) -> tuple[list[Path], dict[Path, list[Path]], list[Path]]:
+    """The image files below ``folder``, sorted (hidden files left out), their mask files, and masks without
+    an image (:func:`medaug.data.table.pair_masks`)."""
+    files = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    return pair_masks(files, top=folder)
+
+
 def image_files(folder: Path) -> list[Path]:
-    """The image files below ``folder``, sorted (hidden files and ``*_roi`` region masks left out)."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not p.name.startswith(".") and not p.stem.removesuffix(".nii").endswith(ROI_SUFFIX))
+    """The image files below ``folder``, sorted (hidden files and mask files left out)."""
+    return scan(folder)[0]
 
 
 def class_dirs(folder: Path) -> list[Path]:
@@ -54,11 +62,13 @@ def read_imagefolder(root: Path, **_) -> DataIndex:
     classes = sorted({c.name for _, folder in parts for c in class_dirs(folder)})
     if len(classes) < 2:
         raise MedaugError(f"{root}: found {len(classes)} class folder(s); ImageFolder needs one folder per class (at least 2)")
-    rows = []
+    rows, orphans = [], []
     for split, folder in parts:
         for cls in class_dirs(folder):
-            for path in image_files(cls):
+            images, masks, lost = scan(cls)
+            orphans += [str(m) for m in lost]
+            for path in images:
                 rows.append(dict(path=str(path.resolve()), label=classes.index(cls.name), split=split,
-                                 group=str(path.relative_to(root)), study="", roi=roi_path_for(path)))
+                                 group=str(path.relative_to(root)), study="", roi=roi_value(masks.get(path, []))))
     return DataIndex(pd.DataFrame(rows, columns=["path", "label", "split", "group", "study", "roi"]), classes, root, "imagefolder",
-                     info={"image_level_groups": True})
+                     info={"image_level_groups": True, "orphan_masks": orphans})
