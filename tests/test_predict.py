@@ -17,7 +17,7 @@ from PIL import Image
 
 from medaug.config import TrainConfig
 from medaug.errors import MedaugError
-from medaug.inference import ATOL, export_run, load_run, predict_table
+from medaug.inference import ATOL, as_float, export_run, load_run, predict_table
 from medaug.train import fit, load_data
 
 
@@ -52,7 +52,7 @@ def runs(tmp_path_factory):
     from medaug.data.synth import generate
 
     synth = generate(base / "synth", n_train=96, n_test=48, size=32, seed=0, progress=False)
-    common = dict(data=str(synth), size=32, epochs=1, batch_size=16, progress=False)
+    common = dict(data=str(synth), size=32, epochs=2, batch_size=16, progress=False)
     fit(TrainConfig(**common), base / "none")
     fit(TrainConfig(**common, method="apga", baseline=str(base / "none"), method_options={"tta": True, "prior_steps": 5}),
         base / "apga-tta")
@@ -115,7 +115,7 @@ def test_export_reproduces_the_runs_test_probabilities(runs, fmt, tmp_path):
     assert "with the method's test-time rule" in proc.stdout and "reproduces the run's predictions.npz" in proc.stdout
     saved = np.load(runs / "apga-tta" / "predictions.npz")["probs"]
     test = load_data(load_run(runs / "apga-tta").cfg).test
-    x = torch.from_numpy(test.images).unsqueeze(1).float() / 255.0
+    x = as_float(test.images)  # float32 [N, C, S, S] in [0, 1]
     if fmt == "torchscript":
         got = torch.cat([torch.jit.load(str(out))(x[i:i + 5]) for i in range(0, len(x), 5)]).double().numpy()  # any batch size
     else:

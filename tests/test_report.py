@@ -367,6 +367,9 @@ def test_best_epochs_counts_every_epoch_the_classifier_trained(tmp_path):
     (apga / "config.toml").write_text(f'[train]\nmethod = "apga"\nbaseline = "{none}"\n')
     assert epochs_trained(none)["text"] == "10/10 (25 in all: 15 heated + 10 fine-tuning)"
     assert epochs_trained(apga)["total"] == 40
-    assert epochs_trained(apga)["text"] == "12/15 (40 in all: 25 baseline (none) + 15 own)"
+    assert epochs_trained(apga)["text"] == "12/15 (40 in all: 25 baseline (none) + 15 own)"  # budget paper
+    equal = {"method": "apga", "seed": 0, "test": {}, "best_epoch": 3, "epochs_run": 7,
+             "stages": {"baseline_epochs": 8, "method_epochs": 7}}
+    assert epochs_trained(apga, equal)["text"] == "3/7 (15 in all: 8 none stage + 7 own)"  # budget equal
     page = (write_report(tmp_path / "runs", tmp_path / "rep", html=True) / "report.html").read_text()
     assert "10/10 (25 in all: 15 heated + 10 fine-tuning)" in page and "best/epochs (all epochs trained)" in page

@@ -70,10 +70,12 @@ def load_run(run_dir: str | Path, device: str = "cpu", precision: str | None = N
         raise MedaugError(f"{run}: config.toml has no [train] table or metrics.json no classes; train the run again")
     cfg = from_dict(TrainConfig, table, str(run / "config.toml"))
     cfg = dataclasses.replace(cfg, device=device, progress=False, channels_last=False, precision=precision or cfg.precision)
-    staged = finetune_epochs(cfg) > 0  # stage 2 fine-tuned without the method: its predictions are the plain classifier's
-    method = create_method("none") if staged else create_method(cfg.method, cfg.method_options)
     dev = resolve_device(device)
     best = load_checkpoint(run / "best.pt", dev)
+    # stage 2 fine-tuned without the method, or a two-stage run that kept its starting (none) checkpoint:
+    # its predictions are the plain classifier's
+    plain = finetune_epochs(cfg) > 0 or bool(best.get("start"))
+    method = create_method("none") if plain else create_method(cfg.method, cfg.method_options)
     classes = metrics["classes"]
     model = place(create_classifier(cfg.model, cfg.in_channels, len(classes), None), dev, False)
     try:
@@ -93,7 +95,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", precision: str | None = N
 
 @torch.no_grad()
 def predict_images(loaded: LoadedRun, images: np.ndarray) -> np.ndarray:
-    """Class probabilities float64 [N, K] of images uint8 [N, S, S] by the method's ``predict`` (its test-time rule)."""
+    """Class probabilities float64 [N, K] of images uint8 [N, C, S, S] by the method's ``predict`` (its test-time rule)."""
     ctx, out = loaded.ctx, []
     ctx.model.eval()
     for i in range(0, len(images), ctx.cfg.eval_batch_size):
@@ -121,8 +123,18 @@ def image_paths(items: list[str | Path]) -> list[Path]:
 
 
 def read_images(paths: list[Path], size: int) -> np.ndarray:
-    """Images uint8 [N, size, size], decoded and resized as the training cache does (one line per unreadable file)."""
-    return np.stack([load_sample({"path": str(p)}, size)[0] for p in paths]) if paths else np.zeros((0, size, size), np.uint8)
+    """Images uint8 [N, C, size, size], decoded and resized as the training cache does (one line per unreadable file):
+    C = 1 when every image is gray, else 3 (gray ones repeated, as the cache does)."""
+    images = [load_sample({"path": str(p)}, size)[0] for p in paths]
+    colour = any(img.ndim == 3 for img in images)
+    return np.stack([(img.transpose(2, 0, 1) if img.ndim == 3 else np.repeat(img[None], 3 if colour else 1, 0)) for img in images]) \
+        if images else np.zeros((0, 1, size, size), np.uint8)
+
+
+def as_float(images: np.ndarray) -> torch.Tensor:
+    """uint8 [N, S, S] (gray) or [N, C, S, S] -> float32 [N, C, S, S] in [0, 1]: what an exported model takes."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float() / 255.0
+    return x.unsqueeze(1) if x.dim() == 3 else x
 
 
 def predict_table(loaded: LoadedRun, items: list[str | Path]) -> pd.DataFrame:
@@ -138,7 +150,7 @@ def predict_table(loaded: LoadedRun, items: list[str | Path]) -> pd.DataFrame:
 # --- export -------------------------------------------------------------------------------------
 
 class Exported(nn.Module):
-    """images float [B, 1, S, S] in [0, 1] -> class probabilities float [B, K]: normalisation, the classifier
+    """images float [B, C, S, S] in [0, 1] (C: the run's data) -> class probabilities float [B, K]: normalisation, the classifier
     and (``rule``) the method's test-time rule inside. The method's networks are registered submodules."""
 
     def __init__(self, loaded: LoadedRun, rule: bool):
@@ -179,7 +191,7 @@ def _save(module: nn.Module, fmt: str, example: torch.Tensor, path: Path, meta: 
 
 
 def _run_export(path: Path, fmt: str, images: np.ndarray, batch: int) -> np.ndarray:
-    """The exported file's probabilities float64 [N, K] of images uint8 [N, S, S] (as a user would load it)."""
+    """The exported file's probabilities float64 [N, K] of images uint8 [N, C, S, S] (as a user would load it)."""
     out = []
     if fmt == "torchscript":
         with warnings.catch_warnings():
@@ -187,13 +199,13 @@ def _run_export(path: Path, fmt: str, images: np.ndarray, batch: int) -> np.ndar
             model = torch.jit.load(str(path), map_location="cpu")
         with torch.no_grad():
             for i in range(0, len(images), batch):
-                out.append(model(torch.from_numpy(images[i : i + batch]).unsqueeze(1).float() / 255.0).double().numpy())
+                out.append(model(as_float(images[i : i + batch])).double().numpy())
     else:
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         for i in range(0, len(images), batch):
-            x = (images[i : i + batch].astype(np.float32) / 255.0)[:, None]
+            x = as_float(images[i : i + batch]).numpy()
             out.append(session.run(["probs"], {"images": x})[0].astype(np.float64))
     return np.concatenate(out)
 
@@ -228,7 +240,7 @@ class Export:
 def export_run(run_dir: str | Path, fmt: str, out: str | Path, data: str | None = None, overwrite: bool = False) -> Export:
     """Export a finished run's model to ``out`` (TorchScript or ONNX) and check it on the run's test split.
 
-    The file maps images float32 [B, 1, S, S] in [0, 1] to probabilities [B, K]. With a test-time rule the
+    The file maps images float32 [B, C, S, S] in [0, 1] (C = 1 gray, 3 colour, as the run's data) to probabilities [B, K]. With a test-time rule the
     method can export (:attr:`Method.exportable_rule`), the rule is inside and the file must reproduce the run's
     predictions.npz to :data:`ATOL`; otherwise it is the plain classifier, checked against the plain classifier's
     probabilities computed here, and the card and the returned notes say so. A mismatch is an error and leaves
@@ -270,12 +282,12 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, data: str | None 
         expected, compared = predict_images(plain, test.images), "the plain classifier's probabilities in PyTorch"
         notes.append(f"the export is the plain classifier: the run's test-time rule ({loaded.rule}) cannot be exported; "
                      f"its probabilities differ from predictions.npz by up to {float(np.abs(expected - saved['probs']).max()):.3g}")
-    meta = {"run": str(Path(run_dir).resolve()), "classes": loaded.classes, "size": cfg.size, "input": "float32 [B, 1, S, S] in [0, 1]",
+    meta = {"run": str(Path(run_dir).resolve()), "classes": loaded.classes, "size": cfg.size, "input": f"float32 [B, {test.images.shape[1]}, S, S] in [0, 1]",
             "output": "probabilities [B, K]", "test_time_rule": loaded.rule if with_rule else ""}
     module = Exported(loaded, with_rule).eval().requires_grad_(False)  # a user's call needs no torch.no_grad()
     tmp = tmp_sibling(out)
     try:
-        _save(module, fmt, torch.from_numpy(test.images[:2]).unsqueeze(1).float() / 255.0, tmp, meta)
+        _save(module, fmt, as_float(test.images[:2]), tmp, meta)
         got = _run_export(tmp, fmt, test.images, cfg.eval_batch_size)
         diff = float(np.abs(got - expected).max()) if len(got) else 0.0
         if got.shape != expected.shape or not diff <= ATOL:

@@ -297,17 +297,20 @@ def epochs_trained(run: Path, m: dict | None = None, _depth: int = 0) -> dict:
     if not isinstance(own, int):
         return {"best": best, "epochs": own, "total": None, "parts": [], "text": f"{best if best is not None else '?'}/?"}
     parts = []
+    stages = m.get("stages") if isinstance(m.get("stages"), dict) else {}
     baseline = _baseline_of(run)
-    if baseline is not None and _depth < 4 and (baseline / "metrics.json").is_file():
+    if isinstance(stages.get("baseline_epochs"), int):  # budget equal: the none run's first baseline_epochs epochs
+        parts.append((stages["baseline_epochs"], "none stage"))
+    elif baseline is not None and _depth < 4 and (baseline / "metrics.json").is_file():  # budget paper: all of them
         b = epochs_trained(baseline, _depth=_depth + 1)["total"]
         if b:
             parts.append((b, f"baseline ({baseline.parent.parent.name if baseline.parent.name.startswith('shot-') else baseline.name})"))
-    stages = m.get("stages") if isinstance(m.get("stages"), dict) else None
-    if stages:
+    staged = "heated_epochs" in stages
+    if staged:
         heated = _json(run / "heated" / "metrics.json").get("epochs_run", stages.get("heated_epochs"))
         if isinstance(heated, int):
             parts.append((heated, "heated"))
-    parts.append((own, "fine-tuning" if stages else "own"))
+    parts.append((own, "fine-tuning" if staged else "own"))
     total = sum(n for n, _ in parts)
     text = f"{best}/{own}"
     if len(parts) > 1:
