@@ -52,6 +52,7 @@ from typing import Callable
 from .config import CACHE_FIELDS, TrainConfig, check_types, from_dict, load_toml
 from .errors import MedaugError, RunBusy
 from .methods import METHODS
+from .progress import Outlook
 from .ray_executor import run_ray
 from .registry import Registry
 
@@ -82,6 +83,7 @@ class Plan:
     train: TrainConfig
     method_options: dict
     overrides: dict
+    outlook: Outlook | None = None  #: set by a caller running the plan in parts (medaug compare): progress counts the whole
 
     @property
     def root(self) -> Path:
@@ -232,12 +234,12 @@ def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[
 
     results, loaded, dataset, elsewhere = [], None, None, []
     with live_view(plan.train.progress) as bar:
-        progress = PlanProgress(len(runs), bar)
+        progress = PlanProgress(len(runs), bar, plan.outlook)
         for out, cfg, needs_baseline in runs:
             what = str(out.relative_to(plan.root)) if out.is_relative_to(plan.root) else str(out)
             if needs_baseline and Path(cfg.baseline) in elsewhere:
                 elsewhere.append(out)
-                progress.finished(what, None, trained=False)
+                progress.finished(what, None, trained=False, out=out)
                 continue
             finished = (out / "metrics.json").is_file()
             key = tuple(getattr(cfg, k) for k in DATA_FIELDS)
@@ -247,10 +249,10 @@ def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[
                 metrics = fit(cfg, out, dataset if loaded == key else None)
             except RunBusy:
                 elsewhere.append(out)
-                progress.finished(what, None, trained=False)
+                progress.finished(what, None, trained=False, out=out)
                 continue
             results.append((out, metrics))
-            progress.finished(what, metrics, trained=not finished)
+            progress.finished(what, metrics, trained=not finished, out=out)
             if on_result:
                 on_result(out, metrics)
         progress.close()

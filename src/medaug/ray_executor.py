@@ -81,7 +81,7 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
             if cfg.method == "none":
                 baselines[out] = ref
         with live_view(plan.train.progress) as bar:
-            progress = PlanProgress(len(pending), bar)
+            progress = PlanProgress(len(pending), bar, getattr(plan, "outlook", None))
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 ref = ready[0]
@@ -94,7 +94,7 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
                     cause = exc.cause if isinstance(exc.cause, MedaugError) else exc
                     raise MedaugError(f"{out}: {cause}".splitlines()[0]) from None
                 done[out] = metrics
-                progress.finished(str(out), metrics, trained=True)
+                progress.finished(str(out), metrics, trained=True, out=out)
                 if on_result:
                     on_result(out, metrics)
         return [(out.resolve(), done[out.resolve()]) for out, _, _ in runs]
