@@ -157,7 +157,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
     out = Path(out) if out else root / "report"
     if bootstrap < 0:
         raise MedaugError(f"--bootstrap {bootstrap}: give 0 (no CIs) or a number of resamples, e.g. 2000")
-    df = collect(root)
+    df, compare = compare_view(root, collect(root))
     if baseline != "none" and baseline not in set(df["method"]):  # without `none` runs nothing is tested (the checks say so)
         raise MedaugError(f"--baseline {baseline!r}: no runs of that method below {root}; "
                           f"choose one of {', '.join(method_order(df['method']))}")
@@ -170,7 +170,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
         write_text(out / {"md": "main_table.md", "csv": "main_table.csv", "latex": "main_table.tex"}[fmt],
                    format_main_table(summary, metrics, fmt))
 
-    lines = [f"# medaug report: {root}", "",
+    lines = [f"# medaug report: {root}", "", *compare_markdown(compare),
              f"{len(df)} runs; methods: {', '.join(method_order(df['method']))}; seeds per cell as n.",
              table_legend(level, test, baseline, ci_level=ci_level if bootstrap else None), "",
              *[f"Note: {n}\n" for n in run_notes(df)], "## Main table (test split)", "", main_markdown(summary, metrics)]
@@ -208,8 +208,39 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
         from .html_report import write_html
 
         write_html(root, out / "report.html", df=df, summary=summary, metrics=metrics, level=level, test=test,
-                   ci_level=ci_level if bootstrap else None, baseline=baseline)
+                   ci_level=ci_level if bootstrap else None, baseline=baseline, compare=compare)
     return out
+
+
+def compare_view(root: Path, df: pd.DataFrame) -> tuple[pd.DataFrame, dict | None]:
+    """The runs a report shows and, for a ``medaug compare`` folder (compare.json at ``root``), the compare's
+    report view (:func:`medaug.verdict.report_view`): its tables hold only the methods racing kept (and ``none``);
+    a dropped method's test numbers are never shown."""
+    from .verdict import compared_runs, read_compare, report_view
+
+    info = read_compare(root)
+    if info is None:
+        return df, None
+    kept = compared_runs(df, info)
+    if kept.empty:
+        raise MedaugError(f"{root}: the compare has no finished runs of the methods it kept yet; run `medaug compare` again")
+    return kept, report_view(df, info)
+
+
+def compare_markdown(view: dict | None) -> list[str]:
+    """report.md's first section for a compare folder: the verdict, the racing drops, the plan and its estimate."""
+    if view is None:
+        return []
+    lines = ["## Verdict (medaug compare)", "", view["text"], ""]
+    if view["drops"]:
+        lines += ["### Dropped in racing (validation split)", "",
+                  f"| method | after round | mean validation {view['metric']} vs the best | best | one-sided paired t-test p | Holm p | seeds |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {d['method']} | {d['round']} | {d['diff']:+.4f} | {d['best']} | {_p(d['p'])} | {_p(d['p_holm'])} | {d['n']} |"
+                  for d in view["drops"]]
+        lines.append("")
+    lines += [f"Plan: {view['plan']}", "", f"Note: {view['note']}", ""]
+    return lines
 
 
 def synthetic_section(df: pd.DataFrame, out: Path) -> list[str]:
