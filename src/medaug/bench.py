@@ -47,13 +47,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup: int,
-                   channels_last: bool = False) -> tuple[Callable[[], None], float]:
-    """A fresh classifier and ``name``'s setup on random data of the config's shape, warmed up.
-
-    Returns ``step()``, one ``train_step`` of the method on that batch, and the number of images
-    the classifier trains on (forward with gradient) per source image: 2 for the 1:1 mixes.
-    """
+def method_context(name: str, cfg: TrainConfig, options: dict, batch: int, channels_last: bool = False,
+                   train_images: np.ndarray | None = None) -> tuple:
+    """A fresh classifier and ``name``'s setup on random data of the config's shape: (method, ctx, x, y), x float
+    [batch, 1, S, S] in [0, 1] and y int64 [batch] on the config's device. ``train_images`` (uint8 [N, S, S]) is what
+    setups that read the training images see (default: the batch itself), e.g. as many as a real run has."""
     from .context import Context
     from .train import make_optimizer
 
@@ -63,11 +61,24 @@ def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmu
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
     x = torch.rand(batch, 1, cfg.size, cfg.size, device=device)
     y = torch.randint(0, 2, (batch,), device=device)
-    extras = {"train_images": (x[:, 0] * 255).to(torch.uint8).cpu().numpy()}  # for setups that read training images
+    images = (x[:, 0] * 255).to(torch.uint8).cpu().numpy() if train_images is None else train_images
+    extras = {"train_images": images}  # for setups that read training images
     ctx = Context(model, opt, device, dataclasses.replace(cfg, channels_last=channels_last), 2, torch.amp.GradScaler(device.type, enabled=False), extras=extras)
     method = create_method(name, options)
     method.setup(ctx)
     model.train()
+    return method, ctx, x, y
+
+
+def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup: int,
+                   channels_last: bool = False) -> tuple[Callable[[], None], float]:
+    """A fresh classifier and ``name``'s setup on random data of the config's shape, warmed up.
+
+    Returns ``step()``, one ``train_step`` of the method on that batch, and the number of images
+    the classifier trains on (forward with gradient) per source image: 2 for the 1:1 mixes.
+    """
+    method, ctx, x, y = method_context(name, cfg, options, batch, channels_last)
+    model = ctx.model
 
     def step() -> None:
         method.train_step(ctx, x, y)

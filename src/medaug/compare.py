@@ -116,72 +116,74 @@ def smaller(model: str, size: int) -> tuple[str, int] | None:
 
 @dataclasses.dataclass
 class Timing:
-    """Seconds measured on this device: one training step (a batch of ``batch_size``) of each method, a run's
-    setup (classifier and method built) per method, one evaluated image (forward, no gradient), one epoch's
-    checkpoint writes."""
+    """Seconds measured on this device, per method: one training step (a batch of ``batch_size``), a run's setup
+    (classifier and method built, with as many training images as a run has), one image evaluated with the
+    method's prediction rule, one test image's saved mask (0 without masks); and one epoch's checkpoint writes."""
 
     step_s: dict[str, float]
     setup_s: dict[str, float]
-    eval_s: float
+    predict_s: dict[str, float]
+    masks_s: dict[str, float]
     save_s: float
     device: str = "cpu"
 
 
-def time_methods(cfg: TrainConfig, names: list[str], method_options: dict, steps: int = 5, warmup: int = 2) -> Timing:
-    """A few timed training steps of each plan method (``bench.prepare_method``: a fresh classifier and the
-    method's setup on random images of the run's shape and batch), one timed evaluation pass and one
-    checkpoint write, on ``cfg.device``."""
+def time_methods(cfg: TrainConfig, names: list[str], method_options: dict, n_train: int = 0, steps: int = 5,
+                 warmup: int = 2) -> Timing:
+    """A few timed training steps of each plan method on random images of the run's shape and batch (a fresh
+    classifier and the method's setup: ``bench.method_context``, as ``bench.prepare_method`` builds them), one timed
+    evaluation pass with its prediction rule and masks, and one checkpoint write, on ``cfg.device``."""
     import tempfile
 
+    import numpy as np
     import torch
 
-    from .bench import _sync, prepare_method
-    from .device import place, resolve_device
+    from .bench import _sync, method_context
+    from .device import resolve_device
     from .io_utils import save_torch
-    from .models.classifiers import create_classifier
-    from .train import make_optimizer
 
     device = resolve_device(cfg.device)
-    step_s, setup_s = {}, {}
-    prepare_method("none", cfg, {}, batch=cfg.batch_size, warmup=1)  # first-call costs (allocators, kernels) not counted
+    images = np.random.default_rng(0).integers(0, 256, (max(2, min(n_train, 2048)), cfg.size, cfg.size), dtype=np.uint8)
+    warm, ctx, x, y = method_context("none", cfg, {}, cfg.batch_size)
+    warm.train_step(ctx, x, y)  # first-call costs (allocators, kernels) are not a run's
+    step_s, setup_s, predict_s, masks_s, save_s = {}, {}, {}, {}, 0.0
+
+    def timed(fn, repeat: int) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        _sync(device)
+        return (time.perf_counter() - t0) / repeat
+
     for name in names:
         base, opts = method_spec(name, method_options)
         t0 = time.perf_counter()
         try:
-            step, _ = prepare_method(base, cfg, opts, batch=cfg.batch_size, warmup=warmup)
+            method, ctx, x, y = method_context(base, cfg, opts, cfg.batch_size, train_images=images)
+            setup_s[name] = time.perf_counter() - t0
+            for _ in range(warmup):
+                method.train_step(ctx, x, y)
+            step_s[name] = timed(lambda: method.train_step(ctx, x, y), steps)
+            ctx.model.eval()
+            xe = torch.rand(min(cfg.eval_batch_size, 64), 1, cfg.size, cfg.size, device=device)
+            with torch.no_grad():
+                method.predict(ctx, xe)
+                predict_s[name] = timed(lambda: method.predict(ctx, xe), 2) / len(xe)
+                has_masks = method.masks(ctx, xe) is not None
+            masks_s[name] = timed(lambda: method.masks(ctx, xe), 2) / len(xe) if has_masks else 0.0
         except MedaugError:
             raise
         except Exception as exc:  # a shape or type error inside a network: name the combination
             raise MedaugError(f"compare: method {name!r} does not run on {cfg.size} px images with model {cfg.model!r} "
                               f"({type(exc).__name__}: {exc}); leave it out (--methods) or change --model/--size") from None
-        _sync(device)
-        t1 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(device)
-        step_s[name] = (time.perf_counter() - t1) / steps
-        setup_s[name] = max(0.0, t1 - t0 - warmup * step_s[name])
-    model = place(create_classifier(cfg.model, cfg.in_channels, 2), device)
-    batch = min(cfg.eval_batch_size, 128)
-    x = torch.rand(batch, cfg.in_channels, cfg.size, cfg.size, device=device)
-    model.eval()
-    with torch.no_grad():
-        model(x)
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(3):
-            model(x)
-        _sync(device)
-    eval_s = (time.perf_counter() - t0) / (3 * batch)
-    opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
-    model.train()
-    model(x[:2]).sum().backward()
-    opt.step()  # the optimizer's state exists, as in a checkpoint
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        save_torch(Path(tmp) / "checkpoint.pt", {"model": model.state_dict(), "optimizer": opt.state_dict()})
-        save_s = 1.5 * (time.perf_counter() - t0)  # checkpoint.pt every epoch, best.pt on improvements
-    return Timing(step_s, setup_s, eval_s, save_s, str(device))
+        if name == "none":
+            opt = ctx.optimizer
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                save_torch(Path(tmp) / "checkpoint.pt", {"model": ctx.model.state_dict(), "optimizer": opt.state_dict()})
+                save_s = 1.5 * (time.perf_counter() - t0)  # checkpoint.pt every epoch, best.pt on improvements
+    return Timing(step_s, setup_s, predict_s, masks_s, save_s, str(device))
 
 
 def n_batches(n_train: int, batch_size: int) -> int:
@@ -192,20 +194,20 @@ def n_batches(n_train: int, batch_size: int) -> int:
 def run_seconds(cfg: TrainConfig, name: str, counts: dict[str, int], t: Timing) -> float:
     """Estimated seconds of one run of plan method ``name`` with config ``cfg`` (its plan config: two-stage
     methods train ``epochs - baseline_epochs`` of their own, a fine-tuning stage trains ``finetune_epochs`` with
-    the ``none`` step) on ``counts`` (train / valid / test images): per epoch the training steps, a validation
-    pass and the checkpoint writes; per stage its setup and the final validation and test passes; a two-stage
-    run also scores its starting checkpoint on validation (epoch 0)."""
+    the ``none`` step) on ``counts`` (train / valid / test images). Per stage: its setup; per epoch the training
+    steps, a validation pass and the checkpoint writes; at the end a validation and a test pass and the test masks.
+    A two-stage run also scores its starting checkpoint on validation (epoch 0, the plain rule of ``none``)."""
     from .train import baseline_epochs, finetune_epochs
 
     steps = n_batches(counts["train"], cfg.batch_size)
-    per_epoch_eval = counts["valid"] * t.eval_s + t.save_s
-    final = (counts["valid"] + counts["test"]) * t.eval_s
 
     def stage(epochs: int, key: str) -> float:
-        return t.setup_s[key] + epochs * (steps * t.step_s[key] + per_epoch_eval) + final
+        per_epoch = steps * t.step_s[key] + counts["valid"] * t.predict_s[key] + t.save_s
+        final = (counts["valid"] + counts["test"]) * t.predict_s[key] + counts["test"] * t.masks_s[key]
+        return t.setup_s[key] + epochs * per_epoch + final
 
     if METHODS.get(cfg.method).needs_baseline and cfg.budget == "equal":
-        return stage(cfg.epochs - baseline_epochs(cfg), name) + counts["valid"] * t.eval_s
+        return stage(cfg.epochs - baseline_epochs(cfg), name) + counts["valid"] * t.predict_s["none"]
     tune = finetune_epochs(cfg)
     if tune:
         heated = cfg.epochs - tune if cfg.budget == "equal" else cfg.epochs
@@ -404,7 +406,7 @@ def new_plan(data: str, root: Path, choices: dict, names: list[str], options: di
     def per_run(m: str, s: int) -> dict[str, float]:
         if (m, s) not in memo:
             p = dataclasses.replace(plan, train=dataclasses.replace(base, model=m, size=s))
-            timings[(m, s)] = time_methods(p.train, list(plan.experiment.methods), options)
+            timings[(m, s)] = time_methods(p.train, list(plan.experiment.methods), options, sizes["train"])
             memo[(m, s)] = plan_estimates(p, sizes, timings[(m, s)])
         return memo[(m, s)]
 
@@ -513,8 +515,8 @@ def run_rounds(info: dict, root: Path, executor: str, progress: bool, html: bool
         seed = r
         outlook.done = done_runs
         outlook.total = done_runs + len(survivors) * (n_seeds - r)
-        outlook.estimates = {str(run_dir(full, data, m, shot, s).resolve()): per_run[m]
-                             for s in range(r, n_seeds) for m in survivors}
+        outlook.estimates = {str(d.resolve()): per_run[m] for s in range(r, n_seeds) for m in survivors
+                             if not ((d := run_dir(full, data, m, shot, s)) / "metrics.json").is_file()}  # left to train
         step = make_plan(dataclasses.replace(exp, methods=survivors, seeds=[seed]), train, plan_info["method_options"],
                          plan_info["overrides"])
         fresh = [m for m in survivors if not (run_dir(full, data, m, shot, seed) / "metrics.json").is_file()]
