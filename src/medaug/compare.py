@@ -14,6 +14,7 @@ prints the same verdict. docs/compare.md states the rules.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -26,6 +27,7 @@ from .errors import MedaugError
 from .experiments import ExperimentConfig, dataset_name, make_plan, method_spec, run_dir, run_plan
 from .methods import METHODS
 from .progress import Outlook, duration
+from .ray_executor import ray_session
 from .verdict import CLASSICAL, COMPARE_FILE, MIN_RACE_SEEDS, compared_runs, decide, race, read_compare, valid_score
 
 CANDIDATES = ("none", *CLASSICAL, "apga", "pgnm")  #: the methods compared unless --methods says otherwise
@@ -322,7 +324,7 @@ def compare(data: str | Path, *, out: str | Path | None = None, methods: list[st
                "model": model or "", "size": size or 0, "epochs": epochs, "seeds": seeds, "n_shot": n_shot,
                "budget_s": budget_s or 0, "metric": metric, "level": level, "test": test, "device": device,
                "batch_size": batch_size, "options": options}
-    from .io_utils import output_folder, write_json
+    from .io_utils import output_folder, remove_output, write_json
 
     inputs = tuple(str(p) for p in (data, with_generator) if p and Path(p).is_dir())
     info = None if overwrite else read_compare(root)
@@ -332,9 +334,15 @@ def compare(data: str | Path, *, out: str | Path | None = None, methods: list[st
         shown = "; ".join(f"{k}: {saved.get(k)!r} there, {choices.get(k)!r} now" for k in diff[:3])
         raise MedaugError(f"--out {root}: holds a compare of other choices ({shown}); give the same flags to resume it, "
                           "--overwrite to start it fresh, or another --out")
+    existed = root.exists()
     output_folder(root, "experiment", inputs=inputs, overwrite=overwrite, flag="--out")
     if info is None:
-        info = new_plan(str(data), root, choices, names, options, budget_s, say, with_generator, progress)
+        try:
+            info = new_plan(str(data), root, choices, names, options, budget_s, say, with_generator, progress)
+        except BaseException:
+            if not existed:
+                remove_output(root)  # bad data or an interrupted estimate: no half-made compare folder
+            raise
         write_json(root / COMPARE_FILE, info)
         announce(info, say, data=False)
     else:
@@ -511,46 +519,47 @@ def run_rounds(info: dict, root: Path, executor: str, progress: bool, html: bool
     outlook = Outlook(total=len(survivors) * n_seeds, spent_before_s=spent_before)
     done_runs, r = 0, 0
     now = {"runs": 0, "wall_s": 0.0, "estimate_s": 0.0}  # trained in this call
-    while r < n_seeds and len(survivors) > 1:
-        seed = r
-        outlook.done = done_runs
-        outlook.total = done_runs + len(survivors) * (n_seeds - r)
-        outlook.estimates = {str(d.resolve()): per_run[m] for s in range(r, n_seeds) for m in survivors
-                             if not ((d := run_dir(full, data, m, shot, s)) / "metrics.json").is_file()}  # left to train
-        step = make_plan(dataclasses.replace(exp, methods=survivors, seeds=[seed]), train, plan_info["method_options"],
-                         plan_info["overrides"])
-        fresh = [m for m in survivors if not (run_dir(full, data, m, shot, seed) / "metrics.json").is_file()]
-        t0 = time.time()
-        run_plan(dataclasses.replace(step, outlook=outlook))
-        if fresh:  # the estimate's check: wall time of the rounds that trained, against those runs' estimates
-            timed = info.get("timed") or {"runs": 0, "wall_s": 0.0, "estimate_s": 0.0}
-            info = {**info, "timed": {"runs": timed["runs"] + len(fresh), "wall_s": round(timed["wall_s"] + time.time() - t0, 2),
-                                      "estimate_s": round(timed["estimate_s"] + sum(per_run[m] for m in fresh), 2)}}
-            now["runs"] += len(fresh)
-            now["wall_s"] += time.time() - t0
-            now["estimate_s"] += sum(per_run[m] for m in fresh)
-        done_runs += len(survivors)
-        r += 1
-        dirs = {m: [run_dir(full, data, m, shot, s) for s in range(r)] for m in survivors}
-        missing = [d for ds in dirs.values() for d in ds if not (d / "metrics.json").is_file()]
-        if missing:
-            _save(info, root, rounds, "waiting", spent_before, started)
-            say(f"{len(missing)} run(s) of round {r} are being trained by another medaug process (first: {missing[0]}); "
-                "run this command again when it has finished to continue the racing")
-            return {"root": root, "verdict": None, "report": None, "info": info}
-        scores = {m: {s: valid_score(d, info["metric"]) for s, d in enumerate(ds)} for m, ds in dirs.items()}
-        decision = race(scores, alpha=float(info["level"]))
-        drops = [{"method": t["method"], "round": r, "best": decision["best"], "diff": t["diff"], "p": t["p"],
-                  "p_holm": t["p_holm"], "n": decision["n"]} for t in decision["tests"] if t["dropped"]]
-        survivors = [m for m in survivors if m not in {d["method"] for d in drops}]
-        record = {"round": r, "seed": seed, "methods": list(dirs), "best": decision["best"], "means": decision["means"],
-                  "tests": decision["tests"], "dropped": drops}
-        if drops:
-            n_seeds = _extend(info, rounds + [record], survivors, r, n_seeds)
-            record["seeds"] = n_seeds
-        rounds.append(record)
-        _save(info, root, rounds, "running", spent_before, started)
-        say(_round_line(record, info["metric"]))
+    with ray_session(exp) if executor == "ray" else contextlib.nullcontext():  # Ray started once for every round
+        while r < n_seeds and len(survivors) > 1:
+            seed = r
+            outlook.done = done_runs
+            outlook.total = done_runs + len(survivors) * (n_seeds - r)
+            outlook.estimates = {str(d.resolve()): per_run[m] for s in range(r, n_seeds) for m in survivors
+                                 if not ((d := run_dir(full, data, m, shot, s)) / "metrics.json").is_file()}  # left to train
+            step = make_plan(dataclasses.replace(exp, methods=survivors, seeds=[seed]), train, plan_info["method_options"],
+                             plan_info["overrides"])
+            fresh = [m for m in survivors if not (run_dir(full, data, m, shot, seed) / "metrics.json").is_file()]
+            t0 = time.time()
+            run_plan(dataclasses.replace(step, outlook=outlook))
+            if fresh:  # the estimate's check: wall time of the rounds that trained, against those runs' estimates
+                timed = info.get("timed") or {"runs": 0, "wall_s": 0.0, "estimate_s": 0.0}
+                info = {**info, "timed": {"runs": timed["runs"] + len(fresh), "wall_s": round(timed["wall_s"] + time.time() - t0, 2),
+                                          "estimate_s": round(timed["estimate_s"] + sum(per_run[m] for m in fresh), 2)}}
+                now["runs"] += len(fresh)
+                now["wall_s"] += time.time() - t0
+                now["estimate_s"] += sum(per_run[m] for m in fresh)
+            done_runs += len(survivors)
+            r += 1
+            dirs = {m: [run_dir(full, data, m, shot, s) for s in range(r)] for m in survivors}
+            missing = [d for ds in dirs.values() for d in ds if not (d / "metrics.json").is_file()]
+            if missing:
+                _save(info, root, rounds, "waiting", spent_before, started)
+                say(f"{len(missing)} run(s) of round {r} are being trained by another medaug process (first: {missing[0]}); "
+                    "run this command again when it has finished to continue the racing")
+                return {"root": root, "verdict": None, "report": None, "info": info}
+            scores = {m: {s: valid_score(d, info["metric"]) for s, d in enumerate(ds)} for m, ds in dirs.items()}
+            decision = race(scores, alpha=float(info["level"]))
+            drops = [{"method": t["method"], "round": r, "best": decision["best"], "diff": t["diff"], "p": t["p"],
+                      "p_holm": t["p_holm"], "n": decision["n"]} for t in decision["tests"] if t["dropped"]]
+            survivors = [m for m in survivors if m not in {d["method"] for d in drops}]
+            record = {"round": r, "seed": seed, "methods": list(dirs), "best": decision["best"], "means": decision["means"],
+                      "tests": decision["tests"], "dropped": drops}
+            if drops:
+                n_seeds = _extend(info, rounds + [record], survivors, r, n_seeds)
+                record["seeds"] = n_seeds
+            rounds.append(record)
+            _save(info, root, rounds, "running", spent_before, started)
+            say(_round_line(record, info["metric"]))
     info = _save({**info, "seeds_run": n_seeds}, root, rounds, "done", spent_before, started)
     return finish(info, root, html, say, started, now)
 
