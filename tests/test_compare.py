@@ -84,20 +84,20 @@ def flat(cost: dict[str, float], default: float = 1.0):
 
 def test_budget_that_fits_cuts_nothing():
     fit = fit_budget(100.0, METHODS8, 5, "tiny", 64, flat({}))
-    assert fit == Fit(METHODS8, 5, "tiny", 64, 40.0, [])
-    assert fit_budget(None, METHODS8, 5, "tiny", 64, flat({})).estimate_s == 40.0
+    assert fit == Fit(METHODS8, 5, "tiny", 64, 40.0, ["budget 1 min 40 s: the full plan fits (about 40 s); nothing was cut"])
+    assert fit_budget(None, METHODS8, 5, "tiny", 64, flat({})) == Fit(METHODS8, 5, "tiny", 64, 40.0, [])
 
 
 def test_budget_cuts_seeds_first_down_to_three():
     fit = fit_budget(30.0, METHODS8, 5, "tiny", 64, flat({}))  # 8 a seed: 4 seeds need 32
     assert (fit.methods, fit.seeds) == (METHODS8, 3) and fit.estimate_s == 24
-    assert any("seeds 5 -> 3" in n for n in fit.notes) and not any("dropped" in n for n in fit.notes)
+    assert any("seeds 5 -> 3" in n for n in fit.notes) and not any(n.startswith("cut: apga") for n in fit.notes)
 
 
 def test_budget_then_drops_the_costliest_learned_method():
     fit = fit_budget(40.0, METHODS8, 5, "tiny", 64, flat({"apga": 10.0, "pgnm": 5.0}))  # 3 seeds: 63; without apga 33
     assert fit.seeds == 3 and fit.methods == [m for m in METHODS8 if m != "apga"] and fit.estimate_s == 33
-    assert any(n.startswith("dropped apga") for n in fit.notes)
+    assert any(n.startswith("cut: apga") for n in fit.notes)
 
 
 def test_budget_then_a_smaller_model_and_gives_back_what_fits():
@@ -109,11 +109,22 @@ def test_budget_then_a_smaller_model_and_gives_back_what_fits():
     fit = fit_budget(30.0, methods, 5, "resnet18", 128, per_run)
     assert (fit.model, fit.size, fit.seeds, fit.methods) == ("tiny", 64, 4, methods)  # apga given back, then a seed
     assert any("resnet18 at 128 px -> tiny at 64 px" in n for n in fit.notes)
-    assert any("seeds 5 -> 4" in n for n in fit.notes) and not any("dropped" in n for n in fit.notes)
+    assert any("seeds 5 -> 4" in n for n in fit.notes) and not any(n.startswith("cut: apga") for n in fit.notes)
     with pytest.raises(MedaugError, match="even the smallest plan"):
         fit_budget(30.0, methods, 5, "resnet18", 128, per_run, shrink=False)  # a model the user gave is not cut
     with pytest.raises(MedaugError, match="--budget"):
         fit_budget(1.0, methods, 5, "resnet18", 128, per_run)
+
+
+def test_time_of_dropped_methods_goes_to_the_rest():
+    from medaug.compare import _extend
+
+    info = {"estimate": {"budget_s": 40.0, "per_run_s": {"none": 1.0, "classical": 1.0, "apga": 6.0}},
+            "plan": {"max_seeds": 5}}
+    rounds = [{"methods": ["none", "classical", "apga"]}] * 3  # 3 rounds done: 24 s
+    assert _extend(info, rounds, ["none", "classical"], 3, 3) == 5  # 24 + 2 x 2 more seeds = 28 <= 40
+    assert _extend({**info, "estimate": {**info["estimate"], "budget_s": 26.0}}, rounds, ["none", "classical"], 3, 3) == 4
+    assert _extend({**info, "estimate": {**info["estimate"], "budget_s": None}}, rounds, ["none", "classical"], 3, 3) == 3
 
 
 # --- racing ------------------------------------------------------------------------------------
@@ -251,25 +262,26 @@ def test_compare_end_to_end_races_resumes_and_reports(easy_data, swapped_samples
     said: list[str] = []
     real_run_plan = cmp.run_plan
     monkeypatch.setattr(cmp, "run_plan", lambda plan, **k: (said.append("<training>"), real_run_plan(plan, **k))[1])
-    kw = dict(out=tmp_path / "c", methods=["none", "classical"], with_generator=str(swapped_samples), epochs=3, seeds=3,
+    kw = dict(out=tmp_path / "c", methods=["none", "classical"], with_generator=str(swapped_samples), epochs=3, seeds=4,
               options={"generative": {"ratio": 4.0}}, progress=False, html=False)
     result = compare(str(easy_data), say=said.append, **kw)
     # the plan from the data, announced before the first training
     info = read_compare(tmp_path / "c")
-    assert info["plan"]["methods"] == ["none", "classical", "generative"] and info["plan"]["seeds"] == 3
+    assert info["plan"]["methods"] == ["none", "classical", "generative"] and info["plan"]["seeds"] == 4
     assert (info["plan"]["train"]["model"], info["plan"]["train"]["size"]) == ("tiny", 32)
     first = said.index("<training>")
     assert any(line.startswith("estimated time per run") for line in said[:first])
-    assert any("total: 9 runs (3 methods x 3 seeds)" in line for line in said[:first])
+    assert any("total: 12 runs (3 methods x 4 seeds)" in line for line in said[:first])
     # racing: the swapped-label generator is much worse on validation and is dropped after round 3
     assert [d["method"] for r in info["rounds"] for d in r["dropped"]] == ["generative"]
     drop = info["rounds"][2]["dropped"][0]
     assert drop["round"] == 3 and drop["diff"] < 0 and drop["p_holm"] < 0.05
+    assert info["rounds"][3]["methods"] == ["none", "classical"] and info["rounds"][3]["tests"] == []  # no drop in the last
     assert len(list((tmp_path / "c").rglob("generative/shot-all/seed-*/metrics.json"))) == 3  # its runs stay
     v = result["verdict"]
     assert v["methods"] == ["none", "classical"] and v["text"] in said
     assert "generative after round 3" in v["text"] and "were not evaluated" in v["text"]
-    assert any(line.startswith("time: ") for line in said)
+    assert any(line.startswith("time: ") and "racing skipped 1 of its runs" in line for line in said)
     # resume: a second call trains nothing and prints the same verdict
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("metrics.json")}
     again: list[str] = []

@@ -251,7 +251,8 @@ def fit_budget(budget_s: float | None, methods: list[str], seeds: int, model: st
 
     full = total(methods, seeds, (model, size))
     if budget_s is None or full <= budget_s:
-        return Fit(list(methods), seeds, model, size, full, [])
+        fits = [f"budget {duration(budget_s)}: the full plan fits (about {duration(full)}); nothing was cut"] if budget_s else []
+        return Fit(list(methods), seeds, model, size, full, fits)
     at, kept, n = (model, size), list(methods), seeds
     while n > min_seeds and total(kept, n, at) > budget_s:
         n -= 1
@@ -273,13 +274,13 @@ def fit_budget(budget_s: float | None, methods: list[str], seeds: int, model: st
     while n < seeds and total(kept, n + 1, at) <= budget_s:
         n += 1
     notes = [f"budget {duration(budget_s)}: the full plan ({len(methods)} methods x {seeds} seeds, {model} at {size} px) "
-             f"needs about {duration(full)}, so"]
+             f"needs about {duration(full)}"]
     if n < seeds:
-        notes.append(f"seeds {seeds} -> {n} (the first cut; racing needs at least {min_seeds})")
+        notes.append(f"cut: seeds {seeds} -> {n} (the first cut; racing needs at least {min_seeds})")
     for m in (m for m in methods if m not in kept):
-        notes.append(f"dropped {m}: a learned method, the costliest left (about {duration(per_run(*at)[m])} a run here)")
+        notes.append(f"cut: {m}, a learned method, the costliest left (about {duration(per_run(*at)[m])} a run here)")
     if at != (model, size):
-        notes.append(f"model {model} at {size} px -> {at[0]} at {at[1]} px (cheaper steps; the last cut)")
+        notes.append(f"cut: model {model} at {size} px -> {at[0]} at {at[1]} px (cheaper steps; the last cut)")
     est = total(kept, n, at)
     notes.append(f"the plan that fits: {len(kept)} methods x {n} seeds, {at[0]} at {at[1]} px, about {duration(est)}")
     return Fit(kept, n, at[0], at[1], est, notes)
@@ -427,7 +428,7 @@ def new_plan(data: str, root: Path, choices: dict, names: list[str], options: di
     return {"version": VERSION, "status": "running", "choices": choices, "metric": choices["metric"],
             "level": choices["level"], "test": choices["test"],
             "data": data_info,
-            "model_rule": why, "generator": generator,
+            "model_rule": why, "model_by_rule": [model, size], "generator": generator,
             "plan": {"methods": fit.methods, "seeds": fit.seeds, "max_seeds": choices["seeds"], "train": train.to_dict(),
                      "method_options": options, "overrides": overrides},
             "estimate": {"per_run_s": {m: memo[(fit.model, fit.size)][m] for m in fit.methods},
@@ -472,6 +473,9 @@ def announce(info: dict, say: Callable[[str], None], data: bool = True) -> None:
     train = plan["train"]
     if data:
         announce_data(info["data"], train["model"], train["size"], info["model_rule"], say)
+    elif [train["model"], train["size"]] != info.get("model_by_rule", [train["model"], train["size"]]):
+        say(f"model: {train['model']} at {train['size']} px, the budget's last cut (the rule chose "
+            f"{info['model_by_rule'][0]} at {info['model_by_rule'][1]} px)")
     stages = []
     for m in plan["methods"]:
         base, _ = method_spec(m, plan["method_options"])
@@ -548,15 +552,15 @@ def run_rounds(info: dict, root: Path, executor: str, progress: bool, html: bool
                     "run this command again when it has finished to continue the racing")
                 return {"root": root, "verdict": None, "report": None, "info": info}
             scores = {m: {s: valid_score(d, info["metric"]) for s, d in enumerate(ds)} for m, ds in dirs.items()}
-            decision = race(scores, alpha=float(info["level"]))
+            last = r >= n_seeds  # after the last round a drop saves nothing: every remaining method goes to the verdict
+            decision = race(scores, alpha=float(info["level"]), min_seeds=n_seeds + 1 if last else MIN_RACE_SEEDS)
             drops = [{"method": t["method"], "round": r, "best": decision["best"], "diff": t["diff"], "p": t["p"],
                       "p_holm": t["p_holm"], "n": decision["n"]} for t in decision["tests"] if t["dropped"]]
             survivors = [m for m in survivors if m not in {d["method"] for d in drops}]
             record = {"round": r, "seed": seed, "methods": list(dirs), "best": decision["best"], "means": decision["means"],
                       "tests": decision["tests"], "dropped": drops}
-            if drops:
-                n_seeds = _extend(info, rounds + [record], survivors, r, n_seeds)
-                record["seeds"] = n_seeds
+            if drops and _extend(info, rounds + [record], survivors, r, n_seeds) != n_seeds:
+                n_seeds = record["seeds"] = _extend(info, rounds + [record], survivors, r, n_seeds)
             rounds.append(record)
             _save(info, root, rounds, "running", spent_before, started)
             say(_round_line(record, info["metric"]))
@@ -582,7 +586,8 @@ def _round_line(record: dict, metric: str) -> str:
     best = record["best"]
     text = f"round {record['round']} (seed {record['seed']}): best on validation {metric}: {best} ({record['means'].get(best, math.nan):.3f})"
     if not record["tests"]:
-        return text + f"; no racing test before round {MIN_RACE_SEEDS}"
+        return text + (f"; no racing test before round {MIN_RACE_SEEDS}" if record["round"] < MIN_RACE_SEEDS
+                       else "; the last round: no racing test (a drop would save nothing)")
     if record["dropped"]:
         text += "; dropped " + "; ".join(f"{d['method']} ({d['diff']:+.3f}, one-sided paired t-test over {d['n']} seeds, "
                                          f"Holm p {d['p_holm']:.3g})" for d in record["dropped"])

@@ -255,16 +255,17 @@ def _p(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
 
 
-def _gain_text(g: dict, test: str) -> str:
-    interval = "CI n/a" if math.isnan(g["ci_lo"]) else f"95% CI {g['ci_lo']:+.3f} to {g['ci_hi']:+.3f}"
+def _gain_text(g: dict, test: str, level: float) -> str:
+    interval = "CI n/a" if math.isnan(g["ci_lo"]) else f"{1 - level:.0%} CI {g['ci_lo']:+.3f} to {g['ci_hi']:+.3f}"
     return f"{g['diff']:+.3f} ({interval}; {_p_text(g, test)}; n = {g['n']} seeds)"
 
 
 def verdict_text(v: dict) -> str:
     """The verdict as one plain-text paragraph (the console, report.md and report.html print it as is)."""
     metric, test, level = v["metric"], v["test"], v["level"]
+    k = len([m for m in v["methods"] if m != "none"])
     rule = (f"test {metric}, paired over {v['seeds']} seeds; {TESTS_WORDS[test]}, Holm-adjusted over the "
-            f"{len([m for m in v['methods'] if m != 'none'])} remaining methods against none, level {level:g}")
+            f"{k} remaining method{'s' if k != 1 else ''} against none, level {level:g}")
     if v["choice"] is None:
         head = ("Verdict: no method is significantly better than none (every other method was dropped in racing: "
                 f"significantly worse than the best on validation {metric}).")
@@ -273,9 +274,9 @@ def verdict_text(v: dict) -> str:
     best_valid = f"the best remaining method on validation {metric} ({v['valid_means'][choice]:.3f})"
     if v["recommended"]:
         head = (f"Verdict: train with {choice}. It was {best_valid}, and it beats none on the test split: "
-                f"{_gain_text(g, test)} ({rule}).")
+                f"{_gain_text(g, test, level)} ({rule}).")
     else:
-        gain = _gain_text(g, test) if g else "no paired test (no common seeds with none)"
+        gain = _gain_text(g, test, level) if g else "no paired test (no common seeds with none)"
         head = (f"Verdict: no method is significantly better than none ({rule}). The validation choice, {choice}, "
                 f"{best_valid}, differs from none on the test split by {gain}.")
         extra = [m for m in v["beat_none"] if m != choice]
@@ -292,9 +293,9 @@ def verdict_text(v: dict) -> str:
     else:
         gc = v["vs_classical"]
         parts.append(f"Against the best classical baseline on validation, {bc}: "
-                     + (_gain_text(gc, test) if gc else "no paired test") + ".")
+                     + (_gain_text(gc, test, level) if gc else "no paired test") + ".")
         if v["classical_vs_none"]:
-            parts.append(f"{bc} against none: {_gain_text(v['classical_vs_none'], test)}.")
+            parts.append(f"{bc} against none: {_gain_text(v['classical_vs_none'], test, level)}.")
     return " ".join(parts + _tail(v))
 
 
@@ -328,8 +329,8 @@ def report_view(df: pd.DataFrame, info: dict) -> dict:
     if isinstance(est.get("total_s"), (int, float)):
         words += f" Estimated before training at {est['total_s'] / 60:.1f} min on {est.get('device', '?')} without racing"
         words += f"; wall time of the compare so far {float(info.get('spent_s', 0)) / 60:.1f} min."
-    for cut in est.get("cuts") or []:
-        words += f" {cut}."
+    if est.get("cuts"):
+        words += " " + "; ".join(est["cuts"]) + "."
     n_out = int(df["method"].isin([d["method"] for d in drops]).sum())
     note = ("the tables hold only the methods racing kept, and none; "
             + (f"{n_out} run(s) of the dropped methods stay on disk and are left out (compare.json)." if n_out
