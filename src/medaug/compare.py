@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import math
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -120,7 +121,8 @@ def smaller(model: str, size: int) -> tuple[str, int] | None:
 class Timing:
     """Seconds measured on this device, per method: one training step (a batch of ``batch_size``), a run's setup
     (classifier and method built, with as many training images as a run has), one image evaluated with the
-    method's prediction rule, one test image's saved mask (0 without masks); and one epoch's checkpoint writes."""
+    method's prediction rule, one test image's saved mask (0 without masks), the mask figures a run draws at its
+    end (0 without masks); and one epoch's checkpoint writes."""
 
     step_s: dict[str, float]
     setup_s: dict[str, float]
@@ -128,6 +130,7 @@ class Timing:
     masks_s: dict[str, float]
     save_s: float
     device: str = "cpu"
+    figures_s: dict[str, float] = dataclasses.field(default_factory=dict)  #: a run's mask figures (masks.png, mask_history.png)
 
 
 def time_methods(cfg: TrainConfig, names: list[str], method_options: dict, n_train: int = 0, steps: int = 5,
@@ -147,8 +150,10 @@ def time_methods(cfg: TrainConfig, names: list[str], method_options: dict, n_tra
     device = resolve_device(cfg.device)
     images = np.random.default_rng(0).integers(0, 256, (max(2, min(n_train, 2048)), cfg.size, cfg.size), dtype=np.uint8)
     warm, ctx, x, y = method_context("none", cfg, {}, cfg.batch_size)
-    warm.train_step(ctx, x, y)  # first-call costs (allocators, kernels) are not a run's
-    step_s, setup_s, predict_s, masks_s, save_s = {}, {}, {}, {}, 0.0
+    warm.train_step(ctx, x, y)  # first-call costs (allocators, kernels, matplotlib's import) are not a run's
+    from . import figures  # noqa: F401  (matplotlib, once per process)
+    step_s, setup_s, predict_s, masks_s, figures_s, save_s = {}, {}, {}, {}, {}, 0.0
+    tmp_dir = Path(tempfile.mkdtemp(prefix="medaug-compare-"))
 
     def timed(fn, repeat: int) -> float:
         _sync(device)
@@ -173,19 +178,35 @@ def time_methods(cfg: TrainConfig, names: list[str], method_options: dict, n_tra
                 method.predict(ctx, xe)
                 predict_s[name] = timed(lambda: method.predict(ctx, xe), 2) / len(xe)
                 has_masks = method.masks(ctx, xe) is not None
+                has_soft = has_masks or method.saliency(ctx, xe) is not None
             masks_s[name] = timed(lambda: method.masks(ctx, xe), 2) / len(xe) if has_masks else 0.0
+            figures_s[name] = mask_figures_s(cfg, has_masks, tmp_dir) if has_soft else 0.0
         except MedaugError:
             raise
         except Exception as exc:  # a shape or type error inside a network: name the combination
             raise MedaugError(f"compare: method {name!r} does not run on {cfg.size} px images with model {cfg.model!r} "
                               f"({type(exc).__name__}: {exc}); leave it out (--methods) or change --model/--size") from None
         if name == "none":
-            opt = ctx.optimizer
-            with tempfile.TemporaryDirectory() as tmp:
-                t0 = time.perf_counter()
-                save_torch(Path(tmp) / "checkpoint.pt", {"model": ctx.model.state_dict(), "optimizer": opt.state_dict()})
-                save_s = 1.5 * (time.perf_counter() - t0)  # checkpoint.pt every epoch, best.pt on improvements
-    return Timing(step_s, setup_s, predict_s, masks_s, save_s, str(device))
+            t0 = time.perf_counter()
+            save_torch(tmp_dir / "checkpoint.pt", {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict()})
+            save_s = 1.5 * (time.perf_counter() - t0)  # checkpoint.pt every epoch, best.pt on improvements
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    return Timing(step_s, setup_s, predict_s, masks_s, save_s, str(device), figures_s)
+
+
+def mask_figures_s(cfg: TrainConfig, hard: bool, folder: Path) -> float:
+    """Seconds of the mask figures a run of a mask method draws at its end: masks.png of 8 test images (``hard``
+    masks only) and mask_history.png of 8 validation images over (at most 10 of) its epochs."""
+    import numpy as np
+
+    from .figures import mask_grid, mask_history_grid
+
+    images = np.zeros((8, cfg.size, cfg.size), np.uint8)
+    t0 = time.perf_counter()
+    if hard:
+        mask_grid(images, np.ones_like(images), None, folder / "masks.png")
+    mask_history_grid(np.ones((min(cfg.epochs, 10), 8, cfg.size, cfg.size), np.uint8), images, folder / "history.png")
+    return time.perf_counter() - t0
 
 
 def n_batches(n_train: int, batch_size: int) -> int:
@@ -206,7 +227,7 @@ def run_seconds(cfg: TrainConfig, name: str, counts: dict[str, int], t: Timing) 
     def stage(epochs: int, key: str) -> float:
         per_epoch = steps * t.step_s[key] + counts["valid"] * t.predict_s[key] + t.save_s
         final = (counts["valid"] + counts["test"]) * t.predict_s[key] + counts["test"] * t.masks_s[key]
-        return t.setup_s[key] + epochs * per_epoch + final
+        return t.setup_s[key] + epochs * per_epoch + final + t.figures_s.get(key, 0.0)
 
     if METHODS.get(cfg.method).needs_baseline and cfg.budget == "equal":
         return stage(cfg.epochs - baseline_epochs(cfg), name) + counts["valid"] * t.predict_s["none"]
