@@ -19,6 +19,7 @@ import dataclasses
 import math
 import re
 import shutil
+import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -133,7 +134,7 @@ class Timing:
     figures_s: dict[str, float] = dataclasses.field(default_factory=dict)  #: a run's mask figures (masks.png, mask_history.png)
 
 
-def time_methods(cfg: TrainConfig, names: list[str], method_options: dict, n_train: int = 0, steps: int = 5,
+def time_methods(cfg: TrainConfig, names: list[str], method_options: dict, n_train: int = 0, steps: int = 7,
                  warmup: int = 2) -> Timing:
     """A few timed training steps of each plan method on random images of the run's shape and batch (a fresh
     classifier and the method's setup: ``bench.method_context``, as ``bench.prepare_method`` builds them), one timed
@@ -155,13 +156,15 @@ def time_methods(cfg: TrainConfig, names: list[str], method_options: dict, n_tra
     step_s, setup_s, predict_s, masks_s, figures_s, save_s = {}, {}, {}, {}, {}, 0.0
     tmp_dir = Path(tempfile.mkdtemp(prefix="medaug-compare-"))
 
-    def timed(fn, repeat: int) -> float:
-        _sync(device)
-        t0 = time.perf_counter()
+    def timed(fn, repeat: int) -> float:  # the median call: a spell of another job's load on a shared CPU counts once
+        times = []
         for _ in range(repeat):
+            _sync(device)
+            t0 = time.perf_counter()
             fn()
-        _sync(device)
-        return (time.perf_counter() - t0) / repeat
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
 
     for name in names:
         base, opts = method_spec(name, method_options)
@@ -176,10 +179,10 @@ def time_methods(cfg: TrainConfig, names: list[str], method_options: dict, n_tra
             xe = torch.rand(min(cfg.eval_batch_size, 64), 1, cfg.size, cfg.size, device=device)
             with torch.no_grad():
                 method.predict(ctx, xe)
-                predict_s[name] = timed(lambda: method.predict(ctx, xe), 2) / len(xe)
+                predict_s[name] = timed(lambda: method.predict(ctx, xe), 3) / len(xe)
                 has_masks = method.masks(ctx, xe) is not None
                 has_soft = has_masks or method.saliency(ctx, xe) is not None
-            masks_s[name] = timed(lambda: method.masks(ctx, xe), 2) / len(xe) if has_masks else 0.0
+            masks_s[name] = timed(lambda: method.masks(ctx, xe), 3) / len(xe) if has_masks else 0.0
             figures_s[name] = mask_figures_s(cfg, has_masks, tmp_dir) if has_soft else 0.0
         except MedaugError:
             raise
