@@ -232,7 +232,7 @@ def print_verdict(runs_dir: Path) -> None:
 
     view = compare_view(Path(runs_dir), collect(runs_dir))[1]
     if view is not None:
-        out.print(view["text"])
+        out.print(view["text"], soft_wrap=True)
         out.print("")
 
 
