@@ -245,7 +245,7 @@ def compare(
     with_generator: Optional[Path] = typer.Option(None, help="Also compare `generative`: a generator folder (`medaug gen train --out`) "
                                                               "or its samples (`medaug gen sample --out`)."),
     model: Optional[str] = typer.Option(None, help="Classifier \\[default: by rule: tiny on a CPU or under 1,000 training images, else resnet18]."),
-    size: Optional[int] = typer.Option(None, help="Image side in px \\[default: by rule: min(image side, 64) for tiny, 128 for resnet18]."),
+    size: Optional[int] = typer.Option(None, help="Image side in px \\[default: by rule: min(image side, 64) for tiny, min(image side, 128) for resnet18]."),
     epochs: int = typer.Option(20, help="Epochs from initialisation for every method (equal budgets)."),
     seeds: int = typer.Option(5, help="Most seeds (rounds); at least 3. Racing may stop methods earlier."),
     n_shot: int = typer.Option(0, help="Training images per class (0 = all)."),
