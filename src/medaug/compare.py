@@ -582,7 +582,7 @@ def run_rounds(info: dict, root: Path, executor: str, progress: bool, html: bool
                       "p_holm": t["p_holm"], "n": decision["n"]} for t in decision["tests"] if t["dropped"]]
             survivors = [m for m in survivors if m not in {d["method"] for d in drops}]
             record = {"round": r, "seed": seed, "methods": list(dirs), "best": decision["best"], "means": decision["means"],
-                      "tests": decision["tests"], "dropped": drops}
+                      "tests": decision["tests"], "dropped": drops, "last": last}
             if drops and _extend(info, rounds + [record], survivors, r, n_seeds) != n_seeds:
                 n_seeds = record["seeds"] = _extend(info, rounds + [record], survivors, r, n_seeds)
             rounds.append(record)
@@ -611,7 +611,8 @@ def _round_line(record: dict, metric: str) -> str:
     text = f"round {record['round']} (seed {record['seed']}): best on validation {metric}: {best} ({record['means'].get(best, math.nan):.3f})"
     if not record["tests"]:
         return text + (f"; no racing test before round {MIN_RACE_SEEDS}" if record["round"] < MIN_RACE_SEEDS
-                       else "; the last round: no racing test (a drop would save nothing)")
+                       else "; the last round: no racing test (a drop would save nothing)" if record.get("last")
+                       else "; nothing to test (none, the reference, is never dropped)")
     if record["dropped"]:
         text += "; dropped " + "; ".join(f"{d['method']} ({d['diff']:+.3f}, one-sided paired t-test over {d['n']} seeds, "
                                          f"Holm p {d['p_holm']:.3g})" for d in record["dropped"])
