@@ -47,15 +47,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup: int,
-                   channels_last: bool = False, channels: int = 0) -> tuple[Callable[[], None], float]:
-    """A fresh classifier and ``name``'s setup on random data of the config's shape, warmed up.
-
-    ``channels``: of the random images, 1 (gray) or 3 (colour); 0 = the config's ``in_channels``, else 1.
-
-    Returns ``step()``, one ``train_step`` of the method on that batch, and the number of images
-    the classifier trains on (forward with gradient) per source image: 2 for the 1:1 mixes.
-    """
+def method_context(name: str, cfg: TrainConfig, options: dict, batch: int, channels_last: bool = False,
+                   train_images: np.ndarray | None = None, channels: int = 0) -> tuple:
+    """A fresh classifier and ``name``'s setup on random data of the config's shape: (method, ctx, x, y), x float
+    [batch, C, S, S] in [0, 1] and y int64 [batch] on the config's device. ``channels``: C, 1 (gray) or 3 (colour);
+    0 = the config's ``in_channels``, else 1. ``train_images`` (uint8 [N, C, S, S]) is what setups that read the
+    training images see (default: the batch itself), e.g. as many as a real run has."""
     from .context import Context
     from .train import make_optimizer
 
@@ -67,11 +64,25 @@ def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmu
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr)
     x = torch.rand(batch, channels, cfg.size, cfg.size, device=device)
     y = torch.randint(0, 2, (batch,), device=device)
-    extras = {"train_images": (x * 255).to(torch.uint8).cpu().numpy()}  # for setups that read training images
+    images = (x * 255).to(torch.uint8).cpu().numpy() if train_images is None else train_images
+    extras = {"train_images": images}  # for setups that read training images
     ctx = Context(model, opt, device, cfg, 2, torch.amp.GradScaler(device.type, enabled=False), extras=extras, channels=channels)
     method = create_method(name, options)
     method.setup(ctx)
     model.train()
+    return method, ctx, x, y
+
+
+def prepare_method(name: str, cfg: TrainConfig, options: dict, batch: int, warmup: int,
+                   channels_last: bool = False, channels: int = 0) -> tuple[Callable[[], None], float]:
+    """A fresh classifier and ``name``'s setup on random data of the config's shape (``channels``: see
+    :func:`method_context`), warmed up.
+
+    Returns ``step()``, one ``train_step`` of the method on that batch, and the number of images
+    the classifier trains on (forward with gradient) per source image: 2 for the 1:1 mixes.
+    """
+    method, ctx, x, y = method_context(name, cfg, options, batch, channels_last, channels=channels)
+    model = ctx.model
 
     def step() -> None:
         method.train_step(ctx, x, y)

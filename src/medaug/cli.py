@@ -158,6 +158,7 @@ def report(
     from .report import write_report
 
     folder = write_report(runs_dir, out_dir, level, fmt=fmt, bootstrap=bootstrap, test=test, html=html, metrics=metric or None, baseline=baseline)
+    print_verdict(runs_dir)
     print_summary(runs_dir, level, test, baseline)
     if fmt:
         out.print(f"main table: {folder / {'md': 'main_table.md', 'csv': 'main_table.csv', 'latex': 'main_table.tex'}[fmt]}")
@@ -263,7 +264,9 @@ def print_summary(runs_dir: Path, level: float = 0.05, test: str = "both", basel
     from .report import MAIN_METRICS, MASK_METRICS, collect, mark_significance, method_order, power_note, rule_text, summarise
     from .results import ORDINAL_METRICS, run_notes
 
-    df = collect(runs_dir)
+    from .report import compare_view
+
+    df = compare_view(Path(runs_dir), collect(runs_dir))[0]  # a compare folder: the methods racing kept
     metrics = [m for m in MAIN_METRICS + ORDINAL_METRICS + MASK_METRICS if m in df]
     summary = mark_significance(summarise(df, metrics, baseline=baseline), level, test)
     for (dataset, shot), group in summary.groupby(["dataset", "shot"]):
@@ -290,6 +293,63 @@ def print_summary(runs_dir: Path, level: float = 0.05, test: str = "both", basel
         out.print(f"note: {power_note(summary, level, test)}")
     for note in run_notes(df):
         out.print(f"note: {note}")
+
+
+def print_verdict(runs_dir: Path) -> None:
+    """A ``medaug compare`` folder's verdict paragraph (and its drops), before the tables; nothing elsewhere."""
+    from .report import collect, compare_view
+
+    view = compare_view(Path(runs_dir), collect(runs_dir))[1]
+    if view is not None:
+        out.print(view["text"], soft_wrap=True)
+        out.print("")
+
+
+@app.command()
+def compare(
+    data: Path = typer.Option(..., help="Dataset folder or file (any format medaug reads), or medmnist:NAME."),
+    budget: Optional[str] = typer.Option(None, help="Time budget, e.g. 2h, 90m, 1.5h, 3600s: the plan is cut to fit "
+                                                    "(fewer seeds, then no costly learned method, then a smaller model) and says so."),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated candidates \\[default: none,classical,randaugment,trivialaugment,mixup,cutmix,apga,pgnm]."),
+    with_generator: Optional[Path] = typer.Option(None, help="Also compare `generative`: a generator folder (`medaug gen train --out`) "
+                                                              "or its samples (`medaug gen sample --out`)."),
+    model: Optional[str] = typer.Option(None, help="Classifier \\[default: by rule: tiny on a CPU or under 1,000 training images, else resnet18]."),
+    size: Optional[int] = typer.Option(None, help="Image side in px \\[default: by rule: min(image side, 64) for tiny, min(image side, 128) for resnet18]."),
+    epochs: int = typer.Option(20, help="Epochs from initialisation for every method (equal budgets)."),
+    seeds: int = typer.Option(5, help="Most seeds (rounds); at least 3. Racing may stop methods earlier."),
+    n_shot: int = typer.Option(0, help="Training images per class (0 = all)."),
+    metric: str = typer.Option("auroc", help="Validation metric for model selection, racing and the verdict: auroc | accuracy | balanced_accuracy | macro_f1 | kappa."),
+    test: str = typer.Option("t", help="The verdict's test: t (paired t-test) | both (t-test and Wilcoxon: needs 6+ seeds) | wilcoxon; Holm-adjusted."),
+    level: float = typer.Option(0.05, help="Significance level of racing and of the verdict."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    batch_size: int = typer.Option(32, help="Images per batch."),
+    option: list[str] = typer.Option([], "--option", "-o", help="METHOD.KEY=VALUE, e.g. apga.preset=paper (repeatable)."),
+    executor: str = typer.Option("local", help="local | ray: each round's runs as Ray tasks (README 'GPUs and clusters')."),
+    fmt: str = typer.Option("auto", "--format", help="Dataset format of --data."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Compare folder \\[default: runs/compare-DATASET]; re-run the same command to resume."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start fresh: remove what medaug wrote in --out before."),
+    html: bool = typer.Option(True, "--html/--no-html", help="Also write report.html."),
+):
+    """Which augmentation helps on this data? A fair plan, its time announced first, racing on validation, a verdict on test."""
+    from .compare import compare as run_compare
+    from .experiments import EXECUTORS
+
+    EXECUTORS.get(executor)
+    options: dict[str, dict] = {}
+    for key, value in parse_options(option).items():
+        if "." not in key:
+            raise MedaugError(f"--option {key}: expected METHOD.KEY=VALUE, e.g. apga.preset=paper")
+        name, opt = key.split(".", 1)
+        options.setdefault(name, {})[opt] = value
+    names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    result = run_compare(str(data), out=out_dir, methods=names, with_generator=str(with_generator) if with_generator else None,
+                         model=model, size=size, epochs=epochs, seeds=seeds, n_shot=n_shot, budget=budget, metric=metric,
+                         level=level, test=test, device=device, batch_size=batch_size, options=options, executor=executor,
+                         fmt=fmt, overwrite=overwrite, html=html, say=lambda text: out.print(text, soft_wrap=True))
+    if result["verdict"] is None:
+        return
+    print_summary(result["root"])
+    out.print(f"report: {result['report'] / 'report.md'}" + (f" and {result['report'] / 'report.html'}" if html else ""))
 
 
 DEMO_APGA = {"policy_width": 8, "policy_size": 32, "step": "fused"}

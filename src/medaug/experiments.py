@@ -53,6 +53,7 @@ from .config import CACHE_FIELDS, NonNegFloat, NonNegInt, Range, Seed, TrainConf
 from .errors import MedaugError, RunBusy
 from .io_utils import safe_name
 from .methods import METHODS
+from .progress import Outlook
 from .ray_executor import run_ray
 from .registry import Registry
 
@@ -84,6 +85,7 @@ class Plan:
     train: TrainConfig
     method_options: dict
     overrides: dict
+    outlook: Outlook | None = None  #: set by a caller running the plan in parts (medaug compare): progress counts the whole
 
     @property
     def root(self) -> Path:
@@ -238,12 +240,12 @@ def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[
 
     results, loaded, dataset, elsewhere = [], None, None, []
     with live_view(plan.train.progress) as bar:
-        progress = PlanProgress(len(runs), bar)
+        progress = PlanProgress(len(runs), bar, plan.outlook)
         for out, cfg, needs_baseline in runs:
             what = str(out.relative_to(plan.root)) if out.is_relative_to(plan.root) else str(out)
             if needs_baseline and Path(cfg.baseline) in elsewhere:
                 elsewhere.append(out)
-                progress.finished(what, None, trained=False)
+                progress.finished(what, None, trained=False, out=out)
                 continue
             finished = (out / "metrics.json").is_file()
             key = tuple(getattr(cfg, k) for k in DATA_FIELDS)
@@ -253,10 +255,10 @@ def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[
                 metrics = fit(cfg, out, dataset if loaded == key else None)
             except RunBusy:
                 elsewhere.append(out)
-                progress.finished(what, None, trained=False)
+                progress.finished(what, None, trained=False, out=out)
                 continue
             results.append((out, metrics))
-            progress.finished(what, metrics, trained=not finished)
+            progress.finished(what, metrics, trained=not finished, out=out)
             if on_result:
                 on_result(out, metrics)
         progress.close()

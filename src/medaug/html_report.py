@@ -36,6 +36,7 @@ from .io_utils import write_text
 from .results import (CLASS_LEGEND, LOWER_BETTER, cell_text, class_tables, collect, epochs_trained, is_number,
                       mark_significance, method_order, power_note, read_history, report_metrics, shot_key, summarise,
                       table_cells, table_legend)
+from .verdict import compared_runs, read_compare, report_view
 
 @cache
 def templates() -> jinja2.Environment:
@@ -373,12 +374,16 @@ def checks(df: pd.DataFrame, summary: pd.DataFrame, level: float, test: str, bas
 
 def write_html(runs_dir: str | Path, path: str | Path, *, df: pd.DataFrame | None = None, summary: pd.DataFrame | None = None,
                metrics: list[str] | None = None, level: float = 0.05, test: str = "both", ci_level: float | None = None,
-               bootstrap: int = 0, baseline: str = "none") -> Path:
-    """Write the self-contained HTML report of the runs below ``runs_dir`` to ``path`` (tests against ``baseline``)."""
+               bootstrap: int = 0, baseline: str = "none", compare: dict | None = None) -> Path:
+    """Write the self-contained HTML report of the runs below ``runs_dir`` to ``path`` (tests against ``baseline``).
+    ``compare``: a ``medaug compare`` folder's view (:func:`medaug.verdict.report_view`): its verdict opens the page."""
     root = Path(runs_dir)
     path = Path(path)
     if df is None:
         df = collect(root)
+        info = read_compare(root)
+        if info is not None:
+            df, compare = compared_runs(df, info), report_view(df, info)
     metrics = report_metrics(df, metrics)
     if summary is None:
         summary = summarise(df, metrics, baseline=baseline, bootstrap=bootstrap, ci_level=ci_level or 0.95)
@@ -412,7 +417,7 @@ def write_html(runs_dir: str | Path, path: str | Path, *, df: pd.DataFrame | Non
         main_tables=[main_table(summary, m) for m in metrics], tests=paired_tests(summary, metrics, baseline),
         class_blocks=class_tables(df), class_legend=CLASS_LEGEND,
         size_figures=size, curves=curves, gallery=gallery(df), runs=runs, provenance=prov,
-        notes=checks(df, summary, level, test, baseline) + prov_warnings)
+        notes=checks(df, summary, level, test, baseline) + prov_warnings, compare=compare)
     write_text(path, page)
     return path
 

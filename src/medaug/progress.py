@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
 
 from rich.console import Console
@@ -70,40 +72,85 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+@dataclass
+class Outlook:
+    """The whole of a plan that runs in parts (``medaug compare`` runs one round of seeds at a time), so the
+    progress of each part counts the whole: runs planned in all, runs finished so far, an estimate in seconds
+    of every run not finished yet (by resolved run folder) and the time spent before this process started.
+    The time left is the estimates of the unfinished runs, scaled by how the runs trained in this process so
+    far compared with their own estimates. ``split``: whose scores the per-run lines show (compare: valid,
+    never the test split)."""
+
+    total: int
+    done: int = 0
+    estimates: dict[str, float] = field(default_factory=dict)
+    spent_before_s: float = 0.0
+    split: str = "valid"
+    start: float = field(default_factory=time.time)
+    trained_s: float = 0.0  #: wall time of the runs trained in this process
+    trained_estimate_s: float = 0.0  #: what their estimates said
+
+    def left_s(self) -> float:
+        scale = self.trained_s / self.trained_estimate_s if self.trained_estimate_s > 0 else 1.0
+        return sum(self.estimates.values()) * scale
+
+    def spent_s(self) -> float:
+        return self.spent_before_s + time.time() - self.start
+
+    def finish(self, out: "str | Path | None", result: dict | None, trained: bool) -> None:
+        estimate = self.estimates.pop(str(Path(out).resolve()), 0.0) if out is not None else 0.0
+        self.done += 1
+        if trained and result and isinstance(result.get("wall_s"), (int, float)):
+            self.trained_s += float(result["wall_s"])
+            self.trained_estimate_s += estimate
+
+
 class PlanProgress:
     """Runs done / left, time spent and an estimate of the time left, for a plan of ``total`` runs.
 
     On a terminal with progress on: a task in the live view. Otherwise (piped, or ``progress = false``):
     one plain line per run that finishes, so a long plan is never silent. The estimate is the mean wall
-    time of the runs trained so far times the runs left (runs found finished cost nothing)."""
+    time of the runs trained so far times the runs left (runs found finished cost nothing). With an
+    :class:`Outlook` (a plan run in parts) the counts, the time spent and the time left are the whole's,
+    the time left from the runs' own estimates."""
 
-    def __init__(self, total: int, bar: "Progress | NullProgress"):
-        self.total, self.bar, self.plain = total, bar, isinstance(bar, NullProgress)
+    def __init__(self, total: int, bar: "Progress | NullProgress", outlook: Outlook | None = None):
+        self.total, self.bar, self.plain, self.outlook = total, bar, isinstance(bar, NullProgress), outlook
         self.done = self.trained = 0
         self.start = time.time()
-        self.task = bar.add_task("plan", total=total, status="")
+        self.task = (bar.add_task("plan", total=outlook.total, completed=outlook.done, status="") if outlook
+                     else bar.add_task("plan", total=total, status=""))
 
     def eta(self) -> float | None:
+        if self.outlook is not None:
+            return self.outlook.left_s()
         if not self.trained:
             return None
         return (time.time() - self.start) / self.trained * (self.total - self.done)
 
-    def finished(self, what: str, result: dict | None, trained: bool) -> None:
-        """Count one run (``trained``: it trained in this process now; else it was found finished or left to another)."""
+    def finished(self, what: str, result: dict | None, trained: bool, out: "str | Path | None" = None) -> None:
+        """Count one run (``trained``: it trained in this process now; else it was found finished or left to another;
+        ``out``: its folder, to take its estimate off an :class:`Outlook`'s time left)."""
         self.done += 1
         self.trained += trained
+        look = self.outlook
+        if look is not None:
+            look.finish(out, result, trained)
         eta = self.eta()
-        left = self.total - self.done
+        done, total = (look.done, look.total) if look else (self.done, self.total)
+        left = total - done
+        spent = look.spent_s() if look else time.time() - self.start
         self.bar.update(self.task, advance=1, status=f"{left} left" + (f", ~{duration(eta)}" if eta is not None else ""))
         if not self.plain:
             return
+        split = look.split if look else "test"
         score = ""
-        if result and isinstance(result.get("test"), dict):
-            score = " ".join(f"{k} {result['test'][k]:.3f}" for k in ("auroc", "accuracy")
-                             if isinstance(result["test"].get(k), float))
+        if result and isinstance(result.get(split), dict):
+            score = " ".join(f"{k} {result[split][k]:.3f}" for k in ("auroc", "accuracy")
+                             if isinstance(result[split].get(k), float))
         state = "trained" if trained else ("finished before" if result else "left to another process")
-        console.print(f"[{self.done}/{self.total}] {escape(what)}: {state}{', test ' + score if score else ''} | "
-                      f"{left} left, {duration(time.time() - self.start)} spent"
+        console.print(f"[{done}/{total}] {escape(what)}: {state}{f', {split} ' + score if score else ''} | "
+                      f"{left} left, {duration(spent)} spent"
                       + (f", about {duration(eta)} to go" if eta is not None else ""), highlight=False, soft_wrap=True)
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ with ``ray_local_cpus`` CPUs (0 = all) is started for the plan and shut down aft
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -41,22 +42,34 @@ def _resources(exp, cluster: dict) -> dict:
     return dict(num_cpus=exp.ray_cpus_per_run, num_gpus=gpus)
 
 
-def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -> list[tuple[Path, dict]]:
-    """Submit ``runs`` (run_dir, TrainConfig, needs_baseline) as tasks; returns (run dir, metrics) in plan order."""
+@contextlib.contextmanager
+def ray_session(exp):
+    """Ray for the runs of experiment config ``exp``: the instance already initialised in this process, else the
+    cluster at ``ray_address`` (or ``$RAY_ADDRESS``), else a local instance of ``ray_local_cpus`` CPUs; what was
+    started here is shut down on leaving (so a caller running a plan in parts starts Ray once around all parts)."""
     try:
         import ray
     except ImportError:
         raise MedaugError("executor 'ray': Ray is not installed; pip install 'medaug[ray]' (or use executor = \"local\")") from None
-    from .data.cache import default_cache_root
-    from .train import data_cache, fit
-
-    exp = plan.experiment
     address = exp.ray_address or os.environ.get("RAY_ADDRESS") or None
     started = not ray.is_initialized()
     if started:
         local = {} if address else {"num_cpus": exp.ray_local_cpus or None, "include_dashboard": False}
         ray.init(address=address, log_to_driver=False, **local)
     try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -> list[tuple[Path, dict]]:
+    """Submit ``runs`` (run_dir, TrainConfig, needs_baseline) as tasks; returns (run dir, metrics) in plan order."""
+    from .data.cache import default_cache_root
+    from .train import data_cache, fit
+
+    exp = plan.experiment
+    with ray_session(exp) as ray:
         resources = _resources(exp, ray.cluster_resources())
         env = {"env_vars": {"MEDAUG_CACHE": str(default_cache_root().resolve())}}
         task = ray.remote(_fit_task).options(**resources, runtime_env=env, max_retries=0)
@@ -81,7 +94,7 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
             if cfg.method == "none":
                 baselines[out] = ref
         with live_view(plan.train.progress) as bar:
-            progress = PlanProgress(len(pending), bar)
+            progress = PlanProgress(len(pending), bar, getattr(plan, "outlook", None))
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 ref = ready[0]
@@ -94,10 +107,7 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
                     cause = exc.cause if isinstance(exc.cause, MedaugError) else exc
                     raise MedaugError(f"{out}: {cause}".splitlines()[0]) from None
                 done[out] = metrics
-                progress.finished(str(out), metrics, trained=True)
+                progress.finished(str(out), metrics, trained=True, out=out)
                 if on_result:
                     on_result(out, metrics)
         return [(out.resolve(), done[out.resolve()]) for out, _, _ in runs]
-    finally:
-        if started:
-            ray.shutdown()

@@ -157,7 +157,7 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
     if bootstrap < 0:
         raise MedaugError(f"--bootstrap {bootstrap}: give 0 (no CIs) or a number of resamples, e.g. 2000")
     check_output_path(out, "--out")  # before any work
-    df = collect(root)
+    df, compare = compare_view(root, collect(root))
     if bootstrap:  # stats.bootstrap_ci: int64 indices and float64 values [bootstrap, n], the means and a sorted copy
         from .device import check_memory
 
@@ -174,14 +174,14 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, level: flo
         histories[method] = [read_history(Path(d)) for d in runs["run_dir"]]
     final = output_folder(out, "report", flag="--out")
     with staged(final, "report.md") as tmp:  # built beside it, then moved in: nothing half-written
-        _write_files(tmp, root, df, summary, metrics, level, test, fmt, bootstrap, ci_level, html, baseline, histories)
+        _write_files(tmp, root, df, summary, metrics, level, test, fmt, bootstrap, ci_level, html, baseline, histories, compare)
     return final
 
 
 def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame, metrics: list[str], level: float,
                  test: str, fmt: str | None, bootstrap: int, ci_level: float, html: bool, baseline: str,
-                 histories: dict[str, list]) -> Path:
-    """The report's files in the folder ``out`` (see :func:`write_report`)."""
+                 histories: dict[str, list], compare: dict | None) -> Path:
+    """The report's files in the folder ``out`` (see :func:`write_report`); ``compare``: a compare folder's view."""
     from .figures import learning_curves
 
     write_text(out / "results.csv", df.to_csv(index=False))
@@ -190,7 +190,7 @@ def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame,
         write_text(out / {"md": "main_table.md", "csv": "main_table.csv", "latex": "main_table.tex"}[fmt],
                    format_main_table(summary, metrics, fmt))
 
-    lines = [f"# medaug report: {root}", "",
+    lines = [f"# medaug report: {root}", "", *compare_markdown(compare),
              f"{len(df)} runs; methods: {', '.join(method_order(df['method']))}; seeds per cell as n.",
              table_legend(level, test, baseline, ci_level=ci_level if bootstrap else None)
              + (" " + power_note(summary, level, test) if power_note(summary, level, test) else ""), "",
@@ -231,7 +231,7 @@ def _write_files(out: Path, root: Path, df: pd.DataFrame, summary: pd.DataFrame,
         from .html_report import write_html
 
         write_html(root, out / "report.html", df=df, summary=summary, metrics=metrics, level=level, test=test,
-                   ci_level=ci_level if bootstrap else None, baseline=baseline)
+                   ci_level=ci_level if bootstrap else None, baseline=baseline, compare=compare)
     return out
 
 
@@ -256,6 +256,37 @@ def class_markdown(blocks: list[dict], digits: int = 3) -> list[str]:
                 cells += [str(v) for v in r["predicted"]] if r["predicted"] is not None and m["classes"] else []
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
+    return lines
+
+
+def compare_view(root: Path, df: pd.DataFrame) -> tuple[pd.DataFrame, dict | None]:
+    """The runs a report shows and, for a ``medaug compare`` folder (compare.json at ``root``), the compare's
+    report view (:func:`medaug.verdict.report_view`): its tables hold only the methods racing kept (and ``none``);
+    a dropped method's test numbers are never shown."""
+    from .verdict import compared_runs, read_compare, report_view
+
+    info = read_compare(root)
+    if info is None:
+        return df, None
+    kept = compared_runs(df, info)
+    if kept.empty:
+        raise MedaugError(f"{root}: the compare has no finished runs of the methods it kept yet; run `medaug compare` again")
+    return kept, report_view(df, info)
+
+
+def compare_markdown(view: dict | None) -> list[str]:
+    """report.md's first section for a compare folder: the verdict, the racing drops, the plan and its estimate."""
+    if view is None:
+        return []
+    lines = ["## Verdict (medaug compare)", "", view["text"], ""]
+    if view["drops"]:
+        lines += ["### Dropped in racing (validation split)", "",
+                  f"| method | after round | mean validation {view['metric']} vs the best | best | one-sided paired t-test p | Holm p | seeds |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {d['method']} | {d['round']} | {d['diff']:+.4f} | {d['best']} | {_p(d['p'])} | {_p(d['p_holm'])} | {d['n']} |"
+                  for d in view["drops"]]
+        lines.append("")
+    lines += [f"Plan: {view['plan']}", "", f"Note: {view['note']}", ""]
     return lines
 
 
