@@ -209,3 +209,13 @@ def test_two_stage_run_keeps_its_start_when_no_epoch_beats_it(tiny_cfg, tmp_path
     normal = fit(tiny_cfg(method="gradcam", epochs=4, baseline=str(tmp_path / "none")), tmp_path / "gradcam2")
     assert set(normal["start"]) == {"kept", "valid"} and "auroc" in normal["start"]["valid"]
     assert "start" not in fit(tiny_cfg(method="cutout", epochs=2), tmp_path / "cutout")  # one-stage methods unchanged
+
+
+def test_a_tied_score_is_broken_by_the_validation_loss():
+    """Selection on a saturated metric (validation AUROC 1.0 from epoch 1 on an easy task): the same score with a
+    lower validation loss wins; a higher score always wins; a checkpoint's state without best_loss still works."""
+    from medaug.train import improves
+
+    state = {"best_score": 1.0, "best_loss": 0.6}
+    assert improves(1.0, 0.1, state) and not improves(1.0, 0.7, state) and not improves(0.99, 0.01, state)
+    assert improves(1.01, 5.0, state) and improves(1.0, 0.1, {"best_score": 1.0})

@@ -195,7 +195,7 @@ def inputs(tmp_path_factory, tiny_data):
         for split, classes in splits.items():
             for c in classes:
                 for i in range(8):
-                    _png(root / name / split / c / f"{i}.png", 100 * i + ord(c) + len(split))
+                    _png(root / name / split / c / f"{i}.png", 10000 * (ord(c) - 96) + 100 * len(split) + i)  # all distinct
     csv = root / "csvdir"
     for i in range(12):
         _png(csv / "imgs" / f"{i}.png", i)

@@ -174,6 +174,13 @@ def _score(metrics: dict, monitor: str) -> float:
     return -metrics["loss"] if value is None or math.isnan(value) else value
 
 
+def improves(score: float, loss: float, state: dict) -> bool:
+    """An epoch beats the best so far: a higher monitored score, or the same score (a saturated metric, e.g.
+    validation AUROC 1.0 from the first epoch on an easy task) with a lower validation loss."""
+    best = state["best_score"]
+    return score > best or (score == best and loss < state.get("best_loss", math.inf))
+
+
 def watch_collapse(state: dict, logs: dict, epoch: int) -> str | None:
     """Track the epoch's mean ``kept_fraction`` (the log key methods with learned masks report, see
     :data:`medaug.methods.base.KEPT_FRACTION`); the first time it has stayed outside ``COLLAPSE_BOUNDS``
@@ -701,7 +708,8 @@ def score_start(run: Stage) -> None:
     method beats it (``state['start']``; best.pt then holds it with ``'start': True``)."""
     val, _ = evaluate(PLAIN, run.ctx, run.dataset.valid, studies=False)
     score = _score(val, run.cfg.monitor)
-    run.state.update(best_score=score, best_epoch=-1, start={"valid": {k: v for k, v in val.items() if k != "warnings"}})
+    run.state.update(best_score=score, best_loss=val["loss"], best_epoch=-1,
+                     start={"valid": {k: v for k, v in val.items() if k != "warnings"}})
     if run.lead:
         save_torch(run.out / "best.pt", {"model": run.model.state_dict(), "method": run.method.state_dict(), "epoch": -1,
                                          "start": True, "num_classes": run.ctx.num_classes})
@@ -750,8 +758,8 @@ def validate_and_select(run: Stage, logs: dict[str, float]) -> dict:
         console.print(f"{run.out}: {note}", highlight=False, soft_wrap=True)
     val, _ = evaluate(run.method, run.ctx, run.dataset.valid, studies=False)
     score = _score(val, run.cfg.monitor)
-    if score > state["best_score"]:
-        state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+    if improves(score, val["loss"], state):
+        state.update(best_score=score, best_loss=val["loss"], best_epoch=epoch, bad_epochs=0)
         if run.lead:
             save_torch(run.out / "best.pt", {"model": run.model.state_dict(), "method": run.method.state_dict(), "epoch": epoch,
                                              "num_classes": run.ctx.num_classes})
