@@ -60,7 +60,6 @@ def inspect_data(data: str, fmt: str = "auto", n_shot: int = 0, sample: int = 16
     colour, classes and a count of training images (k-shot and a carved validation split counted) that
     :func:`choose_model` uses. The exact split counts come later from the loaded dataset."""
     import numpy as np
-    from PIL import Image
 
     from .data.index import read_index
     from .data.io import load_image
@@ -70,12 +69,9 @@ def inspect_data(data: str, fmt: str = "auto", n_shot: int = 0, sample: int = 16
     pick = sorted(np.random.default_rng(0).choice(len(paths), size=min(sample, len(paths)), replace=False))
     sides, colour = [], False
     for i in pick:
-        sides.append(min(load_image(paths[i]).shape[:2]))
-        try:
-            with Image.open(paths[i]) as img:
-                colour |= img.mode in ("RGB", "RGBA", "CMYK", "YCbCr")
-        except Exception:  # not a PIL file (npz item, DICOM, NIfTI): decoded as gray
-            pass
+        image = load_image(paths[i])  # [H, W] gray or [H, W, 3] colour, as the cache reads it
+        sides.append(min(image.shape[:2]))
+        colour |= image.ndim == 3
     frame = index.frame
     splits = set(frame["split"])
     train = frame[frame["split"] == "train"] if "train" in splits else frame
@@ -484,7 +480,7 @@ def generator_samples(given: str, root: Path, per_class: int) -> str:
 def announce_data(d: dict, model: str, size: int, rule: str, say: Callable[[str], None]) -> None:
     """The data as read and the model chosen (compare.json 'data' and 'model_rule')."""
     split_words = {"train": "train", "valid": "validation", "test": "test"}
-    say(f"data: {d['native_size']} px {'colour (read as gray)' if d['colour'] else 'gray'} images, {len(d['classes'])} classes; "
+    say(f"data: {d['native_size']} px {'colour' if d['colour'] else 'gray'} images, {len(d['classes'])} classes; "
         + "; ".join(f"{split_words[s]} {sum(c.values())} ({', '.join(f'{k} {v}' for k, v in c.items())})"
                     for s, c in d["counts"].items())
         + (f"; {d['n_shot']} training images per class (--n-shot)" if d["n_shot"] else ""))

@@ -1,5 +1,5 @@
 """MedMNIST: one ``.npz`` archive (``pneumoniamnist.npz``, ``pneumoniamnist_64.npz``, ...) with the arrays
-``{train,val,test}_images`` (uint8 [N, H, W] gray or [N, H, W, 3] RGB, read as gray) and
+``{train,val,test}_images`` (uint8 [N, H, W] gray or [N, H, W, 3] RGB, kept in colour) and
 ``{train,val,test}_labels`` ([N, 1] or [N] class indices).
 
 ``root`` is the .npz file or a folder holding exactly one. Class names come from ``classes.txt``
