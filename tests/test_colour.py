@@ -179,7 +179,7 @@ def test_hue_only_classes_are_learned_in_colour(hue, tmp_path):
     classes differ only in hue; the same network fed luminance (in_channels 1) stays at chance."""
     scores = {}
     for method, channels in (("none", 0), ("trivialaugment", 0), ("none", 1), ("cutout", 0)):
-        cfg = TrainConfig(data=str(hue), size=16, epochs=6, method=method, monitor="loss", batch_size=16, progress=False,
+        cfg = TrainConfig(data=str(hue), size=16, epochs=6, method=method, batch_size=16, progress=False,
                           in_channels=channels)
         out = tmp_path / f"{method}-{channels}"
         scores[method, channels] = fit(cfg, out)["test"]["accuracy"]
