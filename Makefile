@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml requirements-lock.txt
 
 install: $(STAMP)
 
+# The demo: synthetic radiographs, 5 methods x 2 seeds (tiny CNN, 64 px), the table and a report.
 demo: $(STAMP)
 	$(BIN)/medaug demo
 

@@ -297,3 +297,17 @@ def test_compare_end_to_end_races_resumes_and_reports(easy_data, swapped_samples
     assert proc.returncode == 0, proc.stderr
     assert " ".join(v["text"].split()) in " ".join(proc.stdout.split())
     assert "│ none" in proc.stdout and "│ classical" in proc.stdout and "│ generative" not in proc.stdout
+
+
+def test_compare_takes_a_class_mapping_and_refuses_a_bad_one(easy_data, tmp_path):
+    """--classes reaches every run of the plan (the knee set's binary task is compared this way)."""
+    kw = dict(out=tmp_path / "c", methods=["none", "classical"], epochs=2, seeds=3, progress=False, html=False,
+              say=lambda text: None)
+    with pytest.raises(MedaugError, match="no-such-class"):
+        compare(str(easy_data), classes="sick=no-such-class", **kw)
+    assert not (tmp_path / "c").exists()  # nothing half-made
+    compare(str(easy_data), classes="healthy=negative;sick=positive", **kw)
+    runs = sorted((tmp_path / "c").rglob("metrics.json"))
+    assert len(runs) == 6
+    assert all(json.loads(f.read_text())["classes"] == ["healthy", "sick"] for f in runs)
+    assert read_compare(tmp_path / "c")["choices"]["classes"] == "healthy=negative;sick=positive"

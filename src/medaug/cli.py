@@ -326,6 +326,8 @@ def compare(
     option: list[str] = typer.Option([], "--option", "-o", help="METHOD.KEY=VALUE, e.g. apga.preset=paper (repeatable)."),
     executor: str = typer.Option("local", help="local | ray: each round's runs as Ray tasks (README 'GPUs and clusters')."),
     fmt: str = typer.Option("auto", "--format", help="Dataset format of --data."),
+    classes: str = typer.Option("", "--classes", help="Merge or rename the classes of --data, as `medaug train --classes`: "
+                                "NEW=SOURCE,...;... e.g. \"no-oa=KL0,KL1;oa=KL2,KL3,KL4\"."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Compare folder \\[default: runs/compare-DATASET]; re-run the same command to resume."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start fresh: remove what medaug wrote in --out before."),
     html: bool = typer.Option(True, "--html/--no-html", help="Also write report.html."),
@@ -345,7 +347,7 @@ def compare(
     result = run_compare(str(data), out=out_dir, methods=names, with_generator=str(with_generator) if with_generator else None,
                          model=model, size=size, epochs=epochs, seeds=seeds, n_shot=n_shot, budget=budget, metric=metric,
                          level=level, test=test, device=device, batch_size=batch_size, options=options, executor=executor,
-                         fmt=fmt, overwrite=overwrite, html=html, say=lambda text: out.print(text, soft_wrap=True))
+                         fmt=fmt, classes=classes, overwrite=overwrite, html=html, say=lambda text: out.print(text, soft_wrap=True))
     if result["verdict"] is None:
         return
     print_summary(result["root"])
@@ -364,7 +366,7 @@ def demo(
     methods: str = typer.Option("none,classical,cutout,gradcam,apga", help="Comma-separated methods."),
     shortcut: float = typer.Option(0.9, help="Train-only shortcut probability of the synthetic data (if created)."),
 ):
-    """Synthesise data, train every method with several seeds, print the table and write a report."""
+    """Synthesise data, train a few methods (none, classical, cutout, gradcam, apga) x 2 seeds, print the table, write a report."""
     from .config import PosInt, TrainConfig, check_range
     from .data.synth import generate
     from .experiments import ExperimentConfig, make_plan, run_plan

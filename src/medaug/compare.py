@@ -313,7 +313,7 @@ def compare(data: str | Path, *, out: str | Path | None = None, methods: list[st
             epochs: int = 20, seeds: int = 5, n_shot: int = 0, budget: str | None = None, metric: str = "auroc",
             level: float = 0.05, test: str = "t", device: str = "auto", batch_size: int = 32,
             options: dict[str, dict] | None = None, executor: str = "local", fmt: str = "auto",
-            overwrite: bool = False, progress: bool = True, html: bool = True,
+            classes: str = "", overwrite: bool = False, progress: bool = True, html: bool = True,
             say: Callable[[str], None] | None = None) -> dict:
     """Compare augmentations on ``data`` and return ``{"root", "verdict", "report", "info"}`` (see the module doc).
 
@@ -321,7 +321,8 @@ def compare(data: str | Path, *, out: str | Path | None = None, methods: list[st
     samples folder from ``medaug gen sample`` or a generator folder from ``medaug gen train``, sampled once);
     ``seeds``: the most seeds (rounds); ``budget``: e.g. '2h'; ``metric``: validation metric for model selection,
     racing and the verdict; ``test``/``level``: the verdict's rule (docs/compare.md); ``options``: method ->
-    its options. Progress and the verdict go to ``say`` (default: print).
+    its options; ``classes``: merge or rename the data's classes (``TrainConfig.classes``, e.g.
+    "no-oa=KL0,KL1;oa=KL2,KL3,KL4"). Progress and the verdict go to ``say`` (default: print).
     """
     say = say or print
     started = time.time()
@@ -345,6 +346,8 @@ def compare(data: str | Path, *, out: str | Path | None = None, methods: list[st
                "model": model or "", "size": size or 0, "epochs": epochs, "seeds": seeds, "n_shot": n_shot,
                "budget_s": budget_s or 0, "metric": metric, "level": level, "test": test, "device": device,
                "batch_size": batch_size, "options": options}
+    if classes:  # only when given: compare folders written before --classes existed still resume
+        choices["classes"] = TrainConfig(classes=classes).classes
     from .io_utils import output_folder, remove_output, write_json
 
     inputs = tuple(str(p) for p in (data, with_generator) if p and Path(p).is_dir())
@@ -408,7 +411,7 @@ def new_plan(data: str, root: Path, choices: dict, names: list[str], options: di
                                     choices["size"] or None)
     base = TrainConfig(data=data, format=choices["format"], size=size, model=model, epochs=choices["epochs"],
                        batch_size=choices["batch_size"], monitor=choices["metric"], device=choices["device"],
-                       progress=progress)
+                       classes=choices.get("classes", ""), progress=progress)
     dataset = load_data(dataclasses.replace(base, n_shot=choices["n_shot"], seed=0))  # the cache, built once here
     counts = {split: {c: int((getattr(dataset, split).labels == i).sum()) for i, c in enumerate(dataset.classes)}
               for split in ("train", "valid", "test")}
