@@ -54,9 +54,9 @@ def test_run_estimate_arithmetic():
     assert run_seconds(cfg, "none", counts, t) == pytest.approx(1.0 + 10 * epoch(0.1) + final)
     assert run_seconds(TrainConfig(epochs=10, method="classical"), "classical", counts, t) == pytest.approx(
         1.0 + 10 * epoch(0.2) + final)
-    # two-stage: its own epochs - baseline_epochs (5 of 10), the start scored on validation, test masks and figures at the end
+    # two-stage: its own epochs - baseline_epochs (2 of 10), the start scored on validation, test masks and figures at the end
     apga = TrainConfig(epochs=10, method="apga", baseline="somewhere")
-    assert run_seconds(apga, "apga", counts, t) == pytest.approx(4.0 + 5 * epoch(0.5) + final + 30 * 0.02 + 0.7 + 20 * 0.01)
+    assert run_seconds(apga, "apga", counts, t) == pytest.approx(4.0 + 2 * epoch(0.5) + final + 30 * 0.02 + 0.7 + 20 * 0.01)
     # pgnm under equal budgets: 10 - 4 heated epochs with its step, then 4 fine-tuning epochs with none's
     pgnm = TrainConfig(epochs=10, method="pgnm", finetune_epochs=4)
     assert run_seconds(pgnm, "pgnm", counts, t) == pytest.approx(

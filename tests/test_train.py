@@ -170,13 +170,13 @@ def test_equal_budget_two_stage_runs_continue_the_none_run_at_its_branch_epoch(t
     refused; budget paper adds `epochs` to the baseline's final best.pt."""
     base = fit(tiny_cfg(epochs=4), tmp_path / "none")
     branch = torch.load(tmp_path / "none" / "branch.pt", weights_only=True)
-    assert (branch["branch_epoch"], branch["epochs"]) == (2, 4) and branch["epoch"] <= 1  # best of epochs 1-2
+    assert (branch["branch_epoch"], branch["epochs"]) == (3, 4) and branch["epoch"] <= 2  # best of epochs 1-3 (4/5 of 4, rounded up, at most 3)
     assert base["budget"] == {"mode": "equal", "classifier_epochs": 4}
     opts = {"policy_width": 4, "prior_steps": 2}
     apga = fit(tiny_cfg(method="apga", epochs=4, baseline=str(tmp_path / "none"), method_options=opts), tmp_path / "apga")
-    assert apga["epochs_run"] == 2 and apga["stages"] == {"baseline_epochs": 2, "method_epochs": 2}
+    assert apga["epochs_run"] == 1 and apga["stages"] == {"baseline_epochs": 3, "method_epochs": 1}
     assert apga["budget"] == {"mode": "equal", "classifier_epochs": 4}
-    with pytest.raises(MedaugError, match="none stage ends at epoch 2 of 4; this run needs epoch 3 of 6"):
+    with pytest.raises(MedaugError, match="none stage ends at epoch 3 of 4; this run needs epoch 5 of 6"):
         fit(tiny_cfg(method="apga", epochs=6, baseline=str(tmp_path / "none"), method_options=opts), tmp_path / "apga6")
     paper = fit(tiny_cfg(method="apga", epochs=4, baseline=str(tmp_path / "none"), method_options=opts, budget="paper"),
                 tmp_path / "apga-paper")
@@ -201,7 +201,7 @@ def test_two_stage_run_keeps_its_start_when_no_epoch_beats_it(tiny_cfg, tmp_path
 
     monkeypatch.setattr(train_mod, "evaluate", worse_with_the_method)
     result = fit(tiny_cfg(method="gradcam", epochs=4, baseline=str(tmp_path / "none")), tmp_path / "gradcam")
-    assert result["start"]["kept"] is True and result["best_epoch"] == 0 and result["epochs_run"] == 2
+    assert result["start"]["kept"] is True and result["best_epoch"] == 0 and result["epochs_run"] == 1  # 3 of 4 epochs in the none stage
     assert result["valid"]["auroc"] == pytest.approx(result["start"]["valid"]["auroc"])  # the kept baseline, plain rule
     assert torch.load(tmp_path / "gradcam" / "best.pt", weights_only=True)["start"] is True
     assert "kept the starting checkpoint (epoch 0, the `none` baseline)" in capsys.readouterr().err.replace("\n", "")

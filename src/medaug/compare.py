@@ -385,7 +385,7 @@ def check_choices(metric: str, test: str, level: float, seeds: int, epochs: int,
     if seeds < MIN_RACE_SEEDS:
         raise MedaugError(f"--seeds {seeds}: give {MIN_RACE_SEEDS} or more (racing and the paired tests need {MIN_RACE_SEEDS})")
     if epochs < 2:
-        raise MedaugError(f"--epochs {epochs}: give 2 or more (two-stage methods start from their none run halfway)")
+        raise MedaugError(f"--epochs {epochs}: give 2 or more (two-stage methods start from their none run at epoch 4/5 of the budget)")
     if n_shot < 0:
         raise MedaugError(f"--n-shot {n_shot}: give 0 (all training images) or the images per class")
 
@@ -492,6 +492,8 @@ def announce_data(d: dict, model: str, size: int, rule: str, say: Callable[[str]
 
 def announce(info: dict, say: Callable[[str], None], data: bool = True) -> None:
     """The plan and its estimate, printed before any training (``data``: the data and model lines first)."""
+    from .train import baseline_epochs
+
     plan, est = info["plan"], info["estimate"]
     train = plan["train"]
     if data:
@@ -504,7 +506,7 @@ def announce(info: dict, say: Callable[[str], None], data: bool = True) -> None:
         base, _ = method_spec(m, plan["method_options"])
         cls = METHODS.get(base)
         if cls.needs_baseline:
-            first = train["baseline_epochs"] if train["baseline_epochs"] > 0 else (train["epochs"] + 1) // 2
+            first = baseline_epochs(TrainConfig(epochs=train["epochs"], baseline_epochs=train["baseline_epochs"]))
             stages.append(f"{m} trains epochs {first + 1}-{train['epochs']} from its seed's none run at epoch {first}")
         tune = (plan["overrides"].get(m) or {}).get("finetune_epochs", cls.finetune_epochs)
         if tune:
