@@ -1,7 +1,7 @@
 """Validation-split comparison of method variants against their defaults (docs/apga.md, "Defaults checked on
-two real datasets"). Reads the runs of examples/defaults-sweep-*.toml; never reads a test split.
+two real datasets"). Reads the runs of examples/defaults-sweep/*.toml; never reads a test split.
 
-    python examples/defaults_sweep.py runs/defaults-sweep-pneumonia runs/defaults-sweep-knee
+    python examples/defaults-sweep/summarise.py runs/sweep-pneumonia runs/sweep-knee
 
 For each run folder: mean validation AUROC and balanced accuracy per method, how often a two-stage run kept its
 start, and each variant minus its default (a variant is a [methods.NAME] alias of a method) paired over seeds.
