@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from medaug.errors import MedaugError
+from cli_helper import cli
 
 
 def medaug(*args, env=None):
@@ -231,24 +232,6 @@ def test_inputs_that_look_fine_are_refused_or_warned(tiny_data, tmp_path):
 # 4. no tracebacks: each bad input is one line, exit 2, naming the file or flag
 
 
-def cli(capsys, *args):
-    """Run ``medaug ARGS`` in this process (no interpreter start-up): (exit code, stdout, stderr as one line)."""
-    import signal
-
-    from medaug.cli import main
-
-    old = sys.argv
-    sys.argv = ["medaug", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.argv = old
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    captured = capsys.readouterr()
-    return code, captured.out, " ".join(captured.err.split())
 
 
 @pytest.fixture(scope="module")

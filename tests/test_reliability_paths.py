@@ -24,29 +24,12 @@ import pytest
 
 from medaug.errors import MedaugError, machine_fault
 from medaug.io_utils import MARKER, clear, output_folder, provable, remove_output
+from cli_helper import cli
 
 TINY_GAN = dict(channel_base=256, channel_max=32, z_dim=16, w_dim=16, map_layers=1)
 TRAIN = ("--size", 32, "--epochs", 1, "--batch-size", 16, "--model", "tiny")
 
 
-def cli(capsys, *args):
-    """Run ``medaug ARGS`` in this process: (exit code, stdout, stderr as one line)."""
-    import signal
-
-    from medaug.cli import main
-
-    old = sys.argv
-    sys.argv = ["medaug", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.argv = old
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    captured = capsys.readouterr()
-    return code, captured.out, " ".join(captured.err.split())
 
 
 def one_line_error(code, err, *needles):

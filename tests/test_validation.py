@@ -10,7 +10,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import typing
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 
 from medaug.config import Range, TrainConfig, options_from
 from medaug.errors import MedaugError
+from cli_helper import cli
 
 TINY_GAN = dict(channel_base=256, channel_max=32, z_dim=16, w_dim=16, map_layers=1)
 TINY_DIFFUSION = dict(channels=[8, 8], attention_levels=[False, False], norm_num_groups=4, num_head_channels=8, ddim_steps=2)
@@ -134,24 +134,6 @@ def test_option_out_of_its_range_is_one_line_naming_it_its_value_and_the_range(c
 # the command line: each bad input is one line, exit 2, nothing written
 
 
-def cli(capsys, *args):
-    """Run ``medaug ARGS`` in this process: (exit code, stdout, stderr as one line)."""
-    import signal
-
-    from medaug.cli import main
-
-    old = sys.argv
-    sys.argv = ["medaug", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        sys.argv = old
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    captured = capsys.readouterr()
-    return code, captured.out, " ".join(captured.err.split())
 
 
 def _png(path, value, size=32):
