@@ -161,7 +161,29 @@ def test_budget_paper_plans_give_none_the_same_finetuning_stage(tmp_path):
     # budget equal (the default): pgnm's stages fit in epochs, so the one-stage methods get no extra stage
     equal = make_plan(exp, TrainConfig(epochs=25))
     assert finetune_epochs(run_config(equal, str(tmp_path), "none", 0, 0)) == 0
-    assert finetune_epochs(run_config(equal, str(tmp_path), "pgnm", 0, 0)) == 10
+    assert finetune_epochs(run_config(equal, str(tmp_path), "pgnm", 0, 0)) == 17  # 2/3 of the 25 epochs
+
+
+def test_pgnm_stages_default_to_a_share_of_an_equal_budget_and_older_runs_are_not_reused(tmp_path):
+    """budget equal, finetune_epochs -1: pgnm fine-tunes 2/3 of the epochs at the run's lr (chosen on two datasets'
+    validation splits); set explicitly or under budget paper: the papers' stage (10 epochs, lr / 10). A finished run
+    whose recorded stages differ from today's (trained before a default changed) is refused, naming both."""
+    from medaug.errors import MedaugError
+    from medaug.train import check_stages, stage_plan
+
+    assert stage_plan(TrainConfig(method="pgnm", epochs=30)) == {"heated_epochs": 10, "finetune_epochs": 20, "finetune_lr": 1e-3}
+    assert stage_plan(TrainConfig(method="pgnm", epochs=30, finetune_epochs=10)) == {
+        "heated_epochs": 20, "finetune_epochs": 10, "finetune_lr": 1e-4}
+    assert stage_plan(TrainConfig(method="pgnm", epochs=20, budget="paper"))["finetune_epochs"] == 10
+    assert stage_plan(TrainConfig(method="apga", epochs=30, baseline="x")) == {"baseline_epochs": 24, "method_epochs": 6}
+    assert stage_plan(TrainConfig(method="cutout", epochs=30)) == {}
+    old = {"stages": {"heated_epochs": 20, "finetune_epochs": 10, "finetune_lr": 1e-4}}
+    with pytest.raises(MedaugError, match="heated_epochs 20 there, 10 now; finetune_epochs 10 there, 20 now"):
+        check_stages(tmp_path, old, TrainConfig(method="pgnm", epochs=30))
+    check_stages(tmp_path, old, TrainConfig(method="pgnm", epochs=30, finetune_epochs=10))  # the same stages: reused
+    with pytest.raises(MedaugError, match="baseline_epochs 15 there, 24 now"):
+        check_stages(tmp_path, {"stages": {"baseline_epochs": 15, "method_epochs": 15}},
+                     TrainConfig(method="apga", epochs=30, baseline="x"))
 
 
 def test_transfer_to_unseen_findings(multiclass_data, tmp_path):

@@ -421,8 +421,10 @@ def new_plan(data: str, root: Path, choices: dict, names: list[str], options: di
         samples = generator_samples(str(with_generator), root, max(counts["train"].values()))
         options.setdefault("generative", {})["samples"] = samples
         generator = {"given": str(with_generator), "samples": samples}
+    from .train import finetune_epochs
+
     overrides = {m: {"finetune_epochs": max(1, base.epochs // 2)} for m in names
-                 if METHODS.get(method_spec(m, options)[0]).finetune_epochs >= base.epochs}
+                 if finetune_epochs(dataclasses.replace(base, method=method_spec(m, options)[0])) >= base.epochs}
     exp = ExperimentConfig(name=root.name, out=str(root.parent), data=[data], methods=names, seeds=[0],
                            shots=[choices["n_shot"]])
     plan = make_plan(exp, base, options, overrides)
@@ -492,7 +494,7 @@ def announce_data(d: dict, model: str, size: int, rule: str, say: Callable[[str]
 
 def announce(info: dict, say: Callable[[str], None], data: bool = True) -> None:
     """The plan and its estimate, printed before any training (``data``: the data and model lines first)."""
-    from .train import baseline_epochs
+    from .train import baseline_epochs, finetune_epochs
 
     plan, est = info["plan"], info["estimate"]
     train = plan["train"]
@@ -508,7 +510,9 @@ def announce(info: dict, say: Callable[[str], None], data: bool = True) -> None:
         if cls.needs_baseline:
             first = baseline_epochs(TrainConfig(epochs=train["epochs"], baseline_epochs=train["baseline_epochs"]))
             stages.append(f"{m} trains epochs {first + 1}-{train['epochs']} from its seed's none run at epoch {first}")
-        tune = (plan["overrides"].get(m) or {}).get("finetune_epochs", cls.finetune_epochs)
+        tune = (plan["overrides"].get(m) or {}).get("finetune_epochs", -1)
+        tune = finetune_epochs(TrainConfig(method=base, epochs=train["epochs"], budget=train.get("budget", "equal"),
+                                           finetune_epochs=tune))
         if tune:
             stages.append(f"{m} trains {train['epochs'] - tune} epochs with its policy, then {tune} without")
     say(f"methods: {', '.join(plan['methods'])}; up to {plan['seeds']} seeds in rounds (racing from round {MIN_RACE_SEEDS}); "

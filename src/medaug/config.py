@@ -126,7 +126,7 @@ class TrainConfig:
     baseline: str = ""  #: run folder of a trained `none` model; two-stage methods start from its checkpoint (see budget)
     budget: Literal["equal", "paper"] = "equal"  #: equal: every method trains the classifier `epochs` epochs from initialisation, stages included; paper: the papers' two-stage protocols, longer budgets for two-stage methods (docs/experiments.md)
     baseline_epochs: Annotated[int, Range(ge=1, also=(-1,))] = -1  #: budget equal: two-stage methods (apga, gradcam, end2end) start from the none run's best checkpoint of its first baseline_epochs epochs and train the rest of `epochs` (-1 = 4/5 of epochs, rounded up, at most epochs - 1: 24 of 30)
-    finetune_lr: NonNegFloat = 0.0  #: lr when starting from a baseline or in the fine-tuning stage (0 = use lr; stage 2: lr / 10)
+    finetune_lr: NonNegFloat = 0.0  #: lr when starting from a baseline or in the fine-tuning stage (0 = use lr; stage 2: lr / 10, or lr for pgnm's default share of an equal budget)
     finetune_epochs: Annotated[int, Range(ge=0, also=(-1,))] = -1  #: stage 2 without the method after training (-1 = the method's default: pgnm 10, others 0)
     average_last: NonNegInt = 3  #: stage 2 ends with the mean of its last N epochs' weights (0 = best validation epoch)
     eval_batch_size: PosInt = 256  #: images per batch when evaluating

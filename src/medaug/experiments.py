@@ -332,11 +332,13 @@ def run_plan(plan: Plan, on_result: OnResult = None, overwrite: bool = False) ->
 def check_finished(runs: list) -> None:
     """Refuse, before any training, finished run folders trained with another configuration (a changed [train]):
     the identity medaug stored in their metrics.json (an older medaug's runs: their config.toml)."""
-    from .train import check_identity, read_json, run_identity, saved_identity
+    from .train import check_identity, check_stages, read_json, run_identity, saved_identity
 
     for out, cfg, _ in runs:
         if (out / "metrics.json").is_file():
-            saved = saved_identity(out, read_json(out / "metrics.json", "the run's"), fingerprint=False)
+            metrics = read_json(out / "metrics.json", "the run's")
+            check_stages(out, metrics, cfg)
+            saved = saved_identity(out, metrics, fingerprint=False)
             if not cfg.in_channels and saved.get("in_channels") in (1, 3):  # "the data's": fit checks it against the data
                 cfg = dataclasses.replace(cfg, in_channels=saved["in_channels"])
             check_identity(out, saved, run_identity(cfg, None), "a finished run", "--overwrite to start the experiment fresh")

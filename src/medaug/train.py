@@ -261,8 +261,48 @@ def warn_data(dataset: Dataset, out: Path) -> None:
 
 
 def finetune_epochs(cfg: TrainConfig) -> int:
-    """Epochs of stage 2 for ``cfg``: its own value, or the method's default when it is -1."""
-    return cfg.finetune_epochs if cfg.finetune_epochs >= 0 else METHODS.get(cfg.method).finetune_epochs
+    """Epochs of stage 2 for ``cfg``: its own value; when it is -1, the method's default: under budget equal its
+    share of the budget (``finetune_fraction``: pgnm 2/3, 20 of 30 epochs, at least 1, at most epochs - 1),
+    else its fixed count (``finetune_epochs``: pgnm 10)."""
+    if cfg.finetune_epochs >= 0:
+        return cfg.finetune_epochs
+    method = METHODS.get(cfg.method)
+    if cfg.budget == "equal" and method.finetune_fraction:
+        return max(1, min(cfg.epochs - 1, round(method.finetune_fraction * cfg.epochs)))
+    return method.finetune_epochs
+
+
+def finetune_lr(cfg: TrainConfig) -> float:
+    """Learning rate of the fine-tuning stage: ``finetune_lr`` when set; else the run's lr where the stage is the
+    method's share of an equal budget (``finetune_epochs = -1``), lr / 10 otherwise (the papers' stage)."""
+    if cfg.finetune_lr:
+        return cfg.finetune_lr
+    share = cfg.budget == "equal" and cfg.finetune_epochs < 0 and METHODS.get(cfg.method).finetune_fraction
+    return cfg.lr if share else cfg.lr / 10
+
+
+def stage_plan(cfg: TrainConfig) -> dict:
+    """The stages a run of ``cfg`` trains, as its metrics.json records them (``stages``); {} for one stage."""
+    if METHODS.get(cfg.method).needs_baseline and cfg.budget == "equal":
+        first = baseline_epochs(cfg)
+        return {"baseline_epochs": first, "method_epochs": cfg.epochs - first}
+    stage2 = finetune_epochs(cfg)
+    if not stage2:
+        return {}
+    return {"heated_epochs": cfg.epochs - stage2 if cfg.budget == "equal" else cfg.epochs, "finetune_epochs": stage2,
+            "finetune_lr": finetune_lr(cfg)}
+
+
+def check_stages(out: Path, metrics: dict, cfg: TrainConfig) -> None:
+    """A finished run whose recorded stages differ from what ``cfg`` trains today (a default of the stages changed:
+    the branch point of two-stage methods, pgnm's fine-tuning share) is refused in one line, never reused."""
+    have, want = metrics.get("stages") or {}, stage_plan(cfg)
+    diff = [k for k in want if k in have and not math.isclose(float(have[k]), float(want[k]), rel_tol=1e-9)]
+    if diff:
+        shown = "; ".join(f"{k} {have[k]} there, {want[k]} now" for k in diff)
+        raise MedaugError(f"{out}: a finished run trained with other stages ({shown}: medaug's defaults for them changed, "
+                          "docs/experiments.md); train it again (--overwrite, or delete the folder), or set "
+                          "baseline_epochs / finetune_epochs / finetune_lr to the values it was trained with")
 
 
 BRANCH = "branch.pt"  #: a baseline run's best checkpoint of its first baseline_epochs epochs (budget equal)
@@ -409,7 +449,7 @@ def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, over
         if dataset is None:
             dataset = load_data(cfg)
         heated = _fit(stage1, out / "heated", dataset, tracker, stage="heated", fingerprint=dataset.fingerprint)
-        lr = cfg.finetune_lr or cfg.lr / 10
+        lr = finetune_lr(cfg)
         tune = dataclasses.replace(cfg, method="none", method_options={}, epochs=stage2, lr=lr, finetune_lr=0.0,
                                    baseline=str(out / "heated"), finetune_epochs=0)
         extra = {**budget, "stages": {"heated_epochs": heated_epochs, "finetune_epochs": stage2, "finetune_lr": lr,
@@ -575,6 +615,7 @@ def finished_result(cfg: TrainConfig, out: Path, record: TrainConfig, fingerprin
         return None
     saved = read_json(done, "the run's")
     check_identity(out, saved_identity(out, saved), run_identity(record, fingerprint or data_fingerprint(cfg)), "a finished run")
+    check_stages(out, saved, record)
     return saved
 
 

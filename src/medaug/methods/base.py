@@ -42,6 +42,8 @@ class Method:
     needs_baseline: ClassVar[bool] = False
     #: Default epochs of stage 2 (the classifier fine-tuned without the method) when the config says -1.
     finetune_epochs: ClassVar[int] = 0
+    #: under budget equal with finetune_epochs -1: the fine-tuning stage's share of the budget (0 = the fixed count)
+    finetune_fraction: ClassVar[float] = 0.0
     #: The baseline two-stage methods start from: under ``budget = "equal"`` its runs also save ``branch.pt``,
     #: the best checkpoint of their first ``baseline_epochs`` epochs (``medaug.train``).
     is_baseline: ClassVar[bool] = False

@@ -93,7 +93,8 @@ def reinforce_loss(log_prob: torch.Tensor, cost: torch.Tensor, baseline: float |
 @register
 class PGNM(Method):
     name = "pgnm"
-    finetune_epochs = 10  # stage 2 (the heated model fine-tuned without the policy), METHODS.md
+    finetune_epochs = 10  # stage 2 (the heated model fine-tuned without the policy), METHODS.md; budget paper
+    finetune_fraction = 2 / 3  # budget equal: stage 2 takes 2/3 of the epochs at the run's lr (docs/pgnm.md, measured)
 
     @dataclasses.dataclass
     class Options:
