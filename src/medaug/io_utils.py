@@ -423,26 +423,30 @@ def _walk(folder: Path, rel: str) -> tuple[Path, os.stat_result | str]:
     return cur, st
 
 
-def provable(path: str | Path) -> bool:
-    """Whether the file ``path`` is one medaug wrote and nobody changed since (its marker's fingerprint)."""
+def _owned_entries(path: str | Path) -> tuple[Path, str, list[dict]] | None:
+    """The medaug folder above ``path``, ``path`` relative to it, and its marker's entries for that path."""
     path = Path(os.path.abspath(path))
     owner = _owner(path.parent)
     if owner is None:
-        return False
+        return None
     rel = path.relative_to(owner).as_posix()
-    marker = _marker(owner)
+    return owner, rel, [e for e in _marker(owner)["entries"] if e["path"] == rel]
+
+
+def provable(path: str | Path) -> bool:
+    """Whether the file ``path`` is one medaug wrote and nobody changed since (its marker's fingerprint)."""
+    owned = _owned_entries(path)
+    if owned is None:
+        return False
+    owner, rel, entries = owned
     target, st = _walk(owner, rel)
-    return not isinstance(st, str) and _matching(target, st, [e for e in marker["entries"] if e["path"] == rel]) is not None
+    return not isinstance(st, str) and _matching(target, st, entries) is not None
 
 
 def recorded(path: str | Path) -> bool:
     """Whether the marker of the medaug folder above ``path`` holds a fingerprint of it."""
-    path = Path(os.path.abspath(path))
-    owner = _owner(path.parent)
-    if owner is None:
-        return False
-    rel = path.relative_to(owner).as_posix()
-    return any(e["path"] == rel and "sha256" in e for e in _marker(owner)["entries"])
+    owned = _owned_entries(path)
+    return owned is not None and any("sha256" in e for e in owned[2])
 
 
 def _not_yours(path: Path) -> MedaugError:
