@@ -557,8 +557,11 @@ def main() -> None:
     """
     import signal
 
+    from .allocator import steady_cpu_allocator
+
     err = Console(stderr=True, emoji=False)
     signal.signal(signal.SIGINT, _on_sigint)
+    steady_cpu_allocator()
     try:
         app()
     except MedaugError as exc:

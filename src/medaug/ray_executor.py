@@ -25,7 +25,10 @@ from .progress import PlanProgress, live_view
 
 def _fit_task(cfg: dict, out: str, _baseline=None) -> tuple[str, dict]:
     """One run on a Ray worker; ``_baseline`` is only there to order the task after its baseline."""
+    from .allocator import steady_cpu_allocator
     from .train import fit
+
+    steady_cpu_allocator()  # as `medaug` sets it for its own process
 
     return out, fit(TrainConfig(**{**cfg, "progress": False}), out)
 
