@@ -232,8 +232,6 @@ def test_inputs_that_look_fine_are_refused_or_warned(tiny_data, tmp_path):
 # 4. no tracebacks: each bad input is one line, exit 2, naming the file or flag
 
 
-
-
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory, tiny_data):
     """Files and folders for the bad-input cases, built once: a finished run, a cache, broken copies of both."""

@@ -437,23 +437,21 @@ def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, over
         equal = cfg.budget == "equal"
         budget = {"budget": {"mode": cfg.budget, "classifier_epochs": classifier_epochs(cfg, _baseline_budget(cfg))}}
         if METHODS.get(cfg.method).needs_baseline and equal:  # the none stage counts: train the rest of the budget
-            first = baseline_epochs(cfg)
-            stage = dataclasses.replace(cfg, epochs=cfg.epochs - first, baseline_epochs=first)
-            extra = {**budget, "stages": {"baseline_epochs": first, "method_epochs": cfg.epochs - first}}
+            stages = stage_plan(cfg)  # what check_stages compares a finished run with
+            stage = dataclasses.replace(cfg, epochs=stages["method_epochs"], baseline_epochs=stages["baseline_epochs"])
+            extra = {**budget, "stages": stages}
             return _fit(stage, out, dataset, tracker, record=cfg, extra=extra, fingerprint=fp)
         stage2 = finetune_epochs(cfg) if not (out / "metrics.json").is_file() else 0
         if stage2 == 0:
             return _fit(cfg, out, dataset, tracker, fingerprint=fp, extra=budget)
-        heated_epochs = cfg.epochs - stage2 if equal else cfg.epochs
-        stage1 = dataclasses.replace(cfg, finetune_epochs=0, epochs=heated_epochs)
+        stages = stage_plan(cfg)  # heated_epochs, finetune_epochs (= stage2), finetune_lr
+        stage1 = dataclasses.replace(cfg, finetune_epochs=0, epochs=stages["heated_epochs"])
         if dataset is None:
             dataset = load_data(cfg)
         heated = _fit(stage1, out / "heated", dataset, tracker, stage="heated", fingerprint=dataset.fingerprint)
-        lr = finetune_lr(cfg)
-        tune = dataclasses.replace(cfg, method="none", method_options={}, epochs=stage2, lr=lr, finetune_lr=0.0,
-                                   baseline=str(out / "heated"), finetune_epochs=0)
-        extra = {**budget, "stages": {"heated_epochs": heated_epochs, "finetune_epochs": stage2, "finetune_lr": lr,
-                                      "average_last": cfg.average_last, "heated_wall_s": heated["wall_s"]},
+        tune = dataclasses.replace(cfg, method="none", method_options={}, epochs=stage2, lr=stages["finetune_lr"],
+                                   finetune_lr=0.0, baseline=str(out / "heated"), finetune_epochs=0)
+        extra = {**budget, "stages": {**stages, "average_last": cfg.average_last, "heated_wall_s": heated["wall_s"]},
                  "heated": {"test": heated["test"], "best_epoch": heated["best_epoch"]}}
         return _fit(tune, out, dataset, tracker, record=cfg, average_last=cfg.average_last, extra=extra,
                     fingerprint=dataset.fingerprint)
