@@ -146,6 +146,26 @@ def test_race_drops_a_method_much_worse_on_validation():
     assert race(two)["tests"] == []
 
 
+def test_race_with_delta_drops_what_cannot_gain_delta_and_settles_against_none():
+    # every method within a few thousandths of the others, tightly over seeds (PneumoniaMNIST's validation split)
+    scores = {"none": {0: 0.988, 1: 0.989, 2: 0.987}, "cutmix": {0: 0.991, 1: 0.990, 2: 0.991},
+              "mixup": {0: 0.989, 1: 0.990, 2: 0.988}}
+    plain = race(scores)  # delta 0: nothing is significantly worse than cutmix, nothing is settled
+    assert plain["best"] == "cutmix" and not any(t["dropped"] for t in plain["tests"]) and plain["settled"] is None
+    d = race(scores, delta=0.01)
+    tests = {t["method"]: t for t in d["tests"]}
+    assert set(tests) == {"mixup"} and tests["mixup"]["dropped"]  # it cannot beat cutmix by 0.01
+    assert [t["method"] for t in d["settled"]] == ["cutmix"]  # and cutmix cannot beat none by 0.01
+    assert d["settled"][0]["diff"] == pytest.approx((0.991 + 0.990 + 0.991 - 0.988 - 0.989 - 0.987) / 3)
+    # a method clearly ahead of none by more than delta: not settled, the race goes on
+    ahead = {**scores, "cutmix": {0: 0.999, 1: 0.998, 2: 0.9995}, "none": {0: 0.95, 1: 0.96, 2: 0.955}}
+    assert race(ahead, delta=0.01)["settled"] is None
+    # an uncertain method (large spread over seeds) is neither dropped nor settled
+    noisy = {**scores, "mixup": {0: 0.95, 1: 0.999, 2: 0.97}}
+    n = race(noisy, delta=0.01)
+    assert not {t["method"]: t for t in n["tests"]}["mixup"]["dropped"] and n["settled"] is None
+
+
 def test_one_sided_p_edge_cases():
     assert one_sided_p([0.9, 0.9, 0.9], [0.5, 0.5, 0.5]) == 0.0  # a constant positive difference: infinite t
     assert one_sided_p([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) == 1.0
@@ -263,7 +283,7 @@ def test_compare_end_to_end_races_resumes_and_reports(easy_data, swapped_samples
     real_run_plan = cmp.run_plan
     monkeypatch.setattr(cmp, "run_plan", lambda plan, **k: (said.append("<training>"), real_run_plan(plan, **k))[1])
     kw = dict(out=tmp_path / "c", methods=["none", "classical"], with_generator=str(swapped_samples), epochs=3, seeds=4,
-              options={"generative": {"ratio": 4.0}}, progress=False, html=False)
+              options={"generative": {"ratio": 4.0}}, progress=False, html=False, delta=0.0)
     result = compare(str(easy_data), say=said.append, **kw)
     # the plan from the data, announced before the first training
     info = read_compare(tmp_path / "c")
@@ -311,3 +331,44 @@ def test_compare_takes_a_class_mapping_and_refuses_a_bad_one(easy_data, tmp_path
     assert len(runs) == 6
     assert all(json.loads(f.read_text())["classes"] == ["healthy", "sick"] for f in runs)
     assert read_compare(tmp_path / "c")["choices"]["classes"] == "healthy=negative;sick=positive"
+
+
+def test_compare_stops_when_nothing_left_can_gain_delta_over_none(easy_data, tmp_path, monkeypatch):
+    """With the default delta (0.01), racing drops what cannot beat the best by delta and the rounds stop once
+    no method left can beat none by it on validation; the verdict says which, and a second call trains nothing."""
+    import medaug.compare as cmp
+
+    said: list[str] = []
+    kw = dict(out=tmp_path / "c", methods=["none", "classical"], epochs=2, seeds=5, progress=False, html=False)
+    # the easy data: both at validation AUROC 1.000 in every seed, none (listed first) is the best, and classical,
+    # unable to beat it by 0.01, is dropped after round 3: nothing is left to race
+    result = compare(str(easy_data), say=said.append, **kw)
+    info = read_compare(tmp_path / "c")
+    assert info["choices"]["delta"] == 0.01 and len(info["rounds"]) == 3
+    assert [d["method"] for d in info["rounds"][2]["dropped"]] == ["classical"] and info["rounds"][2]["dropped"][0]["delta"] == 0.01
+    assert len(list((tmp_path / "c").rglob("metrics.json"))) == 6  # 2 methods x 3 seeds, not x 5
+    assert any("dropped classical (+0.000, cannot beat none by 0.01" in line for line in said)
+    assert "none could beat the best by 0.01 or more" in result["verdict"]["text"]
+    again: list[str] = []
+    assert compare(str(easy_data), say=again.append, **kw)["verdict"]["text"] == result["verdict"]["text"]
+    assert any("nothing to train" in line for line in again)
+    # the same folder with --delta 0 is another compare: refused, naming delta; a delta outside [0, 1) is refused
+    with pytest.raises(MedaugError, match="delta"):
+        compare(str(easy_data), say=again.append, **{**kw, "delta": 0.0})
+    with pytest.raises(MedaugError, match="--delta 1.5"):
+        compare(str(easy_data), say=again.append, **{**kw, "delta": 1.5, "out": tmp_path / "d"})
+    # classical ahead of none by 0.002 in every seed: it stays the best, but cannot beat none by 0.01, so the
+    # race is settled after round 3 and the verdict reads the test split over 3 seeds
+    real = cmp.valid_score
+    monkeypatch.setattr(cmp, "valid_score", lambda run, metric: real(run, metric) - (0.002 if "/none/" in str(run) else 0))
+    said = []
+    result = compare(str(easy_data), say=said.append, **{**kw, "out": tmp_path / "e"})
+    info = read_compare(tmp_path / "e")
+    settled = info["rounds"][2]["settled"]
+    assert len(info["rounds"]) == 3 and info["rounds"][2]["dropped"] == []
+    assert [t["method"] for t in settled] == ["classical"] and settled[0]["diff"] == pytest.approx(0.002)
+    assert len(list((tmp_path / "e").rglob("metrics.json"))) == 6
+    assert any("the race stops: no method left can beat none by 0.01" in line for line in said), said
+    v = result["verdict"]
+    assert v["seeds"] == 3 and v["methods"] == ["none", "classical"] and "The race stopped after round 3" in v["text"]
+    assert any("racing skipped 4 of its runs" in line for line in said)

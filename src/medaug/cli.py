@@ -321,6 +321,9 @@ def compare(
     metric: str = typer.Option("auroc", help="Validation metric for model selection, racing and the verdict: auroc | accuracy | balanced_accuracy | macro_f1 | kappa."),
     test: str = typer.Option("t", help="The verdict's test: t (paired t-test) | both (t-test and Wilcoxon: needs 6+ seeds) | wilcoxon; Holm-adjusted."),
     level: float = typer.Option(0.05, help="Significance level of racing and of the verdict."),
+    delta: float = typer.Option(0.01, help="Smallest gain worth having, in --metric units: racing drops a method that "
+                                "cannot beat the best by it and stops when no method left can beat none by it "
+                                "(one-sided paired t-tests, Holm); 0: drop only significantly worse methods, never stop early."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     batch_size: int = typer.Option(32, help="Images per batch."),
     option: list[str] = typer.Option([], "--option", "-o", help="METHOD.KEY=VALUE, e.g. apga.preset=paper (repeatable)."),
@@ -346,11 +349,11 @@ def compare(
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     result = run_compare(str(data), out=out_dir, methods=names, with_generator=str(with_generator) if with_generator else None,
                          model=model, size=size, epochs=epochs, seeds=seeds, n_shot=n_shot, budget=budget, metric=metric,
-                         level=level, test=test, device=device, batch_size=batch_size, options=options, executor=executor,
+                         level=level, test=test, delta=delta, device=device, batch_size=batch_size, options=options, executor=executor,
                          fmt=fmt, classes=classes, overwrite=overwrite, html=html, say=lambda text: out.print(text, soft_wrap=True))
     if result["verdict"] is None:
         return
-    print_summary(result["root"])
+    print_summary(result["root"], level, test)  # the table marks what the verdict's rule marks
     out.print(f"report: {result['report'] / 'report.md'}" + (f" and {result['report'] / 'report.html'}" if html else ""))
 
 

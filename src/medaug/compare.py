@@ -30,7 +30,8 @@ from .experiments import ExperimentConfig, dataset_name, make_plan, method_spec,
 from .methods import METHODS
 from .progress import Outlook, duration
 from .ray_executor import ray_session
-from .verdict import CLASSICAL, COMPARE_FILE, MIN_RACE_SEEDS, compared_runs, decide, race, read_compare, valid_score
+from .verdict import (CLASSICAL, COMPARE_FILE, DELTA, MIN_RACE_SEEDS, compared_runs, decide, race, race_delta, read_compare,
+                      settled_text, valid_score)
 
 CANDIDATES = ("none", *CLASSICAL, "apga", "pgnm")  #: the methods compared unless --methods says otherwise
 STANDARD = ("none", *CLASSICAL, "cutout")  #: cheap baselines the budget never drops; the others are "learned"
@@ -311,7 +312,7 @@ def fit_budget(budget_s: float | None, methods: list[str], seeds: int, model: st
 def compare(data: str | Path, *, out: str | Path | None = None, methods: list[str] | None = None,
             with_generator: str | Path | None = None, model: str | None = None, size: int | None = None,
             epochs: int = 20, seeds: int = 5, n_shot: int = 0, budget: str | None = None, metric: str = "auroc",
-            level: float = 0.05, test: str = "t", device: str = "auto", batch_size: int = 32,
+            level: float = 0.05, test: str = "t", delta: float = DELTA, device: str = "auto", batch_size: int = 32,
             options: dict[str, dict] | None = None, executor: str = "local", fmt: str = "auto",
             classes: str = "", overwrite: bool = False, progress: bool = True, html: bool = True,
             say: Callable[[str], None] | None = None) -> dict:
@@ -320,14 +321,16 @@ def compare(data: str | Path, *, out: str | Path | None = None, methods: list[st
     ``methods``: the candidates (default :data:`CANDIDATES`, plus ``generative`` with ``with_generator``: a
     samples folder from ``medaug gen sample`` or a generator folder from ``medaug gen train``, sampled once);
     ``seeds``: the most seeds (rounds); ``budget``: e.g. '2h'; ``metric``: validation metric for model selection,
-    racing and the verdict; ``test``/``level``: the verdict's rule (docs/compare.md); ``options``: method ->
+    racing and the verdict; ``test``/``level``: the verdict's rule (docs/compare.md); ``delta``: the smallest
+    gain worth having, in ``metric`` units (racing drops what cannot beat the best by it and stops when nothing
+    left can beat none by it; 0: drops only what is significantly worse, never stops early); ``options``: method ->
     its options; ``classes``: merge or rename the data's classes (``TrainConfig.classes``, e.g.
     "no-oa=KL0,KL1;oa=KL2,KL3,KL4"). Progress and the verdict go to ``say`` (default: print).
     """
     say = say or print
     started = time.time()
     budget_s = parse_budget(budget) if budget is not None else None
-    check_choices(metric, test, level, seeds, epochs, n_shot)
+    check_choices(metric, test, level, seeds, epochs, n_shot, delta)
     options = {k: dict(v) for k, v in (options or {}).items()}
     names = list(methods) if methods else list(CANDIDATES)
     if with_generator and "generative" not in names:
@@ -348,6 +351,8 @@ def compare(data: str | Path, *, out: str | Path | None = None, methods: list[st
                "batch_size": batch_size, "options": options}
     if classes:  # only when given: compare folders written before --classes existed still resume
         choices["classes"] = TrainConfig(classes=classes).classes
+    if delta:  # only when not 0: compare folders written before --delta existed raced with 0 and resume with --delta 0
+        choices["delta"] = delta
     from .io_utils import output_folder, remove_output, write_json
 
     inputs = tuple(str(p) for p in (data, with_generator) if p and Path(p).is_dir())
@@ -375,13 +380,16 @@ def compare(data: str | Path, *, out: str | Path | None = None, methods: list[st
     return run_rounds(info, root, executor, progress, html, say, started)
 
 
-def check_choices(metric: str, test: str, level: float, seeds: int, epochs: int, n_shot: int) -> None:
+def check_choices(metric: str, test: str, level: float, seeds: int, epochs: int, n_shot: int, delta: float = 0.0) -> None:
     if metric not in METRICS:
         raise MedaugError(f"--metric {metric!r}: choose {', '.join(METRICS)}")
     if test not in TESTS:
         raise MedaugError(f"--test {test!r}: choose {', '.join(TESTS)}")
     if not 0 < level < 1:
         raise MedaugError(f"--level {level}: choose a significance level in (0, 1), e.g. 0.05")
+    if not 0 <= delta < 1:
+        raise MedaugError(f"--delta {delta}: give the smallest gain worth having in the metric's units, in [0, 1), e.g. 0.01 "
+                          "(0: racing drops only significantly worse methods and never stops early)")
     if seeds < MIN_RACE_SEEDS:
         raise MedaugError(f"--seeds {seeds}: give {MIN_RACE_SEEDS} or more (racing and the paired tests need {MIN_RACE_SEEDS})")
     if epochs < 2:
@@ -518,6 +526,9 @@ def announce(info: dict, say: Callable[[str], None], data: bool = True) -> None:
     say(f"methods: {', '.join(plan['methods'])}; up to {plan['seeds']} seeds in rounds (racing from round {MIN_RACE_SEEDS}); "
         f"{train['epochs']} epochs from initialisation each (equal budgets" + (f": {'; '.join(stages)}" if stages else "") + ")")
     say(f"model selection, racing and the choice on validation {info['metric']}; the test split is read once, at the end")
+    delta = race_delta(info)
+    say(f"racing drops a method that cannot beat the best by {delta:g} and stops when no method left can beat none by "
+        f"{delta:g} (--delta)" if delta else "racing drops a method significantly worse than the best (--delta 0)")
     say(f"estimated time per run on {est['device']} (timed training steps of each method, plus validation every epoch, "
         "the test pass and checkpoints):")
     width = max(len(m) for m in plan["methods"])
@@ -582,17 +593,23 @@ def run_rounds(info: dict, root: Path, executor: str, progress: bool, html: bool
                 return {"root": root, "verdict": None, "report": None, "info": info}
             scores = {m: {s: valid_score(d, info["metric"]) for s, d in enumerate(ds)} for m, ds in dirs.items()}
             last = r >= n_seeds  # after the last round a drop saves nothing: every remaining method goes to the verdict
-            decision = race(scores, alpha=float(info["level"]), min_seeds=n_seeds + 1 if last else MIN_RACE_SEEDS)
+            decision = race(scores, alpha=float(info["level"]), min_seeds=n_seeds + 1 if last else MIN_RACE_SEEDS,
+                            delta=race_delta(info))
             drops = [{"method": t["method"], "round": r, "best": decision["best"], "diff": t["diff"], "p": t["p"],
-                      "p_holm": t["p_holm"], "n": decision["n"]} for t in decision["tests"] if t["dropped"]]
+                      "p_holm": t["p_holm"], "n": decision["n"], "delta": decision["delta"]}
+                     for t in decision["tests"] if t["dropped"]]
             survivors = [m for m in survivors if m not in {d["method"] for d in drops}]
             record = {"round": r, "seed": seed, "methods": list(dirs), "best": decision["best"], "means": decision["means"],
-                      "tests": decision["tests"], "dropped": drops, "last": last}
+                      "tests": decision["tests"], "dropped": drops, "last": last, "delta": decision["delta"]}
+            if decision["settled"] and len(survivors) > 1:
+                record["settled"] = decision["settled"]  # nothing left can gain delta over none: the rounds stop here
             if drops and _extend(info, rounds + [record], survivors, r, n_seeds) != n_seeds:
                 n_seeds = record["seeds"] = _extend(info, rounds + [record], survivors, r, n_seeds)
             rounds.append(record)
             _save(info, root, rounds, "running", spent_before, started)
             say(_round_line(record, info["metric"]))
+            if "settled" in record:
+                break
     info = _save({**info, "seeds_run": n_seeds}, root, rounds, "done", spent_before, started)
     return finish(info, root, html, say, started, now)
 
@@ -612,19 +629,22 @@ def _extend(info: dict, rounds: list[dict], survivors: list[str], r: int, n_seed
 
 
 def _round_line(record: dict, metric: str) -> str:
-    best = record["best"]
+    best, delta = record["best"], float(record.get("delta", 0.0))
     text = f"round {record['round']} (seed {record['seed']}): best on validation {metric}: {best} ({record['means'].get(best, math.nan):.3f})"
+    why = f"cannot beat {best} by {delta:g}: " if delta else ""
     if not record["tests"]:
-        return text + (f"; no racing test before round {MIN_RACE_SEEDS}" if record["round"] < MIN_RACE_SEEDS
-                       else "; the last round: no racing test (a drop would save nothing)" if record.get("last")
-                       else "; nothing to test (none, the reference, is never dropped)")
-    if record["dropped"]:
-        text += "; dropped " + "; ".join(f"{d['method']} ({d['diff']:+.3f}, one-sided paired t-test over {d['n']} seeds, "
+        text += (f"; no racing test before round {MIN_RACE_SEEDS}" if record["round"] < MIN_RACE_SEEDS
+                 else "; the last round: no racing test (a drop would save nothing)" if record.get("last")
+                 else "; nothing to drop (none, the reference, is never dropped)")
+    elif record["dropped"]:
+        text += "; dropped " + "; ".join(f"{d['method']} ({d['diff']:+.3f}, {why}one-sided paired t-test over {d['n']} seeds, "
                                          f"Holm p {d['p_holm']:.3g})" for d in record["dropped"])
     else:
-        text += "; none dropped (no method significantly worse)"
+        text += f"; none dropped (no method {'that cannot beat the best by ' + format(delta, 'g') if delta else 'significantly worse'})"
     if "seeds" in record:
         text += f"; seeds now {record['seeds']}"
+    if "settled" in record:
+        text += "; the race stops: " + settled_text(record, metric)
     return text
 
 

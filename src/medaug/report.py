@@ -285,6 +285,7 @@ def compare_markdown(view: dict | None) -> list[str]:
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {d['method']} | {d['round']} | {d['diff']:+.4f} | {d['best']} | {_p(d['p'])} | {_p(d['p_holm'])} | {d['n']} |"
                   for d in view["drops"]]
+        lines += ["", view["drop_rule"] + "."]
         lines.append("")
     lines += [f"Plan: {view['plan']}", "", f"Note: {view['note']}", ""]
     return lines

@@ -5,9 +5,12 @@ compare folder prints the same verdict from the same files.
 
 Racing (:func:`race`), after each round of seeds from the third on: the *current best* is the method
 with the best mean validation score over the seeds every remaining method has; every other remaining
-method except ``none`` is tested against it, paired by seed, with a one-sided paired t-test (H1: the
-best is better); Holm's correction runs over the methods tested in that round; a method whose
-adjusted p is below ``alpha`` is dropped (its runs stay on disk; its test numbers are never shown).
+method except ``none`` is tested against it, paired by seed, with a one-sided paired t-test of "it
+cannot beat the best by ``delta`` or more" (H1: best + delta > method; ``delta`` 0: the best is better);
+Holm's correction runs over the methods tested in that round; a method whose adjusted p is below
+``alpha`` is dropped (its runs stay on disk; its test numbers are never shown). When every method left
+then cannot beat ``none`` by ``delta`` (the same test against ``none``, Holm), the race is *settled*:
+more seeds cannot make any of them a gain of ``delta``, and the rounds stop.
 
 The verdict (:func:`decide`): the *validation choice* is the remaining method other than ``none`` with
 the best mean validation score. It is recommended when it beats ``none`` on the test split by the
@@ -35,6 +38,7 @@ from .stats import holm, mean_std
 COMPARE_FILE = "compare.json"
 CLASSICAL = ("classical", "randaugment", "trivialaugment", "mixup", "cutmix")  #: the classical baselines a verdict compares with
 MIN_RACE_SEEDS = 3  #: racing tests from the third seed on (a paired t-test on 2 seeds has 1 degree of freedom)
+DELTA = 0.01  #: compare's default smallest gain worth having (metric units): racing's indifference zone
 SMALL_SPLIT = 20  #: images per class below which a validation or test split is too small to decide
 TESTS_WORDS = {"t": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test", "both": "paired t-test and Wilcoxon signed-rank test"}
 
@@ -59,6 +63,23 @@ def dropped(info: dict) -> dict[str, dict]:
     return {d["method"]: d for r in info.get("rounds", []) for d in r.get("dropped", [])}
 
 
+def race_delta(info: dict) -> float:
+    """The ``delta`` a compare raced with (compare.json choices; folders from before ``--delta`` raced with 0)."""
+    return float((info.get("choices") or {}).get("delta", 0.0))
+
+
+def settled_text(record: dict, metric: str) -> str:
+    """Why a compare's rounds stopped early: a round record with ``settled`` tests (see :func:`race`)."""
+    delta, tests = float(record.get("delta", 0.0)), record["settled"]
+    each = "; ".join(f"{t['method']} {t['diff']:+.3f}, Holm p {_p(t['p_holm'])}" for t in tests)
+    n = record["round"]  # round r has r seeds
+    if not delta:
+        return (f"every method left is significantly worse than none on validation {metric} ({each}; one-sided paired "
+                f"t-tests over {n} seeds)")
+    return (f"no method left can beat none by {delta:g} or more on validation {metric} ({each} against none; one-sided "
+            f"paired t-tests over {n} seeds), so more seeds cannot make one a gain of {delta:g}")
+
+
 def compared_runs(df: pd.DataFrame, info: dict) -> pd.DataFrame:
     """The runs a compare's tables and verdict use: its plan's methods that were not dropped (``none`` included)."""
     keep = [m for m in info["plan"]["methods"] if m not in dropped(info)]
@@ -77,28 +98,40 @@ def one_sided_p(best: np.ndarray, other: np.ndarray) -> float:
 
 
 def race(scores: dict[str, dict[int, float]], alpha: float = 0.05, keep: tuple[str, ...] = ("none",),
-         min_seeds: int = MIN_RACE_SEEDS) -> dict:
+         min_seeds: int = MIN_RACE_SEEDS, delta: float = 0.0) -> dict:
     """One racing decision from validation scores (higher is better), method -> {seed: score}.
 
-    Paired over the seeds every method has. Below ``min_seeds`` nothing is tested. Returns ``best``, ``n``
-    (seeds), ``means`` and ``tests``: per tested method its ``diff`` (its mean minus the best's), one-sided
-    ``p``, Holm-adjusted ``p_holm`` and ``dropped`` (p_holm < alpha). Ties for the best go to the method
-    listed first in ``scores``; methods in ``keep`` are never tested.
+    Paired over the seeds every method has. Below ``min_seeds`` nothing is tested. Every method but the best
+    and ``keep`` is tested for "it cannot beat the best by ``delta`` or more" (one-sided paired t-test, H1:
+    best + delta > method; with ``delta`` 0: the best is better), Holm over the tested methods. Returns
+    ``best``, ``n`` (seeds), ``means``, ``delta``, ``tests`` (per tested method its ``diff``, its mean minus
+    the best's, one-sided ``p``, Holm-adjusted ``p_holm`` and ``dropped``: p_holm < alpha) and ``settled``:
+    the tests of every method left after the drops (except ``none``) for "it cannot beat none by ``delta``",
+    when all of them are significant (Holm), else None: then more seeds cannot make any a gain of ``delta``.
+    Ties for the best go to the method listed first in ``scores``.
     """
     if not scores:
-        return {"best": None, "n": 0, "means": {}, "tests": []}
+        return {"best": None, "n": 0, "means": {}, "delta": delta, "tests": [], "settled": None}
     seeds = sorted(set.intersection(*(set(s) for s in scores.values())))
     means = {m: float(np.mean([s[k] for k in seeds])) if seeds else math.nan for m, s in scores.items()}
     ranked = [m for m in scores if not math.isnan(means[m])]
     best = max(ranked, key=lambda m: means[m]) if ranked else None  # max keeps the first of equals
     if best is None or len(seeds) < min_seeds:
-        return {"best": best, "n": len(seeds), "means": means, "tests": []}
-    tested = [m for m in scores if m != best and m not in keep]
-    ps = [one_sided_p(np.array([scores[best][k] for k in seeds]), np.array([scores[m][k] for k in seeds])) for m in tested]
-    adjusted = holm(ps)
-    tests = [{"method": m, "diff": means[m] - means[best], "p": p, "p_holm": a,
-              "dropped": bool(not math.isnan(a) and a < alpha)} for m, p, a in zip(tested, ps, adjusted)]
-    return {"best": best, "n": len(seeds), "means": means, "tests": tests}
+        return {"best": best, "n": len(seeds), "means": means, "delta": delta, "tests": [], "settled": None}
+
+    def cannot_beat(reference: str, methods: list[str]) -> list[dict]:
+        ps = [one_sided_p(np.array([scores[reference][k] + delta for k in seeds]), np.array([scores[m][k] for k in seeds]))
+              for m in methods]
+        return [{"method": m, "diff": means[m] - means[reference], "p": p, "p_holm": a,
+                 "dropped": bool(not math.isnan(a) and a < alpha)} for m, p, a in zip(methods, ps, holm(ps))]
+
+    tests = cannot_beat(best, [m for m in scores if m != best and m not in keep])
+    left = [m for m in scores if m != "none" and m not in {t["method"] for t in tests if t["dropped"]}]
+    settled = None
+    if "none" in scores and left:
+        vs_none = cannot_beat("none", left)
+        settled = vs_none if all(t["dropped"] for t in vs_none) else None
+    return {"best": best, "n": len(seeds), "means": means, "delta": delta, "tests": tests, "settled": settled}
 
 
 def validation_scores(runs: pd.DataFrame, metric: str) -> dict[str, dict[int, float]]:
@@ -184,7 +217,9 @@ def decide(df: pd.DataFrame, info: dict) -> dict:
          "valid_means": {m: means[m] for m in order}, "choice": choice, "recommended": recommended,
          "vs_none": vs_none, "best_classical": best_classical, "vs_classical": vs_classical,
          "classical_vs_none": classical_vs_none, "beat_none": beats,
-         "dropped": sorted(dropped(info).values(), key=lambda d: (d["round"], d["method"])),
+         "dropped": sorted(dropped(info).values(), key=lambda d: (d["round"], d["method"])), "delta": race_delta(info),
+         "stopped": next(({"round": r["round"], "text": settled_text(r, metric)} for r in info.get("rounds", [])
+                          if r.get("settled")), None),
          "warnings": warnings(runs, info, n_seeds)}
     v["text"] = verdict_text(v)
     return v
@@ -268,7 +303,8 @@ def verdict_text(v: dict) -> str:
             f"{k} remaining method{'s' if k != 1 else ''} against none, level {level:g}")
     if v["choice"] is None:
         head = ("Verdict: no method is significantly better than none (every other method was dropped in racing: "
-                f"significantly worse than the best on validation {metric}).")
+                + (f"none could beat the best by {v['delta']:g} or more" if v.get("delta") else "significantly worse than the best")
+                + f" on validation {metric}).")
         return " ".join([head, *_tail(v)])
     choice, g = v["choice"], v["vs_none"]
     best_valid = f"the best remaining method on validation {metric} ({v['valid_means'][choice]:.3f})"
@@ -301,8 +337,12 @@ def verdict_text(v: dict) -> str:
 
 def _tail(v: dict) -> list[str]:
     out = []
+    if v.get("stopped"):
+        out.append(f"The race stopped after round {v['stopped']['round']}: {v['stopped']['text']}.")
     if v["dropped"]:
-        out.append("Dropped in racing (significantly worse than the best on validation; test numbers not shown): "
+        why = (f"unable to beat the best by {v['delta']:g} or more on validation" if v.get("delta")
+               else "significantly worse than the best on validation")
+        out.append(f"Dropped in racing ({why}; test numbers not shown): "
                    + "; ".join(f"{d['method']} after round {d['round']} ({d['diff']:+.3f} vs {d['best']}, Holm p {_p(d['p_holm'])})"
                                for d in v["dropped"]) + ".")
     if v["warnings"]:
@@ -335,4 +375,9 @@ def report_view(df: pd.DataFrame, info: dict) -> dict:
     note = ("the tables hold only the methods racing kept, and none; "
             + (f"{n_out} run(s) of the dropped methods stay on disk and are left out (compare.json)." if n_out
                else "no method was dropped."))
-    return {"text": text, "warnings": warns, "drops": drops, "metric": info["metric"], "plan": words, "note": note}
+    delta = race_delta(info)
+    rule = (f"p: one-sided paired t-test of H1 best + {delta:g} > method (it cannot beat the best by {delta:g})" if delta
+            else "p: one-sided paired t-test of H1 the best > method")
+    rule += ", Holm over the methods tested in that round"
+    return {"text": text, "warnings": warns, "drops": drops, "metric": info["metric"], "plan": words, "note": note,
+            "drop_rule": rule}
