@@ -130,7 +130,8 @@ def race(scores: dict[str, dict[int, float]], alpha: float = 0.05, keep: tuple[s
     settled = None
     if "none" in scores and left:
         vs_none = cannot_beat("none", left)
-        settled = vs_none if all(t["dropped"] for t in vs_none) else None
+        if all(t["dropped"] for t in vs_none):  # "dropped" here means significant: nothing is dropped for it
+            settled = [{k: v for k, v in t.items() if k != "dropped"} for t in vs_none]
     return {"best": best, "n": len(seeds), "means": means, "delta": delta, "tests": tests, "settled": settled}
 
 
