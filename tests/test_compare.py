@@ -372,3 +372,14 @@ def test_compare_stops_when_nothing_left_can_gain_delta_over_none(easy_data, tmp
     v = result["verdict"]
     assert v["seeds"] == 3 and v["methods"] == ["none", "classical"] and "The race stopped after round 3" in v["text"]
     assert any("racing skipped 4 of its runs" in line for line in said)
+
+
+def test_the_cli_default_delta_is_the_library_default():
+    """`medaug compare` and `medaug.compare.compare` race with the same indifference zone unless told otherwise."""
+    import inspect
+
+    from medaug import cli
+    from medaug.verdict import DELTA
+
+    assert inspect.signature(cli.compare).parameters["delta"].default.default == DELTA
+    assert inspect.signature(compare).parameters["delta"].default == DELTA
