@@ -211,3 +211,24 @@ def test_runs_the_other_process_finished_meanwhile_are_not_called_left(tiny_data
     run_plan(plan)
     err = capsys.readouterr().err
     assert "1 run(s) were trained by another medaug process (all finished now)" in err and "left to another medaug" not in err
+
+
+def test_time_left_counts_only_runs_still_to_train(tmp_path, monkeypatch):
+    """The estimate is the mean time of the runs trained here times the runs left to train: a run whose
+    metrics.json is on disk (finished before, or by another process since) costs nothing."""
+    import medaug.progress as progress_mod
+    from medaug.progress import NullProgress, PlanProgress
+
+    folders = [tmp_path / f"run-{i}" for i in range(5)]
+    for out in folders:
+        out.mkdir()
+    for i in (2, 3):  # finished before, not yet reached in the plan
+        (folders[i] / "metrics.json").write_text("{}")
+    monkeypatch.setattr(progress_mod.time, "time", lambda: 0.0)
+    progress = PlanProgress(5, NullProgress(), folders=folders)
+    monkeypatch.setattr(progress_mod.time, "time", lambda: 100.0)  # run-0 took 100 s
+    progress.plain = False  # no line printed: only the estimate is read
+    progress.finished("run-0", {"wall_s": 100.0}, trained=True, out=folders[0])
+    assert progress.left_to_train() == 2  # run-1 and run-4
+    assert progress.eta() == pytest.approx(200.0)
+    assert PlanProgress(5, NullProgress()).left_to_train() == 5  # without folders: every run not counted yet

@@ -240,7 +240,7 @@ def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[
 
     results, loaded, dataset, elsewhere = [], None, None, []
     with live_view(plan.train.progress) as bar:
-        progress = PlanProgress(len(runs), bar, plan.outlook)
+        progress = PlanProgress(len(runs), bar, plan.outlook, folders=[out for out, _, _ in runs])
         for out, cfg, needs_baseline in runs:
             what = str(out.relative_to(plan.root)) if out.is_relative_to(plan.root) else str(out)
             if needs_baseline and Path(cfg.baseline) in elsewhere:

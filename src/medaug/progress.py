@@ -110,12 +110,16 @@ class PlanProgress:
 
     On a terminal with progress on: a task in the live view. Otherwise (piped, or ``progress = false``):
     one plain line per run that finishes, so a long plan is never silent. The estimate is the mean wall
-    time of the runs trained so far times the runs left (runs found finished cost nothing). With an
+    time of the runs trained so far times the runs left to train: with ``folders`` (every run's folder, in the
+    order they finish here) a run whose metrics.json is already there when the estimate is made costs nothing,
+    whether it was finished before or by another process since. With an
     :class:`Outlook` (a plan run in parts) the counts, the time spent and the time left are the whole's,
     the time left from the runs' own estimates."""
 
-    def __init__(self, total: int, bar: "Progress | NullProgress", outlook: Outlook | None = None):
+    def __init__(self, total: int, bar: "Progress | NullProgress", outlook: Outlook | None = None,
+                 folders: "list[Path] | None" = None):
         self.total, self.bar, self.plain, self.outlook = total, bar, isinstance(bar, NullProgress), outlook
+        self.folders = folders
         self.done = self.trained = 0
         self.start = time.time()
         self.task = (bar.add_task("plan", total=outlook.total, completed=outlook.done, status="") if outlook
@@ -126,7 +130,13 @@ class PlanProgress:
             return self.outlook.left_s()
         if not self.trained:
             return None
-        return (time.time() - self.start) / self.trained * (self.total - self.done)
+        return (time.time() - self.start) / self.trained * self.left_to_train()
+
+    def left_to_train(self) -> int:
+        """Runs not counted yet whose results are not on disk (all runs not counted yet without ``folders``)."""
+        if self.folders is None:
+            return self.total - self.done
+        return sum(not (Path(out) / "metrics.json").is_file() for out in self.folders[self.done:])
 
     def finished(self, what: str, result: dict | None, trained: bool, out: "str | Path | None" = None) -> None:
         """Count one run (``trained``: it trained in this process now; else it was found finished or left to another;
