@@ -228,7 +228,22 @@ def test_time_left_counts_only_runs_still_to_train(tmp_path, monkeypatch):
     progress = PlanProgress(5, NullProgress(), folders=folders)
     monkeypatch.setattr(progress_mod.time, "time", lambda: 100.0)  # run-0 took 100 s
     progress.plain = False  # no line printed: only the estimate is read
+    (folders[0] / "metrics.json").write_text("{}")
     progress.finished("run-0", {"wall_s": 100.0}, trained=True, out=folders[0])
     assert progress.left_to_train() == 2  # run-1 and run-4
     assert progress.eta() == pytest.approx(200.0)
     assert PlanProgress(5, NullProgress()).left_to_train() == 5  # without folders: every run not counted yet
+    progress.busy = lambda out: out == folders[4]  # a second `medaug run` of the plan is training run-4 now
+    assert progress.others_training() == 1
+    assert progress.eta() == pytest.approx(100.0)  # the 2 runs left, shared by two processes
+
+
+def test_run_busy_sees_a_held_run_folder(tmp_path):
+    """run_busy: True while a run_lock holds the folder (another process, or another lock here), False after."""
+    from medaug.train import run_busy, run_lock
+
+    out = tmp_path / "run"
+    assert not run_busy(out)
+    with run_lock(out):
+        assert run_busy(out)
+    assert not run_busy(out)

@@ -236,11 +236,11 @@ def run_local(plan: Plan, runs: list, on_result: OnResult = None) -> list[tuple[
     Progress: a live view on a terminal, else one line per run (:class:`medaug.progress.PlanProgress`).
     """
     from .progress import PlanProgress, console, live_view
-    from .train import fit, load_data
+    from .train import fit, load_data, run_busy
 
     results, loaded, dataset, elsewhere = [], None, None, []
     with live_view(plan.train.progress) as bar:
-        progress = PlanProgress(len(runs), bar, plan.outlook, folders=[out for out, _, _ in runs])
+        progress = PlanProgress(len(runs), bar, plan.outlook, folders=[out for out, _, _ in runs], busy=run_busy)
         for out, cfg, needs_baseline in runs:
             what = str(out.relative_to(plan.root)) if out.is_relative_to(plan.root) else str(out)
             if needs_baseline and Path(cfg.baseline) in elsewhere:

@@ -12,7 +12,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -110,16 +110,18 @@ class PlanProgress:
 
     On a terminal with progress on: a task in the live view. Otherwise (piped, or ``progress = false``):
     one plain line per run that finishes, so a long plan is never silent. The estimate is the mean wall
-    time of the runs trained so far times the runs left to train: with ``folders`` (every run's folder, in the
-    order they finish here) a run whose metrics.json is already there when the estimate is made costs nothing,
-    whether it was finished before or by another process since. With an
+    time of the runs trained so far times the runs left to train: with ``folders`` (every run's folder) the
+    runs left are those whose metrics.json is not there when the estimate is made (a run finished before, or
+    by another process since, costs nothing); with ``busy`` too (folder -> another process is training it
+    now) they are shared among this process and every other one training a run of the plan now, so two
+    ``medaug run`` of one plan both estimate the time until the plan is done. With an
     :class:`Outlook` (a plan run in parts) the counts, the time spent and the time left are the whole's,
     the time left from the runs' own estimates."""
 
     def __init__(self, total: int, bar: "Progress | NullProgress", outlook: Outlook | None = None,
-                 folders: "list[Path] | None" = None):
+                 folders: "list[Path] | None" = None, busy: "Callable[[Path], bool] | None" = None):
         self.total, self.bar, self.plain, self.outlook = total, bar, isinstance(bar, NullProgress), outlook
-        self.folders = folders
+        self.folders, self.busy = folders, busy
         self.done = self.trained = 0
         self.start = time.time()
         self.task = (bar.add_task("plan", total=outlook.total, completed=outlook.done, status="") if outlook
@@ -130,13 +132,19 @@ class PlanProgress:
             return self.outlook.left_s()
         if not self.trained:
             return None
-        return (time.time() - self.start) / self.trained * self.left_to_train()
+        return (time.time() - self.start) / self.trained * self.left_to_train() / (1 + self.others_training())
 
     def left_to_train(self) -> int:
-        """Runs not counted yet whose results are not on disk (all runs not counted yet without ``folders``)."""
-        if self.folders is None:
-            return self.total - self.done
-        return sum(not (Path(out) / "metrics.json").is_file() for out in self.folders[self.done:])
+        """Runs of the plan whose results are not on disk, wherever they are trained (without ``folders``: the
+        runs not counted yet)."""
+        return self.total - self.done if self.folders is None else len(self._unfinished())
+
+    def others_training(self) -> int:
+        """Runs of the plan that other processes are training now (0 without ``folders`` and ``busy``)."""
+        return 0 if self.folders is None or self.busy is None else sum(map(self.busy, self._unfinished()))
+
+    def _unfinished(self) -> list[Path]:
+        return [Path(out) for out in self.folders if not (Path(out) / "metrics.json").is_file()]
 
     def finished(self, what: str, result: dict | None, trained: bool, out: "str | Path | None" = None) -> None:
         """Count one run (``trained``: it trained in this process now; else it was found finished or left to another;

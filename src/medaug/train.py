@@ -398,12 +398,9 @@ def run_lock(out: Path):
     ``medaug run`` of one plan) gets :class:`RunBusy` instead of training beside it. The lock is an OS file
     lock on ``$MEDAUG_CACHE/locks/run-<hash of the folder's real path>.lock`` (not in the folder), so a
     killed process leaves nothing to clean up."""
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
-    key = hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:16]
-    path = default_cache_root() / "locks" / f"run-{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), timeout=0)
+    lock = _run_file_lock(out)
     try:
         lock.acquire()
     except Timeout:
@@ -413,6 +410,29 @@ def run_lock(out: Path):
         yield
     finally:
         lock.release()
+
+
+def run_busy(out: Path) -> bool:
+    """Whether another process holds run folder ``out`` (:func:`run_lock`) now; takes and drops the lock."""
+    from filelock import Timeout
+
+    lock = _run_file_lock(out)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def _run_file_lock(out: Path):
+    """The OS file lock (not yet taken) that holds run folder ``out`` for one process."""
+    from filelock import FileLock
+
+    key = hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:16]
+    path = default_cache_root() / "locks" / f"run-{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path), timeout=0)
 
 
 def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, overwrite: bool) -> dict:
