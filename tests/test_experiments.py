@@ -247,3 +247,22 @@ def test_run_busy_sees_a_held_run_folder(tmp_path):
     with run_lock(out):
         assert run_busy(out)
     assert not run_busy(out)
+
+
+def test_a_moved_experiment_folder_resumes_with_its_runs(tiny_data, tmp_path, capsys):
+    """A two-stage run's baseline counts as the path from its folder: the experiment folder moved or renamed
+    is still this plan's, every finished run reused, none trained again."""
+    import shutil
+
+    def plan_in(where):
+        exp = ExperimentConfig(name="t", out=str(where), data=[str(tiny_data)], methods=["none", "gradcam"], seeds=[0])
+        return make_plan(exp, TrainConfig(size=32, epochs=2, batch_size=16, progress=False))
+
+    assert len(run_plan(plan_in(tmp_path / "a"))) == 2
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    moved = plan_in(tmp_path / "b")
+    stamps = {p: p.stat().st_mtime_ns for p in moved.root.rglob("metrics.json")}
+    capsys.readouterr()
+    assert len(run_plan(moved)) == 2
+    assert stamps == {p: p.stat().st_mtime_ns for p in moved.root.rglob("metrics.json")} and len(stamps) == 2
+    assert "[2/2] synth/gradcam/shot-all/seed-0: finished before" in capsys.readouterr().err

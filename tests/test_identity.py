@@ -45,3 +45,19 @@ def test_config_toml_records_method_options_as_they_ran(tmp_path):
     older_default["method_options"] = {**saved, "variant": "devries"}  # as if the default had been devries then
     with pytest.raises(MedaugError, match="method_options"):
         check_identity(tmp_path, run_identity(older_default, "fp"), run_identity(cfg, "fp"), "a finished run")
+
+
+def test_a_baseline_counts_as_the_path_from_the_run_folder(tmp_path):
+    """run_identity(..., out): the baseline relative to the run folder, so moved folders still match; an identity
+    an older medaug stored with the absolute path compares equal while nothing has moved."""
+    from medaug.train import stored_identity
+
+    out = tmp_path / "exp" / "gradcam" / "seed-0"
+    cfg = TrainConfig(data=str(tmp_path), method="gradcam", baseline=str(tmp_path / "exp" / "none" / "seed-0"))
+    now = run_identity(cfg, "fp", out)
+    assert now["baseline"] == "../../none/seed-0"
+    assert stored_identity(out, run_identity(cfg, "fp")) == now  # older medaug: absolute
+    assert stored_identity(tmp_path / "moved" / "gradcam" / "seed-0", now) == now  # moved with its baseline
+    other = TrainConfig(**{**cfg.to_dict(), "baseline": str(tmp_path / "exp" / "none" / "seed-1")})
+    with pytest.raises(MedaugError, match="baseline: '../../none/seed-0' there, '../../none/seed-1' now"):
+        check_identity(out, now, run_identity(other, "fp", out), "a finished run")

@@ -341,4 +341,4 @@ def check_finished(runs: list) -> None:
             saved = saved_identity(out, metrics, fingerprint=False)
             if not cfg.in_channels and saved.get("in_channels") in (1, 3):  # "the data's": fit checks it against the data
                 cfg = dataclasses.replace(cfg, in_channels=saved["in_channels"])
-            check_identity(out, saved, run_identity(cfg, None), "a finished run", "--overwrite to start the experiment fresh")
+            check_identity(out, saved, run_identity(cfg, None, out), "a finished run", "--overwrite to start the experiment fresh")

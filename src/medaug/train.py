@@ -516,8 +516,10 @@ NOT_IDENTITY = ("progress", "cache", "device", "eval_batch_size", "allow_label_c
 PATH_FIELDS = ("data", "baseline", "pretrained")
 
 
-def run_identity(cfg: TrainConfig | dict, fingerprint: str | None) -> dict:
+def run_identity(cfg: TrainConfig | dict, fingerprint: str | None, out: Path | None = None) -> dict:
     """What makes a run folder this configuration's: its TrainConfig (paths resolved) and the data fingerprint.
+    With ``out`` (the run folder), ``baseline`` counts as the path from there, so a whole experiment folder can be
+    moved or renamed and its runs still resume (a two-stage run's `none` run is its sibling wherever they lie).
 
     A field missing from a saved config (written before the field existed) counts as its default, which
     keeps the older behaviour (``budget``: 'paper', the rule of the medaug that wrote it); method options
@@ -539,8 +541,20 @@ def run_identity(cfg: TrainConfig | dict, fingerprint: str | None) -> dict:
     for key in PATH_FIELDS:
         if values.get(key):
             values[key] = str(Path(values[key]).expanduser().resolve())
+    if out is not None and values.get("baseline"):
+        values["baseline"] = os.path.relpath(values["baseline"], Path(out).resolve())
     values["data_fingerprint"] = fingerprint
     return values
+
+
+def stored_identity(out: Path, stored: dict, fingerprint: bool = True) -> dict:
+    """An identity medaug stored (metrics.json, checkpoint.pt) for run folder ``out``, normalised as
+    ``run_identity(cfg, fingerprint, out)`` is: its ``baseline`` is relative to ``out`` (an older medaug stored it
+    absolute, which still compares equal while the folders have not moved)."""
+    values = {k: v for k, v in stored.items() if k != "data_fingerprint"}
+    if values.get("baseline") and not Path(values["baseline"]).is_absolute():
+        values["baseline"] = os.path.join(Path(out).resolve(), values["baseline"])
+    return run_identity(values, stored.get("data_fingerprint") if fingerprint else None, out)
 
 
 def check_identity(out: Path, saved: dict, current: dict, what: str, fix: str = "--overwrite to start fresh") -> None:
@@ -632,7 +646,8 @@ def finished_result(cfg: TrainConfig, out: Path, record: TrainConfig, fingerprin
     if not done.is_file():
         return None
     saved = read_json(done, "the run's")
-    check_identity(out, saved_identity(out, saved), run_identity(record, fingerprint or data_fingerprint(cfg)), "a finished run")
+    check_identity(out, saved_identity(out, saved), run_identity(record, fingerprint or data_fingerprint(cfg), out),
+                   "a finished run")
     check_stages(out, saved, record)
     return saved
 
@@ -643,13 +658,12 @@ def saved_identity(out: Path, metrics: dict, fingerprint: bool = True) -> dict:
     ``fingerprint=False``: without the data fingerprint (compared before the data is read)."""
     stored = metrics.get("identity")
     if isinstance(stored, dict):
-        values = {k: v for k, v in stored.items() if k != "data_fingerprint"}
-        return run_identity(values, stored.get("data_fingerprint") if fingerprint else None)
+        return stored_identity(out, stored, fingerprint)
     config = out / "config.toml"
     if recorded(config) and not provable(config):
         raise MedaugError(f"{config}: changed since medaug wrote it, so it no longer says how the finished run was "
                           "trained; restore it, or use --overwrite to train the run again")
-    return run_identity(read_toml(config).get("train", {}), metrics.get("data_fingerprint") if fingerprint else None)
+    return run_identity(read_toml(config).get("train", {}), metrics.get("data_fingerprint") if fingerprint else None, out)
 
 
 def start_stage(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, record: TrainConfig, average_last: int) -> Stage:
@@ -667,7 +681,7 @@ def start_stage(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, r
         dataset = load_data(cfg)
     check_splits(dataset, cfg.data)
     warn_data(dataset, out)
-    identity = run_identity(record, dataset.fingerprint)
+    identity = run_identity(record, dataset.fingerprint, out)
     device = resolve_device(cfg.device)
     rank, world = distributed()
     init_distributed(device)
@@ -725,9 +739,7 @@ def resume(run: Stage) -> None:
             raise MedaugError(f"{path}: no record of the configuration that wrote it (not medaug's, or an older medaug); "
                               "--overwrite to start fresh")
         # normalised as a saved config is: a field added since the checkpoint was written counts as its default
-        saved = ckpt["identity"]
-        check_identity(run.out, run_identity({k: v for k, v in saved.items() if k != "data_fingerprint"},
-                                             saved.get("data_fingerprint")), run.identity, "a checkpoint")
+        check_identity(run.out, stored_identity(run.out, ckpt["identity"]), run.identity, "a checkpoint")
         try:
             run.model.load_state_dict(ckpt["model"])  # the bare network; ctx.model may wrap it
             ctx.optimizer.load_state_dict(ckpt["optimizer"])
