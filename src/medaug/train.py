@@ -398,9 +398,12 @@ def run_lock(out: Path):
     ``medaug run`` of one plan) gets :class:`RunBusy` instead of training beside it. The lock is an OS file
     lock on ``$MEDAUG_CACHE/locks/run-<hash of the folder's real path>.lock`` (not in the folder), so a
     killed process leaves nothing to clean up."""
-    from filelock import Timeout
+    from filelock import FileLock, Timeout
 
-    lock = _run_file_lock(out)
+    key = hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:16]
+    path = default_cache_root() / "locks" / f"run-{key}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -414,25 +417,11 @@ def run_lock(out: Path):
 
 def run_busy(out: Path) -> bool:
     """Whether another process holds run folder ``out`` (:func:`run_lock`) now; takes and drops the lock."""
-    from filelock import Timeout
-
-    lock = _run_file_lock(out)
     try:
-        lock.acquire()
-    except Timeout:
+        with run_lock(out):
+            return False
+    except RunBusy:
         return True
-    lock.release()
-    return False
-
-
-def _run_file_lock(out: Path):
-    """The OS file lock (not yet taken) that holds run folder ``out`` for one process."""
-    from filelock import FileLock
-
-    key = hashlib.sha256(os.path.realpath(out).encode()).hexdigest()[:16]
-    path = default_cache_root() / "locks" / f"run-{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path), timeout=0)
 
 
 def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, overwrite: bool) -> dict:
