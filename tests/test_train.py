@@ -178,7 +178,7 @@ def test_equal_budget_two_stage_runs_continue_the_none_run_at_its_branch_epoch(t
     apga = fit(tiny_cfg(method="apga", epochs=4, baseline=str(tmp_path / "none"), method_options=opts), tmp_path / "apga")
     assert apga["epochs_run"] == 1 and apga["stages"] == {"baseline_epochs": 3, "method_epochs": 1}
     assert apga["budget"] == {"mode": "equal", "classifier_epochs": 4}
-    with pytest.raises(MedaugError, match="none stage ends at epoch 3 of 4; this run needs epoch 5 of 6"):
+    with pytest.raises(MedaugError, match="first stage ends at epoch 3 of 4; this run needs epoch 5 of 6"):
         fit(tiny_cfg(method="apga", epochs=6, baseline=str(tmp_path / "none"), method_options=opts), tmp_path / "apga6")
     paper = fit(tiny_cfg(method="apga", epochs=4, baseline=str(tmp_path / "none"), method_options=opts, budget="paper"),
                 tmp_path / "apga-paper")
@@ -209,7 +209,8 @@ def test_two_stage_run_keeps_its_start_when_no_epoch_beats_it(tiny_cfg, tmp_path
     assert "kept the starting checkpoint (epoch 0, the `none` baseline)" in capsys.readouterr().err.replace("\n", "")
     monkeypatch.setattr(train_mod, "evaluate", real)
     normal = fit(tiny_cfg(method="gradcam", epochs=4, baseline=str(tmp_path / "none")), tmp_path / "gradcam2")
-    assert set(normal["start"]) == {"kept", "valid"} and "auroc" in normal["start"]["valid"]
+    assert set(normal["start"]) == {"kept", "valid", "from"} and "auroc" in normal["start"]["valid"]
+    assert normal["start"]["from"] == "none"  # the run it started from (classical for apga+classical)
     assert "start" not in fit(tiny_cfg(method="cutout", epochs=2), tmp_path / "cutout")  # one-stage methods unchanged
 
 

@@ -26,7 +26,7 @@ from typing import Callable
 
 from .config import TrainConfig
 from .errors import MedaugError
-from .experiments import ExperimentConfig, dataset_name, make_plan, method_spec, run_dir, run_plan
+from .experiments import ExperimentConfig, dataset_name, make_plan, method_spec, run_dir, run_plan, start_of
 from .methods import METHODS
 from .progress import Outlook, duration
 from .ray_executor import ray_session
@@ -517,7 +517,8 @@ def announce(info: dict, say: Callable[[str], None], data: bool = True) -> None:
         cls = METHODS.get(base)
         if cls.needs_baseline:
             first = baseline_epochs(TrainConfig(epochs=train["epochs"], baseline_epochs=train["baseline_epochs"]))
-            stages.append(f"{m} trains epochs {first + 1}-{train['epochs']} from its seed's none run at epoch {first}")
+            stages.append(f"{m} trains epochs {first + 1}-{train['epochs']} from its seed's "
+                          f"{start_of(m, plan['method_options'])} run at epoch {first}")
         tune = (plan["overrides"].get(m) or {}).get("finetune_epochs", -1)
         tune = finetune_epochs(TrainConfig(method=base, epochs=train["epochs"], budget=train.get("budget", "equal"),
                                            finetune_epochs=tune))

@@ -52,7 +52,7 @@ from typing import Annotated, Callable
 from .config import CACHE_FIELDS, NonNegFloat, NonNegInt, Range, Seed, TrainConfig, check_types, from_dict, load_toml
 from .errors import MedaugError, RunBusy
 from .io_utils import safe_name
-from .methods import METHODS
+from .methods import METHODS, resolved_options
 from .progress import Outlook
 from .ray_executor import run_ray
 from .registry import Registry
@@ -122,6 +122,14 @@ def base_method(name: str, method_options: dict | None = None) -> str:
     return method_spec(name, method_options)[0]
 
 
+def start_of(name: str, method_options: dict | None = None) -> str | None:
+    """The plan entry a two-stage entry ``name`` starts from (``none``, or ``classical`` when it is stacked on
+    classical augmentation); None for a one-stage entry."""
+    base, opts = method_spec(name, method_options)
+    cls = METHODS.get(base)
+    return cls.builds_on(resolved_options(base, opts)) if cls.needs_baseline else None
+
+
 def load_plan(path: str | Path) -> Plan:
     raw = load_toml(path)
     unknown = sorted(set(raw) - {"experiment", "train", "methods", "overrides"})
@@ -147,10 +155,14 @@ def make_plan(exp: ExperimentConfig, train: TrainConfig, method_options: dict | 
         METHODS.create(base, **opts)  # validates the options
     for name, values in overrides.items():
         from_dict(TrainConfig, values, f"{where} [overrides.{name}]")
-    if any(METHODS.get(base_method(m, method_options)).needs_baseline for m in exp.methods) and "none" not in exp.methods:
-        exp = dataclasses.replace(exp, methods=["none", *exp.methods])
-    # the baseline runs first so two-stage methods can start from it
-    exp = dataclasses.replace(exp, methods=sorted(exp.methods, key=lambda m: m != "none"))
+    starts = {start_of(m, method_options) for m in exp.methods} - {None}
+    for start in sorted(starts):
+        if base_method(start, method_options) != start:
+            raise MedaugError(f"{where}: [methods.{start}] makes `{start}` a variant of another method, but two-stage "
+                              f"methods of this plan start from a plain `{start}` run; give the variant another name")
+    exp = dataclasses.replace(exp, methods=[*sorted(starts - set(exp.methods)), *exp.methods])
+    # the baselines run first (none, then the others) so two-stage methods can start from them
+    exp = dataclasses.replace(exp, methods=sorted(exp.methods, key=lambda m: (m != "none", m not in starts)))
     return Plan(exp, train, method_options, overrides)
 
 
@@ -186,7 +198,7 @@ def run_config(plan: Plan, data: str, method: str, shot: int, seed: int) -> Trai
     values.update(data=str(data), method=base, label=method if method != base else "", n_shot=shot, seed=seed,
                   method_options={k: run_placeholders(v, fields, f"[methods.{method}] {k}") for k, v in opts.items()})
     if METHODS.get(base).needs_baseline:
-        values["baseline"] = str(run_dir(plan, data, "none", shot, seed))
+        values["baseline"] = str(run_dir(plan, data, start_of(method, plan.method_options), shot, seed))
     elif values["finetune_epochs"] == -1 and values["budget"] == "paper":  # one-stage methods get the plan's fine-tuning stage
         values["finetune_epochs"] = max(METHODS.get(base_method(m, plan.method_options)).finetune_epochs
                                         for m in plan.experiment.methods)

@@ -69,6 +69,7 @@ def ray_session(exp):
 def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -> list[tuple[Path, dict]]:
     """Submit ``runs`` (run_dir, TrainConfig, needs_baseline) as tasks; returns (run dir, metrics) in plan order."""
     from .data.cache import default_cache_root
+    from .methods import METHODS
     from .train import data_cache, fit
 
     exp = plan.experiment
@@ -78,7 +79,7 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
         task = ray.remote(_fit_task).options(**resources, runtime_env=env, max_retries=0)
         done: dict[Path, dict] = {}
         pending: dict = {}  # ObjectRef -> run dir
-        baselines: dict[Path, object] = {}  # none run dir -> its ObjectRef
+        baselines: dict[Path, object] = {}  # baseline run dir -> its ObjectRef
         decoded: set[tuple] = set()
         for out, cfg, needs_baseline in runs:
             out, cfg = out.resolve(), absolute_paths(cfg)
@@ -94,7 +95,7 @@ def run_ray(plan, runs, on_result: Callable[[Path, dict], None] | None = None) -
             after = baselines.get(Path(cfg.baseline).resolve()) if needs_baseline else None
             ref = task.remote(cfg.to_dict(), str(out), after)
             pending[ref] = out
-            if cfg.method == "none":
+            if METHODS.get(cfg.method).is_baseline:  # none, classical: two-stage runs may start from it
                 baselines[out] = ref
         with live_view(plan.train.progress) as bar:
             progress = PlanProgress(len(pending), bar, getattr(plan, "outlook", None))

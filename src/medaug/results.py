@@ -57,6 +57,7 @@ def collect(runs_dir: str | Path) -> pd.DataFrame:
         row = {**run_keys(path, root, m), "base_method": m.get("base_method", m["method"]), "run_dir": str(path.parent),
                "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"), "n_train": m.get("n_train", math.nan),
                "collapsed": int("collapse" in m), "kept_start": int(bool((m.get("start") or {}).get("kept"))),
+               "start_from": (m.get("start") or {}).get("from", "none"),
                "classifier_epochs": (m.get("budget") or {}).get("classifier_epochs", math.nan),
                "budget": (m.get("budget") or {}).get("mode", "")}
         key = tuple(row[k] for k in KEYS)
@@ -244,6 +245,12 @@ def table_legend(level: float, test: str = "both", baseline: str = "none", ci_le
     return text
 
 
+def start_from(runs: pd.DataFrame) -> str:
+    """The method the two-stage ``runs`` (one method's rows of :func:`collect`) started from: ``none``, or ``classical``."""
+    starts = sorted(set(runs["start_from"])) if "start_from" in runs else ["none"]
+    return " / ".join(starts)
+
+
 def run_notes(df: pd.DataFrame) -> list[str]:
     """Plain-language notes on the runs behind a table: (dataset, shot) cells whose methods trained for
     different budgets (classifier epochs from initialisation, metrics.json 'budget'), and methods whose
@@ -261,7 +268,7 @@ def run_notes(df: pd.DataFrame) -> list[str]:
         for method, runs in df.groupby("method"):
             kept = int(runs["kept_start"].sum())
             if kept:
-                notes.append(f"{method} kept its starting checkpoint (the `none` baseline; no epoch of the method beat it "
+                notes.append(f"{method} kept its starting checkpoint (the `{start_from(runs)}` baseline; no epoch of the method beat it "
                              f"on validation) in {kept}/{len(runs)} runs.")
     return notes
 
@@ -300,7 +307,7 @@ def epochs_trained(run: Path, m: dict | None = None, _depth: int = 0) -> dict:
     stages = m.get("stages") if isinstance(m.get("stages"), dict) else {}
     baseline = _baseline_of(run)
     if isinstance(stages.get("baseline_epochs"), int):  # budget equal: the none run's first baseline_epochs epochs
-        parts.append((stages["baseline_epochs"], "none stage"))
+        parts.append((stages["baseline_epochs"], f"{(m.get('start') or {}).get('from', 'none')} stage"))
     elif baseline is not None and _depth < 4 and (baseline / "metrics.json").is_file():  # budget paper: all of them
         b = epochs_trained(baseline, _depth=_depth + 1)["total"]
         if b:

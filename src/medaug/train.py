@@ -319,28 +319,40 @@ def baseline_epochs(cfg: TrainConfig) -> int:
     return max(1, min(cfg.epochs - 1, math.ceil(BRANCH_FRACTION * cfg.epochs - 1e-9)))
 
 
+def start_method(cfg: TrainConfig) -> str:
+    """The method of the run a two-stage run of ``cfg`` starts from (``none``; ``classical`` when stacked on it)."""
+    return METHODS.get(cfg.method).builds_on(cfg.method_options)
+
+
 def baseline_checkpoint(cfg: TrainConfig) -> Path:
     """The checkpoint a run with ``cfg.baseline`` starts from: a two-stage method under budget equal takes the
-    baseline's ``branch.pt`` (checked to end its ``none`` stage where this run's budget says), else ``best.pt``."""
-    base = Path(cfg.baseline)
+    baseline's ``branch.pt`` (checked to end its first stage where this run's budget says), else ``best.pt``.
+    The baseline must be a run of :func:`start_method` (its config.toml says), else one line naming both."""
+    base, want_method = Path(cfg.baseline), start_method(cfg)
     if not (base / "best.pt").is_file():
-        raise MedaugError(f"--baseline {cfg.baseline}: no best.pt; train the `none` baseline there first")
+        raise MedaugError(f"--baseline {cfg.baseline}: no best.pt; train the `{want_method}` baseline there first")
+    if METHODS.get(cfg.method).needs_baseline and (base / "config.toml").is_file():
+        have = read_toml(base / "config.toml").get("train", {}).get("method", "none")
+        if have != want_method:
+            raise MedaugError(f"--baseline {cfg.baseline}: a `{have}` run, but {cfg.method} with these options starts "
+                              f"from a `{want_method}` run; pass one (`medaug run` trains and passes it for you)")
     if cfg.budget != "equal" or not METHODS.get(cfg.method).needs_baseline:
         return base / "best.pt"
     branch, want = base / BRANCH, baseline_epochs(cfg)
     if not branch.is_file():
         raise MedaugError(f"--baseline {cfg.baseline}: no {BRANCH} (the best checkpoint of its first {want} epochs, which "
-                          f"`none` runs of this medaug save under --budget equal; this one was trained before or under "
-                          f"--budget paper): train it again (--overwrite), or pass --budget paper to fine-tune from its final best.pt")
+                          f"`none` and `classical` runs of this medaug save under --budget equal; this one was trained "
+                          f"before or under --budget paper): train it again (--overwrite), or pass --budget paper to "
+                          f"fine-tune from its final best.pt")
     return branch
 
 
 def check_branch(cfg: TrainConfig, ckpt: dict, epochs: int) -> None:
-    """The baseline's branch checkpoint ``ckpt`` ends the ``none`` stage at this two-stage run's
+    """The baseline's branch checkpoint ``ckpt`` ends the first stage at this two-stage run's
     ``baseline_epochs`` of a budget of ``epochs``; else one line naming both budgets."""
     have = (ckpt.get("branch_epoch"), ckpt.get("epochs"))
     if have != (baseline_epochs(cfg), epochs):
-        raise MedaugError(f"--baseline {cfg.baseline}: its none stage ends at epoch {have[0]} of {have[1]}; this run needs "
+        raise MedaugError(f"--baseline {cfg.baseline}: its first stage ends at epoch {have[0]} of {have[1]}; this run needs "
                           f"epoch {baseline_epochs(cfg)} of {epochs} (--epochs, --baseline-epochs); train the baseline with "
                           "the same budget, or pass --budget paper to fine-tune from its final best.pt")
 
@@ -458,7 +470,7 @@ def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, over
         if dataset is None:
             dataset = load_data(cfg)
         heated = _fit(stage1, out / "heated", dataset, tracker, stage="heated", fingerprint=dataset.fingerprint)
-        tune = dataclasses.replace(cfg, method="none", method_options={}, epochs=stage2, lr=stages["finetune_lr"],
+        tune = dataclasses.replace(cfg, method=METHODS.get(cfg.method).builds_on(cfg.method_options), method_options={}, epochs=stage2, lr=stages["finetune_lr"],
                                    finetune_lr=0.0, baseline=str(out / "heated"), finetune_epochs=0)
         extra = {**budget, "stages": {**stages, "average_last": cfg.average_last, "heated_wall_s": heated["wall_s"]},
                  "heated": {"test": heated["test"], "best_epoch": heated["best_epoch"]}}
@@ -662,7 +674,7 @@ def start_stage(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, r
     method = create_method(cfg.method, cfg.method_options)  # validate names before any work
     if method.needs_baseline and not cfg.baseline:
         raise MedaugError(
-            f"method {cfg.method!r} starts from a trained `none` model: pass --baseline RUN_DIR "
+            f"method {cfg.method!r} starts from a trained `{start_method(cfg)}` model: pass --baseline RUN_DIR "
             "(`medaug run` and `medaug demo` train and pass it for you)"
         )
     seed_everything(cfg.seed)
@@ -919,9 +931,9 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
     if stage:
         result["stage"] = stage
     if "start" in state:
-        result["start"] = {"kept": kept_start, "valid": state["start"]["valid"]}
+        result["start"] = {"kept": kept_start, "valid": state["start"]["valid"], "from": start_method(run.record)}
         if kept_start and run.lead:
-            console.print(f"{run.out}: kept the starting checkpoint (epoch 0, the `none` baseline): no epoch of "
+            console.print(f"{run.out}: kept the starting checkpoint (epoch 0, the `{start_method(run.record)}` baseline): no epoch of "
                           f"{cfg.method} beat its validation {cfg.monitor}", highlight=False, soft_wrap=True)
     if run.branch_at and run.lead and not (run.out / BRANCH).is_file():
         save_branch(run)  # stopped early, before the branch epoch: its best so far is the none stage

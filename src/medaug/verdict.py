@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .errors import MedaugError
-from .results import mark_significance, summarise
+from .results import mark_significance, start_from, summarise
 from .stats import holm, mean_std
 
 COMPARE_FILE = "compare.json"
@@ -236,7 +236,7 @@ def warnings(runs: pd.DataFrame, info: dict, n_seeds: int) -> list[str]:
             out.append(f"{method}: the learned masks collapsed in {int(group['collapsed'].sum())}/{n} runs (metrics.json "
                        "'collapse'): its numbers are those of a classifier trained without a working policy")
         if "kept_start" in group and group["kept_start"].sum():
-            out.append(f"{method} kept its starting checkpoint (the `none` baseline: no epoch of the method beat it on "
+            out.append(f"{method} kept its starting checkpoint (the `{start_from(group)}` baseline: no epoch of the method beat it on "
                        f"validation) in {int(group['kept_start'].sum())}/{n} runs (metrics.json 'start.kept')")
     samples = (info.get("generator") or {}).get("samples")
     if samples:

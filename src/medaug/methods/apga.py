@@ -76,6 +76,7 @@ from ..errors import MedaugError
 from ..models.batch_stats import eval_mode, normalise_with, record_batch_stats
 from ..models.policies import PixelPolicy, create_policy
 from .base import KEPT_FRACTION, Method, load_policy_state, policy_state, register
+from .classical import Stacked, stacked_on
 from .gradcam import cam_layer, grad_cam
 
 LEARN_LAMBDA_AREA, LEARN_TARGET_AREA, LEARN_POLICY_LR, LEARN_GRID = 1.0, 0.0, 1e-4, 0
@@ -165,6 +166,7 @@ class APGA(Method):
     name = "apga"
     needs_baseline = True
     presets = tuple(PRESETS)
+    builds_on = staticmethod(stacked_on)
 
     @dataclasses.dataclass
     class Options:
@@ -193,6 +195,8 @@ class APGA(Method):
         step: str = ""  #: sequential (Algorithm 1) | fused (one pass; see module docstring)
         action_grid: NonNegInt | None = None  #: act on a coarse G x G grid of cells (P average-pooled); 0 = per pixel
         init_useful: Annotated[float, Range(gt=0, lt=1, also=(0,))] = 0.0  #: start P near this value by setting the last layer's bias (0 = leave as is)
+        classical: bool = False  #: stacked on classical augmentation: start from the `classical` run, and each image of a batch is first replaced by its classical augmentation with probability classical_p
+        classical_p: Prob = 0.5  #: with classical = true: probability per image of the classical augmentation
 
         def __post_init__(self):
             if self.preset not in PRESETS:
@@ -220,6 +224,7 @@ class APGA(Method):
         self.prior, self.target_area = {}, o.target_area
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
         self.baseline = torch.zeros((), device=ctx.device)
+        self.stacked = None
 
     def setup(self, ctx) -> None:
         o = self.opts
@@ -235,6 +240,7 @@ class APGA(Method):
         self.target_area = o.target_area or self.prior.get("cam_area", 0.0)
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=o.policy_lr)
         self.baseline = torch.zeros((), device=ctx.device)  # EMA of the reward, b
+        self.stacked = Stacked(ctx, o.classical_p) if o.classical else None
 
     def fit_prior(self, ctx, max_images: int = 2048) -> None:
         """Initialise the policy on the baseline's GradCAM: ``prior_steps`` Adam steps (lr 1e-3; at most 10
@@ -318,6 +324,8 @@ class APGA(Method):
         return r, advantage
 
     def train_step(self, ctx, x, y):
+        if self.stacked is not None:
+            x = self.stacked(x)
         return self.fused_step(ctx, x, y) if self.opts.step == "fused" else self.sequential_step(ctx, x, y)
 
     def fused_step(self, ctx, x, y):
@@ -398,9 +406,12 @@ class APGA(Method):
             return PixelPolicy.upsample(self.policy_probs(ctx, x), *x.shape[-2:])
 
     def state_dict(self) -> dict:
-        return policy_state(self.policy, self.policy_opt, baseline=self.baseline)
+        stacked = self.stacked.state_dict() if self.stacked is not None else {}
+        return policy_state(self.policy, self.policy_opt, baseline=self.baseline, **stacked)
 
     def load_state_dict(self, state: dict) -> None:
         if state:
             load_policy_state(self.policy, self.policy_opt, state)
             self.baseline = state["baseline"].to(self.baseline.device)
+            if self.stacked is not None:
+                self.stacked.load_state_dict(state)

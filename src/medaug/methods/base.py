@@ -38,14 +38,15 @@ class Method:
     """Base class: plain supervised training, no augmentation."""
 
     name: ClassVar[str] = "base"
-    #: Two-stage methods start from the best checkpoint of a trained ``none`` baseline.
+    #: Two-stage methods start from the best checkpoint of a trained baseline run (``builds_on``: ``none``).
     needs_baseline: ClassVar[bool] = False
     #: Default epochs of stage 2 (the classifier fine-tuned without the method) when the config says -1.
     finetune_epochs: ClassVar[int] = 0
     #: under budget equal with finetune_epochs -1: the fine-tuning stage's share of the budget (0 = the fixed count)
     finetune_fraction: ClassVar[float] = 0.0
-    #: The baseline two-stage methods start from: under ``budget = "equal"`` its runs also save ``branch.pt``,
-    #: the best checkpoint of their first ``baseline_epochs`` epochs (``medaug.train``).
+    #: A baseline two-stage methods can start from (``none``; ``classical`` for methods stacked on it): under
+    #: ``budget = "equal"`` its runs also save ``branch.pt``, the best checkpoint of their first ``baseline_epochs``
+    #: epochs (``medaug.train``).
     is_baseline: ClassVar[bool] = False
     #: The values of the option ``preset``, each filling in the options left unset ('' or None); () = no presets.
     presets: ClassVar[tuple[str, ...]] = ()
@@ -53,6 +54,13 @@ class Method:
     @dataclasses.dataclass
     class Options:
         pass
+
+    @classmethod
+    def builds_on(cls, options: dict | None) -> str:
+        """The one-stage method under this one with ``options``: the run a two-stage method starts from, and the
+        method of its own fine-tuning stage (pgnm's stage 2). ``none``, or ``classical`` for a method stacked on
+        classical augmentation (apga and pgnm with ``classical = true``)."""
+        return "none"
 
     def __init__(self, **options: Any):
         self.opts = options_from(self.Options, options, f"method {self.name!r} (-o / [methods.{self.name}])", noun="option")

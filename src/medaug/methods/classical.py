@@ -19,6 +19,7 @@ from .base import Method, concat_step, register
 @register
 class Classical(Method):
     name = "classical"
+    is_baseline = True  # apga with classical = true starts from a classical run's branch.pt
 
     @dataclasses.dataclass
     class Options:
@@ -53,3 +54,38 @@ class Classical(Method):
 
     def train_step(self, ctx, x, y):
         return concat_step(ctx, x, y, self.apply(x))
+
+
+def mix_in(x: torch.Tensor, augment, p: float, gen: torch.Generator) -> torch.Tensor:
+    """x [B, C, H, W] with each image replaced by ``augment``'s copy with probability ``p`` (draws from ``gen``)."""
+    if p <= 0:
+        return x
+    keep = (torch.rand(len(x), generator=gen) >= p).to(x.device)
+    return torch.where(keep[:, None, None, None], x, augment(x))
+
+
+class Stacked:
+    """Classical augmentation under another method (its options ``classical = true``, ``classical_p``): each image
+    of a batch is replaced by its ``classical`` augmentation (the defaults) with probability ``p``, 0.5 being in
+    expectation a ``classical`` run's 1:1 mix of originals and copies. Draws come from a generator seeded with the
+    run's seed and saved with the method's state, so a resumed run draws what it would have."""
+
+    def __init__(self, ctx, p: float):
+        self.classical, self.p = Classical(), p
+        self.classical.setup(ctx)
+        self.gen = torch.Generator().manual_seed(ctx.cfg.seed * 7919 + 29)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return mix_in(x, self.classical.apply, self.p, self.gen)
+
+    def state_dict(self) -> dict:
+        return {"stacked_rng": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "stacked_rng" in state:
+            self.gen.set_state(state["stacked_rng"])
+
+
+def stacked_on(options: dict | None) -> str:
+    """``Method.builds_on`` of a method with the option ``classical``: ``classical`` when it is true, else ``none``."""
+    return "classical" if (options or {}).get("classical") else "none"

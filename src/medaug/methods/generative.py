@@ -21,6 +21,7 @@ import torch
 from ..config import NonNegFloat, Prob
 from ..errors import MedaugError
 from .base import Method, register
+from .classical import Classical, mix_in
 
 
 @register
@@ -53,8 +54,6 @@ class Generative(Method):
         self.gen = torch.Generator().manual_seed(ctx.cfg.seed * 7919 + 17)
         self.classical = None
         if self.opts.classical:
-            from .classical import Classical
-
             self.classical = Classical()
             self.classical.setup(ctx)
 
@@ -77,9 +76,8 @@ class Generative(Method):
     def train_step(self, ctx, x, y):
         y_syn = self.synthetic_labels(y)
         xb, yb = torch.cat([x, self.draw(y_syn)]), torch.cat([y, y_syn])
-        if self.classical is not None and self.opts.classical_p > 0:
-            keep = (torch.rand(len(xb), generator=self.gen) >= self.opts.classical_p).to(xb.device)
-            xb = torch.where(keep[:, None, None, None], xb, self.classical.apply(xb))
+        if self.classical is not None:
+            xb = mix_in(xb, self.classical.apply, self.opts.classical_p, self.gen)
         loss = ctx.loss(ctx.logits(xb), yb)
         ctx.step(loss)
         return {"loss": loss.detach(), "synthetic_fraction": torch.tensor(len(y_syn) / len(yb))}

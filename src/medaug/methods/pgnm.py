@@ -38,6 +38,7 @@ from torch import nn
 from ..config import PosFloat, PosInt, Prob, Range
 from ..device import autocast, fixed_rng
 from .base import Method, load_policy_state, policy_state, register
+from .classical import Stacked, stacked_on
 
 EPS = 1e-4  # samples are clamped into [EPS, 1 - EPS] so log-probabilities stay finite
 VAL_SEED = 1234  # the validation masks' seed
@@ -95,6 +96,7 @@ class PGNM(Method):
     name = "pgnm"
     finetune_epochs = 10  # stage 2 (the heated model fine-tuned without the policy), METHODS.md; budget paper
     finetune_fraction = 2 / 3  # budget equal: stage 2 takes 2/3 of the epochs at the run's lr (docs/pgnm.md, measured)
+    builds_on = staticmethod(stacked_on)  # classical = true: stage 2 is a classical stage, not a plain one
 
     @dataclasses.dataclass
     class Options:
@@ -112,6 +114,8 @@ class PGNM(Method):
         policy_width: PosInt = 16
         policy_optimizer: Literal["sgd", "adam"] = "sgd"  #: sgd (authors, momentum 0.9) | adam
         policy_lr: PosFloat = 0.01  #: authors 0.01, cosine decay over the epochs
+        classical: bool = False  #: stacked on classical augmentation: each image is first replaced by its classical augmentation with probability classical_p, and the fine-tuning stage trains as `classical`
+        classical_p: Prob = 0.5  #: with classical = true: probability per image of the classical augmentation (heated stage)
 
         def __post_init__(self):
             if self.kernel % 2 == 0:
@@ -129,6 +133,7 @@ class PGNM(Method):
         self.global_log = torch.rand(1, 2, self.grid, self.grid, generator=gen).to(ctx.device)  # authors: U[0, 1)
         self.cost_ema = torch.zeros((), device=ctx.device)
         self.cost_seen = torch.zeros((), device=ctx.device)
+        self.stacked = Stacked(ctx, o.classical_p) if o.classical else None
 
     # ------------------------------------------------------------------------------------------
     def log_params(self, ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,6 +165,8 @@ class PGNM(Method):
 
     def train_step(self, ctx, x, y):
         o = self.opts
+        if self.stacked is not None:
+            x = self.stacked(x)
         self.policy.train()
         blended, own = self.log_params(ctx, x)
         dist = self.beta(blended)
@@ -215,8 +222,9 @@ class PGNM(Method):
         return (self.noise_image(white, m) - 0.5) * 2
 
     def state_dict(self) -> dict:
+        stacked = self.stacked.state_dict() if self.stacked is not None else {}
         return policy_state(self.policy, self.policy_opt, policy_sched=self.policy_sched.state_dict(),
-                            global_log=self.global_log, cost_ema=self.cost_ema, cost_seen=self.cost_seen)
+                            global_log=self.global_log, cost_ema=self.cost_ema, cost_seen=self.cost_seen, **stacked)
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
@@ -225,3 +233,5 @@ class PGNM(Method):
         self.policy_sched.load_state_dict(state["policy_sched"])
         self.global_log = state["global_log"].to(self.global_log.device)
         self.cost_ema, self.cost_seen = state["cost_ema"].to(self.cost_ema.device), state["cost_seen"].to(self.cost_seen.device)
+        if self.stacked is not None:
+            self.stacked.load_state_dict(state)
