@@ -111,7 +111,7 @@ def test_methods_shows_the_values_each_preset_sets():
     from medaug.methods.apga import PRESETS
 
     text = " ".join(medaug("methods", env={"COLUMNS": "400"}).stdout.split())
-    apga = text[text.index("apga (starts from"):text.index("classical")]
+    apga = text[text.index("apga (starts from"):text.index("│ classical │")]  # up to the next method's row
     assert "action='bernoulli'" in apga and "prior_steps=100" in apga and "policy_width=8" in apga
     assert "=''," not in apga.replace("policy_weights=''", "") and "=None" not in apga
     for name in ("paper", "code"):
