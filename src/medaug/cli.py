@@ -539,7 +539,8 @@ def list_methods():
                 values = resolved_options(name, {"preset": preset})
                 changed = ", ".join(f"{k}={v!r}" for k, v in values.items() if k != "preset" and v != defaults[k])
                 opts += f"\npreset={preset} sets: {changed or '(the same values)'}"
-        note = " (starts from `none`)" if cls.needs_baseline else ""
+        stacks = "classical" in defaults  # classical=true: built on classical augmentation (docs/apga.md)
+        note = (" (starts from `none`" + (", or `classical` with classical=True" if stacks else "") + ")") if cls.needs_baseline else ""
         note += f" (then {cls.finetune_epochs} epochs fine-tuning)" if cls.finetune_epochs else ""
         table.add_row(name + note, opts or "-")
     out.print(table)
