@@ -539,8 +539,9 @@ def list_methods():
                 values = resolved_options(name, {"preset": preset})
                 changed = ", ".join(f"{k}={v!r}" for k, v in values.items() if k != "preset" and v != defaults[k])
                 opts += f"\npreset={preset} sets: {changed or '(the same values)'}"
-        stacks = "classical" in defaults  # classical=true: built on classical augmentation (docs/apga.md)
-        note = (" (starts from `none`" + (", or `classical` with classical=True" if stacks else "") + ")") if cls.needs_baseline else ""
+        stacked = cls.builds_on({"classical": True})  # what it builds on when stacked (docs/apga.md); none: cannot be
+        note = (" (starts from `none`" + (f", or `{stacked}` with classical=True" if stacked != "none" else "") + ")"
+                if cls.needs_baseline else "")
         note += f" (then {cls.finetune_epochs} epochs fine-tuning)" if cls.finetune_epochs else ""
         table.add_row(name + note, opts or "-")
     out.print(table)

@@ -320,7 +320,8 @@ def baseline_epochs(cfg: TrainConfig) -> int:
 
 
 def start_method(cfg: TrainConfig) -> str:
-    """The method of the run a two-stage run of ``cfg`` starts from (``none``; ``classical`` when stacked on it)."""
+    """The one-stage method under ``cfg``'s (``none``; ``classical`` when stacked on it): the run a two-stage run
+    starts from, and the method of a staged run's fine-tuning stage."""
     return METHODS.get(cfg.method).builds_on(cfg.method_options)
 
 
@@ -470,7 +471,7 @@ def _fit_run(cfg: TrainConfig, out: Path, dataset: Dataset | None, tracker, over
         if dataset is None:
             dataset = load_data(cfg)
         heated = _fit(stage1, out / "heated", dataset, tracker, stage="heated", fingerprint=dataset.fingerprint)
-        tune = dataclasses.replace(cfg, method=METHODS.get(cfg.method).builds_on(cfg.method_options), method_options={}, epochs=stage2, lr=stages["finetune_lr"],
+        tune = dataclasses.replace(cfg, method=start_method(cfg), method_options={}, epochs=stage2, lr=stages["finetune_lr"],
                                    finetune_lr=0.0, baseline=str(out / "heated"), finetune_epochs=0)
         extra = {**budget, "stages": {**stages, "average_last": cfg.average_last, "heated_wall_s": heated["wall_s"]},
                  "heated": {"test": heated["test"], "best_epoch": heated["best_epoch"]}}
