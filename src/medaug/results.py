@@ -57,7 +57,7 @@ def collect(runs_dir: str | Path) -> pd.DataFrame:
         row = {**run_keys(path, root, m), "base_method": m.get("base_method", m["method"]), "run_dir": str(path.parent),
                "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"), "n_train": m.get("n_train", math.nan),
                "collapsed": int("collapse" in m), "kept_start": int(bool((m.get("start") or {}).get("kept"))),
-               "start_from": (m.get("start") or {}).get("from", "none"),
+               "start_from": started_from(m),
                "classifier_epochs": (m.get("budget") or {}).get("classifier_epochs", math.nan),
                "budget": (m.get("budget") or {}).get("mode", "")}
         key = tuple(row[k] for k in KEYS)
@@ -307,7 +307,7 @@ def epochs_trained(run: Path, m: dict | None = None, _depth: int = 0) -> dict:
     stages = m.get("stages") if isinstance(m.get("stages"), dict) else {}
     baseline = _baseline_of(run)
     if isinstance(stages.get("baseline_epochs"), int):  # budget equal: the none run's first baseline_epochs epochs
-        parts.append((stages["baseline_epochs"], f"{(m.get('start') or {}).get('from', 'none')} stage"))
+        parts.append((stages["baseline_epochs"], f"{started_from(m)} stage"))
     elif baseline is not None and _depth < 4 and (baseline / "metrics.json").is_file():  # budget paper: all of them
         b = epochs_trained(baseline, _depth=_depth + 1)["total"]
         if b:
@@ -331,6 +331,12 @@ def _json(path: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def started_from(m: dict) -> str:
+    """The method a two-stage run's metrics.json ``m`` says it started from (``start.from``; ``none`` in runs
+    written before stacked methods existed, and in one-stage runs)."""
+    return (m.get("start") or {}).get("from", "none")
 
 
 def _baseline_of(run: Path) -> Path | None:
