@@ -229,11 +229,17 @@ def test_verdict_leaves_out_dropped_methods_and_warns(tmp_path):
     run = tmp_path / "data" / "classical" / "shot-all" / "seed-0" / "metrics.json"
     m = json.loads(run.read_text())
     run.write_text(json.dumps({**m, "start": {"kept": True, "valid": {}}, "collapse": {"epoch": 3}}))
+    other = run.parents[1] / "seed-1" / "metrics.json"  # replaced its start on AUROC, at a worse operating point
+    m = json.loads(other.read_text())
+    other.write_text(json.dumps({**m, "valid": {**m["valid"], "balanced_accuracy": 0.55},
+                                 "start": {"kept": False, "valid": {"auroc": 0.7, "balanced_accuracy": 0.75}}}))
     (tmp_path / "compare.json").write_text(json.dumps(info))
     v = decide(collect(tmp_path), info)
     assert v["methods"] == ["none", "classical"] and "apga" not in v["valid_means"]
     assert "Dropped in racing" in v["text"] and "apga after round 3" in v["text"] and "0.99" not in v["text"]
     assert any("collapsed in 1/3" in w for w in v["warnings"]) and any("kept its starting checkpoint" in w for w in v["warnings"])
+    assert any(w.startswith("classical: in 1/3 runs the chosen checkpoint beat its starting checkpoint") and "0.200" in w
+               for w in v["warnings"])
     # the report reads the same files: the verdict on top, the dropped method out of the tables
     from medaug.report import write_report
 

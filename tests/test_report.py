@@ -278,6 +278,26 @@ def test_run_notes_name_different_budgets_and_kept_starts():
     assert run_notes(pd.DataFrame(equal)) == []
 
 
+def test_a_start_replaced_at_a_worse_operating_point_is_named():
+    """A two-stage run that beat its start on the selection metric (AUROC) but lost validation balanced
+    accuracy (the knee all-images apga seed 0: 0.761 -> 0.593) gets a note; kept starts and small drops do not."""
+    from medaug.results import run_notes, start_valid_drop
+
+    start = {"kept": False, "valid": {"auroc": 0.859, "balanced_accuracy": 0.761}}
+    chosen = {"auroc": 0.862, "balanced_accuracy": 0.593}
+    assert start_valid_drop({"start": start, "valid": chosen}) == pytest.approx(0.168)
+    assert np.isnan(start_valid_drop({"start": {**start, "kept": True}, "valid": chosen}))  # kept: valid is the start's
+    assert np.isnan(start_valid_drop({"valid": chosen}))  # one-stage run
+    rows = [dict(dataset="d", shot="all", method="apga", seed=s, start_valid_drop=d) for s, d in enumerate((0.168, np.nan, 0.01))]
+    rows += [dict(dataset="d", shot="all", method="none", seed=s, start_valid_drop=np.nan) for s in range(3)]
+    notes = run_notes(pd.DataFrame(rows))
+    assert notes == ["apga: in 1/3 runs the chosen checkpoint beat its starting checkpoint on the selection metric (`monitor`) "
+                     "but lost up to 0.168 validation balanced accuracy against it (more than 0.05): its operating point got "
+                     "worse (`monitor = \"balanced_accuracy\"` selects on it)."]
+    small = [{**r, "start_valid_drop": 0.04 if r["method"] == "apga" else np.nan} for r in rows]
+    assert run_notes(pd.DataFrame(small)) == []
+
+
 def test_gallery_says_no_mask_where_an_image_has_none(tmp_path):
     """A tile's caption is its IoU against the image's mask, 'empty mask' (a mask marking nothing, e.g. a
     normal image) or 'no mask' (no mask file), never 'no finding', which reads as a diagnosis."""

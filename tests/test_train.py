@@ -214,6 +214,29 @@ def test_two_stage_run_keeps_its_start_when_no_epoch_beats_it(tiny_cfg, tmp_path
     assert "start" not in fit(tiny_cfg(method="cutout", epochs=2), tmp_path / "cutout")  # one-stage methods unchanged
 
 
+def test_two_stage_run_warns_when_it_beats_its_start_at_a_worse_operating_point(tiny_cfg, tmp_path, capsys, monkeypatch):
+    """An epoch that beats the start on the selection metric (AUROC) but loses validation balanced accuracy
+    replaces the start, and the run warns (what AUROC alone hides: the knee all-images apga seed 0)."""
+    import medaug.train as train_mod
+    from medaug.results import start_valid_drop
+
+    fit(tiny_cfg(epochs=4), tmp_path / "none")
+    real = train_mod.evaluate
+
+    def better_auroc_worse_threshold(method, ctx, split, studies=True):
+        metrics, probs = real(method, ctx, split, studies)
+        if method is not train_mod.PLAIN:
+            metrics = {**metrics, "auroc": metrics["auroc"] + 1.0, "balanced_accuracy": -1.0}  # drop >= 1
+        return metrics, probs
+
+    monkeypatch.setattr(train_mod, "evaluate", better_auroc_worse_threshold)
+    result = fit(tiny_cfg(method="gradcam", epochs=4, baseline=str(tmp_path / "none")), tmp_path / "gradcam")
+    assert result["start"]["kept"] is False and result["best_epoch"] >= 1
+    assert start_valid_drop(result) >= 1.0
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "warning: the chosen epoch beat its start in validation auroc but its validation balanced accuracy is" in err
+
+
 def test_a_tied_score_is_broken_by_the_validation_loss():
     """Selection on a saturated metric (validation AUROC 1.0 from epoch 1 on an easy task): the same score with a
     lower validation loss wins; a higher score always wins; a checkpoint's state without best_loss still works."""

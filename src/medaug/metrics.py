@@ -86,6 +86,20 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, studies: np.nd
     return out
 
 
+#: A two-stage run that replaced its starting checkpoint but lost more validation balanced accuracy than this
+#: is flagged: its selection metric (``monitor``, AUROC by default) improved while its operating point got worse.
+OPERATING_POINT_DROP = 0.05
+
+
+def operating_point_drop(start_valid: dict, valid: dict) -> float:
+    """Validation balanced accuracy of the starting checkpoint minus that of the chosen one (> 0: worse); NaN
+    where either lacks it. Both are metrics dicts of :func:`classification_metrics`."""
+    before, after = start_valid.get("balanced_accuracy"), valid.get("balanced_accuracy")
+    if before is None or after is None:
+        return float("nan")
+    return float(before) - float(after)
+
+
 def per_class_table(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> pd.DataFrame:
     """One row per class: support, precision, recall, F1 and one-vs-rest AUROC."""
     y, probs = np.asarray(y_true).astype(int), np.asarray(probs, float)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MedaugError
+from .metrics import OPERATING_POINT_DROP, operating_point_drop
 from .stats import bootstrap_ci, holm, mean_std, paired_tests
 
 MAIN_METRICS = ["accuracy", "balanced_accuracy", "macro_f1", "auroc", "kappa"]
@@ -57,7 +58,7 @@ def collect(runs_dir: str | Path) -> pd.DataFrame:
         row = {**run_keys(path, root, m), "base_method": m.get("base_method", m["method"]), "run_dir": str(path.parent),
                "wall_s": m.get("wall_s", math.nan), "best_epoch": m.get("best_epoch"), "n_train": m.get("n_train", math.nan),
                "collapsed": int("collapse" in m), "kept_start": int(bool((m.get("start") or {}).get("kept"))),
-               "start_from": started_from(m),
+               "start_from": started_from(m), "start_valid_drop": start_valid_drop(m),
                "classifier_epochs": (m.get("budget") or {}).get("classifier_epochs", math.nan),
                "budget": (m.get("budget") or {}).get("mode", "")}
         key = tuple(row[k] for k in KEYS)
@@ -270,6 +271,10 @@ def run_notes(df: pd.DataFrame) -> list[str]:
             if kept:
                 notes.append(f"{method} kept its starting checkpoint (the `{start_from(runs)}` baseline; no epoch of the method beat it "
                              f"on validation) in {kept}/{len(runs)} runs.")
+    for method, runs in df.groupby("method"):
+        note = operating_point_note(method, runs)
+        if note:
+            notes.append(note + ".")
     return notes
 
 
@@ -331,6 +336,29 @@ def _json(path: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def start_valid_drop(m: dict) -> float:
+    """A two-stage run that replaced its start: how much validation balanced accuracy the chosen checkpoint lost
+    against the start (metrics.json 'start.valid' vs 'valid'; > 0 worse). NaN for other runs."""
+    start = m.get("start") or {}
+    if not start or start.get("kept"):
+        return math.nan
+    return operating_point_drop(start.get("valid") or {}, m.get("valid") or {})
+
+
+def operating_point_note(method: str, runs: pd.DataFrame) -> str | None:
+    """A warning where some of ``method``'s two-stage ``runs`` (rows of :func:`collect`) replaced their start
+    on the selection metric while losing more than OPERATING_POINT_DROP validation balanced accuracy."""
+    if "start_valid_drop" not in runs:
+        return None
+    drops = runs["start_valid_drop"].dropna()
+    worse = drops[drops > OPERATING_POINT_DROP]
+    if worse.empty:
+        return None
+    return (f"{method}: in {len(worse)}/{len(runs)} runs the chosen checkpoint beat its starting checkpoint on the selection "
+            f"metric (`monitor`) but lost up to {worse.max():.3f} validation balanced accuracy against it (more than "
+            f"{OPERATING_POINT_DROP:g}): its operating point got worse (`monitor = \"balanced_accuracy\"` selects on it)")
 
 
 def started_from(m: dict) -> str:

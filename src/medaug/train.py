@@ -46,7 +46,7 @@ from .io_utils import (check_output_path, check_replaceable, load_torch, output_
                        remove_output, save_npz, save_torch, write_json, write_text)
 from .methods import METHODS, Method, create_method, resolved_options
 from .methods.base import KEPT_FRACTION
-from .metrics import class_report, classification_metrics, mask_metrics
+from .metrics import OPERATING_POINT_DROP, class_report, classification_metrics, mask_metrics, operating_point_drop
 from .model_card import write_card
 from .models.classifiers import classifier_info, create_classifier
 from .progress import console, live_view
@@ -936,6 +936,11 @@ def finalise(run: Stage, averaged: list[str], stage: str, extra: dict | None) ->
         if kept_start and run.lead:
             console.print(f"{run.out}: kept the starting checkpoint (epoch 0, the `{start_method(run.record)}` baseline): no epoch of "
                           f"{cfg.method} beat its validation {cfg.monitor}", highlight=False, soft_wrap=True)
+        drop = operating_point_drop(state["start"]["valid"], valid_metrics)
+        if not kept_start and drop > OPERATING_POINT_DROP and run.lead:
+            console.print(f"{run.out}: warning: the chosen epoch beat its start in validation {cfg.monitor} but its validation "
+                          f"balanced accuracy is {drop:.3f} below the start's (monitor = \"balanced_accuracy\" selects on it)",
+                          highlight=False, soft_wrap=True)
     if run.branch_at and run.lead and not (run.out / BRANCH).is_file():
         save_branch(run)  # stopped early, before the branch epoch: its best so far is the none stage
     if run.average_last:

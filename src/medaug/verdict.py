@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .errors import MedaugError
-from .results import mark_significance, start_from, summarise
+from .results import mark_significance, operating_point_note, start_from, summarise
 from .stats import holm, mean_std
 
 COMPARE_FILE = "compare.json"
@@ -238,6 +238,9 @@ def warnings(runs: pd.DataFrame, info: dict, n_seeds: int) -> list[str]:
         if "kept_start" in group and group["kept_start"].sum():
             out.append(f"{method} kept its starting checkpoint (the `{start_from(group)}` baseline: no epoch of the method beat it on "
                        f"validation) in {int(group['kept_start'].sum())}/{n} runs (metrics.json 'start.kept')")
+        note = operating_point_note(method, group)
+        if note:
+            out.append(note)
     samples = (info.get("generator") or {}).get("samples")
     if samples:
         agreement = generator_agreement(samples)
